@@ -1,0 +1,26 @@
+"""Errors the framework raises on purpose, so callers can tell bad input from bugs."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; ``key`` is the dotted path of the offending field."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with its key placed under ``prefix`` (e.g. ``trainer``)."""
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.message)
+
+
+class BackgroundThreadError(RuntimeError):
+    """An exception raised inside a background worker, re-raised in the caller's thread."""
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError(key, message)`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(key, message)

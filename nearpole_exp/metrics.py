@@ -1,0 +1,91 @@
+"""Metric formulas shared by all problems (names follow DESIGN.md)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+BUCKET_EDGES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, float("inf"))
+
+
+def bucket_index(distance: Tensor, edges: tuple[float, ...] = BUCKET_EDGES) -> Tensor:
+    """Bucket of each distance: B0 = [e0, e1], Bk = (e_k, e_{k+1}]."""
+    inner = torch.tensor(edges[1:-1], dtype=distance.dtype, device=distance.device)
+    return torch.bucketize(distance.abs(), inner, right=False)
+
+
+def relative_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample ‖pred − target‖ / ‖target‖ over the output dims (floored at 1e-12)."""
+    diff = (pred - target).reshape(len(pred), -1).norm(dim=1)
+    return diff / target.reshape(len(target), -1).norm(dim=1).clamp_min(1e-12)
+
+
+def bucket_metrics(pred: Tensor, target: Tensor, distance: Tensor) -> dict[str, float]:
+    """Median relative error, MSE and count per distance bucket B0…B4."""
+    rel = relative_error(pred, target)
+    sq = (pred - target).reshape(len(pred), -1).pow(2).mean(dim=1)
+    buckets = bucket_index(distance)
+    out: dict[str, float] = {}
+    for b in range(len(BUCKET_EDGES) - 1):
+        mask = buckets == b
+        n = int(mask.sum())
+        out[f"eval/bucket_count/B{b}"] = float(n)
+        out[f"eval/relerr_median/B{b}"] = float(rel[mask].median()) if n else float("nan")
+        out[f"eval/bucket_mse/B{b}"] = float(sq[mask].mean()) if n else float("nan")
+    return out
+
+
+def pole_localisation_error(true_poles: Tensor, found: Tensor, width: float) -> float:
+    """Mean distance between true poles and found poles under the best one-to-one matching.
+
+    A true pole with no partner counts as ``width`` (the domain width), so missing a pole is
+    never better than placing one badly. Exact assignment for up to 7 poles, greedy above.
+    """
+    true_poles = true_poles.flatten().double()
+    found = found.flatten().double()
+    k = len(true_poles)
+    if k == 0:
+        return 0.0
+    if len(found) == 0:
+        return float(width)
+    cost = (true_poles[:, None] - found[None, :]).abs().clamp_max(width)
+    if k <= 7 and len(found) <= 9:
+        best = float("inf")
+        cols = range(len(found))
+        for perm in itertools.permutations(cols, min(k, len(found))):
+            total = sum(float(cost[i, j]) for i, j in enumerate(perm)) + width * (k - len(perm))
+            best = min(best, total)
+        return best / k
+    total, used = 0.0, set()
+    for i in range(k):
+        order = torch.argsort(cost[i])
+        j = next((int(j) for j in order if int(j) not in used), None)
+        total += width if j is None else float(cost[i, j])
+        if j is not None:
+            used.add(j)
+    return total / k
+
+
+def roots_on_grid(grid: Tensor, values: Tensor) -> Tensor:
+    """Roots of a 1D function sampled on an increasing grid, by sign change + linear interpolation."""
+    s = torch.sign(values)
+    change = (s[:-1] * s[1:]) < 0
+    x0, x1 = grid[:-1][change], grid[1:][change]
+    v0, v1 = values[:-1][change], values[1:][change]
+    return x0 - v0 * (x1 - x0) / (v1 - v0)
+
+
+def trajectory_metrics(nrmse: Tensor) -> dict[str, float]:
+    """Statistics of per-trajectory nRMSE over a held-out set (DESIGN.md names)."""
+    v = nrmse.double()
+    q = torch.quantile(v, torch.tensor([0.5, 0.95, 0.99], dtype=v.dtype))
+    return {
+        "eval/nrmse_mean": float(v.mean()),
+        "eval/nrmse_std": float(v.std(unbiased=False)),
+        "eval/nrmse_p50": float(q[0]),
+        "eval/nrmse_p95": float(q[1]),
+        "eval/nrmse_p99": float(q[2]),
+        "eval/nrmse_max": float(v.max()),
+    }

@@ -1,0 +1,110 @@
+"""Rational model y = P(x)/Q(x) with a per-sample Q and the hybrid (saturating) gradient.
+
+In 1D, P and Q are Chebyshev series on the normalised input; in more dimensions they are
+linear heads on shared MLP features. Q's coefficients are normalised to unit norm, which
+fixes the P/Q gauge so that |Q| is comparable across training (importance sampling on the
+model's Q relies on that).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nearpole_exp.models.mlp import mlp_layers
+from nearpole_exp.models.normalize import BoxNormalizer
+
+Q_FLOOR = 1e-8
+
+
+class HybridDivide(torch.autograd.Function):
+    """P/Q whose backward is bounded where |Q| < δ.
+
+    Outside the band the gradients are the exact ones of P/Q. Inside it they are those of the
+    saturated quotient P·Q/(Q² + δ²), bounded by 1/(2δ) in P and |P|/δ² in Q, so a sample on a
+    pole cannot produce an infinite or NaN gradient. The forward value is always P/Q (with Q
+    floored at 1e-8 in magnitude, keeping its sign).
+    """
+
+    @staticmethod
+    def forward(ctx, p: Tensor, q: Tensor, delta: float) -> Tensor:  # type: ignore[override]
+        sign = torch.where(q < 0, -1.0, 1.0).to(q.dtype)
+        q_safe = torch.where(q.abs() < Q_FLOOR, sign * Q_FLOOR, q)
+        ctx.save_for_backward(p, q_safe)
+        ctx.delta = max(float(delta), Q_FLOOR)
+        return p / q_safe
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+        p, q = ctx.saved_tensors
+        d2 = ctx.delta**2
+        inside = q.abs() < ctx.delta
+        denom = q * q + d2
+        dp = torch.where(inside, q / denom, 1.0 / q)
+        dq = torch.where(inside, p * (d2 - q * q) / (denom * denom), -p / (q * q))
+        gp = torch.nan_to_num(grad * dp, posinf=1e30, neginf=-1e30)
+        gq = torch.nan_to_num(grad * dq, posinf=1e30, neginf=-1e30)
+        return gp, gq.sum_to_size(q.shape), None
+
+
+def hybrid_divide(p: Tensor, q: Tensor, delta: float = 0.0) -> Tensor:
+    """P/Q with the hybrid gradient of band ``delta`` (see :class:`HybridDivide`)."""
+    return HybridDivide.apply(p, q, delta)
+
+
+def chebyshev(t: Tensor, degree: int) -> Tensor:
+    """Chebyshev polynomials T_0…T_degree at ``t`` (shape [n]), as [n, degree + 1]."""
+    cols = [torch.ones_like(t), t]
+    for _ in range(2, degree + 1):
+        cols.append(2 * t * cols[-1] - cols[-2])
+    return torch.stack(cols[: degree + 1], dim=1)
+
+
+class RationalModel(nn.Module):
+    """y = P(x)/Q(x) with learnable P and Q; ``q_values(x)`` gives Q per sample."""
+
+    def __init__(self, in_features: int, out_features: int, p_degree: int = 6, q_degree: int = 4,
+                 hidden: int = 64, depth: int = 2, activation: str = "tanh",
+                 input_bounds: list[list[float]] | None = None) -> None:
+        super().__init__()
+        if p_degree < 0 or q_degree < 1:
+            raise ValueError("model: p_degree must be >= 0 and q_degree >= 1")
+        self.normalize = BoxNormalizer(input_bounds, in_features)
+        self.one_d = in_features == 1
+        self.p_degree, self.q_degree = p_degree, q_degree
+        if self.one_d:
+            self.p_coef = nn.Parameter(0.1 * torch.randn(p_degree + 1, out_features))
+            q_init = torch.zeros(q_degree + 1)
+            q_init[0] = 1.0
+            self.q_coef = nn.Parameter(q_init + 0.01 * torch.randn(q_degree + 1))
+        else:
+            self.features = mlp_layers(in_features, hidden, hidden, depth, activation)
+            self.features.append(nn.Tanh())
+            self.p_head = nn.Linear(hidden, out_features)
+            self.q_head = nn.Linear(hidden, 1)
+            nn.init.zeros_(self.q_head.weight)
+            nn.init.constant_(self.q_head.bias, 1.0)
+        self.delta = 0.0
+
+    def _pq(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        t = self.normalize(x)
+        if self.one_d:
+            tc = t[:, 0].clamp(-1.5, 1.5)
+            p = chebyshev(tc, self.p_degree) @ self.p_coef
+            coef = self.q_coef / self.q_coef.norm()
+            q = chebyshev(tc, self.q_degree) @ coef
+        else:
+            h = self.features(t)
+            p = self.p_head(h)
+            w = torch.cat([self.q_head.weight.flatten(), self.q_head.bias])
+            q = self.q_head(h)[:, 0] / w.norm()
+        return p, q
+
+    def q_values(self, x: Tensor) -> Tensor:
+        """The model's normalised denominator Q at ``x``, shape [n]."""
+        return self._pq(x)[1]
+
+    def forward(self, x: Tensor, delta: float | None = None) -> Tensor:
+        p, q = self._pq(x)
+        band = self.delta if delta is None else delta
+        return hybrid_divide(p, q[:, None], band)

@@ -1,0 +1,53 @@
+"""The ask/tell breeder protocol: which points (simulation parameters) get labelled next."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class Breeder(ABC):
+    """Proposes points in a box and learns from per-sample difficulty signals.
+
+    Simulation ids are assigned in ask order: the first point ever returned by ``ask`` has
+    id 0, the next id 1, and so on; ``tell`` refers to points by those ids.
+    """
+
+    def __init__(self, bounds: Tensor) -> None:
+        bounds = torch.as_tensor(bounds, dtype=torch.float32)
+        if bounds.ndim != 2 or bounds.shape[1] != 2:
+            raise ValueError(f"bounds must have shape [d, 2], got {tuple(bounds.shape)}")
+        if not bool((bounds[:, 1] > bounds[:, 0]).all()):
+            raise ValueError("bounds: every upper bound must exceed its lower bound")
+        self.bounds = bounds
+        self.n_asked = 0
+
+    @property
+    def dim(self) -> int:
+        return int(self.bounds.shape[0])
+
+    @abstractmethod
+    def ask(self, n: int) -> Tensor:
+        """The next ``n`` points, shape ``[n, d]``, inside the box."""
+
+    def tell(self, sim_ids: Tensor, values: Tensor) -> None:
+        """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
+
+    def metrics(self) -> dict[str, float]:
+        """Scalars describing the breeder (``breeder/*`` names)."""
+        return {}
+
+    def start(self) -> None:
+        """Start background work, if any."""
+
+    def close(self) -> None:
+        """Stop background work and release resources; safe to call twice."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n_asked": self.n_asked}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_asked = int(state["n_asked"])

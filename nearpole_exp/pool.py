@@ -1,0 +1,113 @@
+"""The labelled pool: every training sample acquired so far, stored as growing tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nearpole_exp.problems.base import Samples
+
+_FIELDS = ("inputs", "targets", "source", "q", "distance")
+
+
+class Pool:
+    """Append-only tensor store with amortised O(1) growth and optional FIFO capacity.
+
+    Samples with non-finite inputs or targets (e.g. a label exactly on a pole) are
+    dropped on entry and counted in ``n_rejected``; they never reach a model.
+    """
+
+    def __init__(self, capacity: int = 0) -> None:
+        self.capacity = capacity
+        self._data: dict[str, Tensor | None] = dict.fromkeys(_FIELDS)
+        self._size = 0
+        self.n_sources = 0
+        self.n_rejected = 0
+        self.n_evicted = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _grow(self, name: str, value: Tensor, need: int) -> None:
+        current = self._data[name]
+        if current is None:
+            shape = (max(need, 1024), *value.shape[1:])
+            self._data[name] = torch.empty(shape, dtype=value.dtype, device=value.device)
+        elif current.shape[0] < need:
+            bigger = torch.empty((max(need, 2 * current.shape[0]), *current.shape[1:]),
+                                 dtype=current.dtype, device=current.device)
+            bigger[: self._size] = current[: self._size]
+            self._data[name] = bigger
+
+    def add(self, samples: Samples) -> Tensor:
+        """Append labelled samples; returns the global source ids given to their points."""
+        n_points = int(samples.source.max().item()) + 1 if len(samples) else 0
+        ids = torch.arange(self.n_sources, self.n_sources + n_points)
+        self.n_sources += n_points
+        flat_in = samples.inputs.reshape(len(samples), -1)
+        flat_out = samples.targets.reshape(len(samples), -1)
+        keep = torch.isfinite(flat_in).all(1) & torch.isfinite(flat_out).all(1)
+        self.n_rejected += int((~keep).sum())
+        values = {
+            "inputs": samples.inputs[keep],
+            "targets": samples.targets[keep],
+            "source": (samples.source[keep] + ids[0] if n_points else samples.source[keep]).long(),
+            "q": None if samples.q is None else samples.q[keep],
+            "distance": None if samples.distance is None else samples.distance[keep],
+        }
+        m = int(keep.sum())
+        for name, value in values.items():
+            if value is None:
+                continue
+            self._grow(name, value, self._size + m)
+            self._data[name][self._size : self._size + m] = value  # type: ignore[index]
+        self._size += m
+        if self.capacity and self._size > self.capacity:
+            self._evict(self._size - self.capacity)
+        return ids
+
+    def _evict(self, n: int) -> None:
+        """Drop the ``n`` oldest samples (FIFO)."""
+        for name, value in self._data.items():
+            if value is not None:
+                self._data[name] = value[n : self._size].clone()
+        self._size -= n
+        self.n_evicted += n
+
+    def field(self, name: str) -> Tensor | None:
+        """The live rows of one field (``inputs``, ``targets``, ``source``, ``q``, ``distance``)."""
+        value = self._data[name]
+        return None if value is None else value[: self._size]
+
+    @property
+    def inputs(self) -> Tensor:
+        return self.field("inputs")  # type: ignore[return-value]
+
+    @property
+    def targets(self) -> Tensor:
+        return self.field("targets")  # type: ignore[return-value]
+
+    @property
+    def source(self) -> Tensor:
+        return self.field("source")  # type: ignore[return-value]
+
+    def to(self, device: torch.device) -> Pool:
+        """Move the storage to ``device``."""
+        for name, value in self._data.items():
+            if value is not None:
+                self._data[name] = value.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        data = {k: (None if v is None else v[: self._size].cpu().clone()) for k, v in self._data.items()}
+        return {"data": data, "size": self._size, "n_sources": self.n_sources,
+                "n_rejected": self.n_rejected, "n_evicted": self.n_evicted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._data = dict(state["data"])
+        self._size = int(state["size"])
+        self.n_sources = int(state["n_sources"])
+        self.n_rejected = int(state["n_rejected"])
+        self.n_evicted = int(state["n_evicted"])

@@ -1,0 +1,85 @@
+"""What a problem is: a box of acquirable points, a labelling oracle and an evaluation.
+
+Two kinds share this protocol. A *pole* problem labels input points x with a target that
+has poles where a denominator Q(x) vanishes. A *simulator* problem labels simulation
+parameters λ by running a batched solver; each simulation yields many training samples
+(one per time step), all carrying the simulation's id as their ``source``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+Predictor = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Samples:
+    """Labelled training samples made from a batch of acquired points.
+
+    ``source[i]`` is the row of the acquired batch that produced sample ``i``; the pool
+    turns it into a global id (the simulation id). ``q`` and ``distance`` are known only
+    for problems that know their denominator or their poles.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    source: Tensor
+    q: Tensor | None = None
+    distance: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+class Problem(ABC):
+    """A learning problem: acquisition box, oracle, model dimensions and evaluation."""
+
+    kind: ClassVar[str]
+    name: str = "problem"
+
+    @property
+    @abstractmethod
+    def bounds(self) -> Tensor:
+        """Box of acquirable points, shape ``[d, 2]`` holding (lower, upper) per dimension."""
+
+    @property
+    def param_dim(self) -> int:
+        """Dimension of an acquired point (x for pole problems, λ for simulators)."""
+        return int(self.bounds.shape[0])
+
+    @abstractmethod
+    def label(self, points: Tensor) -> Samples:
+        """Label a batch of acquired points ``[n, d]`` (oracle call or simulation)."""
+
+    @abstractmethod
+    def model_dims(self) -> dict[str, int]:
+        """Keyword arguments a model needs to match this problem's inputs and outputs."""
+
+    @abstractmethod
+    def evaluate(self, predict: Predictor, model: torch.nn.Module | None = None) -> dict[str, float]:
+        """Metrics (DESIGN.md names, e.g. ``eval/mse``) of ``predict`` on held-out points."""
+
+    def q(self, inputs: Tensor) -> Tensor | None:
+        """Known denominator Q at model inputs, or None when the problem does not know it."""
+        return None
+
+    def distance(self, inputs: Tensor) -> Tensor | None:
+        """Distance of model inputs to the nearest pole, or None when unknown."""
+        return None
+
+    def plots(self, predict: Predictor, outdir: str) -> list[str]:
+        """Write problem-specific PNG plots to ``outdir`` and return their paths."""
+        return []
+
+    def uniform(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` points drawn uniformly from the box."""
+        b = self.bounds
+        u = torch.rand(n, b.shape[0], generator=generator, dtype=b.dtype)
+        return b[:, 0] + u * (b[:, 1] - b[:, 0])

@@ -1,0 +1,157 @@
+"""Base class for targets with poles: oracle, known Q, bucketed evaluation and PLE."""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nearpole_exp import metrics
+from nearpole_exp.problems.base import Predictor, Problem, Samples
+
+
+class PoleProblem(Problem):
+    """A target y(x) = P(x)/Q(x) on a box, with a known denominator or distance to its poles.
+
+    Subclasses give ``target``, ``q`` and ``distance``; 1D problems also give ``poles``.
+    Evaluation uses a uniform grid plus log-spaced points around each pole, so every
+    distance bucket B0…B4 is populated.
+    """
+
+    kind = "pole"
+
+    def __init__(self, low: float | list[float], high: float | list[float], n_eval: int = 2000,
+                 decades: tuple[float, float] = (-7.0, -0.5)) -> None:
+        low_t = torch.as_tensor(low, dtype=torch.float32).reshape(-1)
+        high_t = torch.as_tensor(high, dtype=torch.float32).reshape(-1)
+        if low_t.shape != high_t.shape:
+            raise ValueError("problem bounds: low and high must have the same length")
+        if not bool((high_t > low_t).all()):
+            raise ValueError("problem bounds: high must exceed low in every dimension")
+        if n_eval < 10:
+            raise ValueError(f"problem.n_eval must be at least 10, got {n_eval}")
+        self._bounds = torch.stack([low_t, high_t], dim=1)
+        self.n_eval = n_eval
+        self.decades = decades
+        self._eval: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    @property
+    def bounds(self) -> Tensor:
+        return self._bounds
+
+    @abstractmethod
+    def target(self, x: Tensor) -> Tensor:
+        """Exact target values ``[n, out]`` (inf or nan exactly on a pole)."""
+
+    @abstractmethod
+    def q(self, inputs: Tensor) -> Tensor:
+        """The denominator Q at ``inputs`` (signed; zero on the poles)."""
+
+    @abstractmethod
+    def distance(self, inputs: Tensor) -> Tensor:
+        """Distance of ``inputs`` to the nearest pole (the bucket variable)."""
+
+    @property
+    def out_features(self) -> int:
+        return int(self.target(self.bounds.mean(dim=1, keepdim=True).T).shape[1])
+
+    def poles(self) -> Tensor | None:
+        """Known pole locations along the first axis (1D problems), for PLE and plots."""
+        return None
+
+    def model_dims(self) -> dict[str, Any]:
+        return {"in_features": self.param_dim, "out_features": self.out_features,
+                "input_bounds": self.bounds.tolist()}
+
+    def label(self, points: Tensor) -> Samples:
+        x = points.float()
+        return Samples(inputs=x, targets=self.target(x), source=torch.arange(len(x)),
+                       q=self.q(x), distance=self.distance(x))
+
+    def near_pole_points(self, n: int) -> Tensor:
+        """Points at log-spaced distances around each 1D pole, both sides, inside the box."""
+        poles = self.poles()
+        if poles is None or self.param_dim != 1:
+            return torch.empty(0, self.param_dim)
+        lo_dec, hi_dec = self.decades
+        offsets = torch.logspace(lo_dec, hi_dec, n, dtype=torch.float64)
+        pts = torch.cat([p + s * offsets for p in poles.double() for s in (-1.0, 1.0)])
+        lo, hi = self.bounds[0].double()
+        return pts[(pts > lo) & (pts < hi)].float()[:, None]
+
+    def eval_set(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(x, y, distance, is_uniform) of the held-out evaluation points, built once."""
+        if self._eval is None:
+            gen = torch.Generator().manual_seed(12345)
+            uniform = self.uniform(self.n_eval, gen)
+            near = self.near_pole_points(max(self.n_eval // 10, 10))
+            x = torch.cat([uniform, near])
+            is_uniform = torch.cat([torch.ones(len(uniform)), torch.zeros(len(near))]).bool()
+            y = self.target(x)
+            keep = torch.isfinite(y).all(dim=1)
+            self._eval = (x[keep], y[keep], self.distance(x[keep]), is_uniform[keep])
+        return self._eval
+
+    def found_poles(self, predict: Predictor, model: torch.nn.Module | None) -> Tensor:
+        """Pole locations of the fitted model in 1D: roots of its Q, else peaks of |ŷ|."""
+        lo, hi = self.bounds[0].tolist()
+        grid = torch.linspace(lo, hi, 20001)[:, None]
+        q_values = getattr(model, "q_values", None)
+        with torch.no_grad():
+            if q_values is not None:
+                return metrics.roots_on_grid(grid[:, 0], q_values(grid).flatten().cpu())
+            mag = predict(grid).reshape(len(grid), -1).norm(dim=1).cpu()
+        k = len(self.poles() or [])
+        peak = (mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])
+        idx = torch.nonzero(peak).flatten() + 1
+        top = idx[torch.argsort(mag[idx], descending=True)[:k]]
+        return grid[top, 0]
+
+    def evaluate(self, predict: Predictor, model: torch.nn.Module | None = None) -> dict[str, float]:
+        x, y, dist, is_uniform = self.eval_set()
+        with torch.no_grad():
+            pred = predict(x).reshape(y.shape).cpu().double()
+        y = y.double()
+        out = {"eval/mse": float((pred[is_uniform] - y[is_uniform]).pow(2).mean())}
+        out.update(metrics.bucket_metrics(pred, y, dist))
+        poles = self.poles()
+        if poles is not None and self.param_dim == 1:
+            width = float(self.bounds[0, 1] - self.bounds[0, 0])
+            found = self.found_poles(predict, model)
+            out["eval/ple"] = metrics.pole_localisation_error(poles, found, width)
+        return out
+
+    def plots(self, predict: Predictor, outdir: str) -> list[str]:
+        """Fitted function vs the truth near each pole (1D problems)."""
+        poles = self.poles()
+        if poles is None or self.param_dim != 1:
+            return []
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        paths = []
+        for i, pole in enumerate(poles.tolist()):
+            fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+            for j, radius in enumerate((0.3, 1e-3)):
+                lo = max(pole - radius, float(self.bounds[0, 0]))
+                hi = min(pole + radius, float(self.bounds[0, 1]))
+                x = torch.linspace(lo, hi, 2001)[:, None]
+                with torch.no_grad():
+                    pred = predict(x).cpu()
+                ax[j].plot(x[:, 0], self.target(x)[:, 0], "k-", lw=1, label="truth")
+                ax[j].plot(x[:, 0], pred[:, 0], "r--", lw=1, label="model")
+                ax[j].set_yscale("symlog")
+                ax[j].axvline(pole, color="grey", lw=0.5)
+                ax[j].set_title(f"pole {pole:.4g}, ±{radius:g}")
+            ax[0].legend()
+            fig.tight_layout()
+            path = os.path.join(outdir, f"fit_pole{i}.png")
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            paths.append(path)
+        return paths

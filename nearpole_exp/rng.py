@@ -1,0 +1,46 @@
+"""Seeding: one global seed, applied before anything is built, and per-component generators."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def child_generator(device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded from the global torch RNG, so one seed fixes it."""
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def rng_state() -> dict[str, object]:
+    """The global RNG states, as tensors and plain types (loadable with ``weights_only``)."""
+    state: dict[str, object] = {
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, object]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    keys = state["numpy"].numpy().astype(np.uint32)  # type: ignore[union-attr]
+    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), 0, 0.0))  # type: ignore[arg-type]
+    torch.set_rng_state(state["torch"])  # type: ignore[arg-type]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])  # type: ignore[arg-type]

@@ -1,0 +1,115 @@
+"""Batch selection: which pool samples each gradient step trains on."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from nearpole_exp.rng import child_generator
+
+if TYPE_CHECKING:
+    from nearpole_exp.pool import Pool
+    from nearpole_exp.problems.base import Problem
+
+
+@dataclass
+class Selection:
+    """Pool indices for one batch and their loss-correction weights.
+
+    ``weights`` are ratios target-density / sampling-density (mean about 1), so a weighted
+    mean of per-sample losses estimates the uniform-pool loss without bias; ``ess`` is the
+    effective sample size (Σw)²/Σw² of those weights.
+    """
+
+    idx: Tensor
+    weights: Tensor
+    ess: float
+
+
+def effective_sample_size(weights: Tensor) -> float:
+    """Kish effective sample size of a weight vector."""
+    total = weights.sum()
+    return float(total * total / (weights * weights).sum().clamp_min(1e-300))
+
+
+class BatchSampler(ABC):
+    """Chooses training batches from the pool; may also propose new points to label."""
+
+    needs_q: bool = False
+
+    def __init__(self) -> None:
+        self._generator: torch.Generator | None = None
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The sampler's own seeded generator on ``device`` (created lazily, seeded globally)."""
+        if self._generator is None or self._generator.device != device:
+            state = None if self._generator is None else self._generator.get_state()
+            self._generator = child_generator(device)
+            if state is not None and device.type == "cpu":
+                self._generator.set_state(state)
+        return self._generator
+
+    @abstractmethod
+    def select(
+        self,
+        n_pool: int,
+        batch_size: int,
+        *,
+        q: Tensor | None = None,
+        prior: Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> Selection:
+        """Draw ``batch_size`` indices from a pool of ``n_pool`` samples.
+
+        ``q`` holds the pool's |Q| (or distance) when ``needs_q``; ``prior`` is an optional
+        non-negative per-sample multiplier (e.g. a curriculum band) on the sampling density.
+        """
+
+    def propose(self, problem: Problem, pool: Pool, round_idx: int) -> Tensor | None:
+        """New points to label before round ``round_idx`` (active samplers), else None."""
+        return None
+
+    def metrics(self) -> dict[str, float]:
+        """Scalars describing the sampler's recent behaviour (``sampler/*`` names)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        gen = self._generator
+        return {"generator": None if gen is None else gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("generator") is not None:
+            self._generator = torch.Generator().manual_seed(0)
+            self._generator.set_state(state["generator"])
+
+
+class UniformSampler(BatchSampler):
+    """Uniform draws with replacement over the pool, optionally shaped by a prior."""
+
+    def select(
+        self,
+        n_pool: int,
+        batch_size: int,
+        *,
+        q: Tensor | None = None,
+        prior: Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> Selection:
+        if n_pool <= 0:
+            raise ValueError("cannot select a batch from an empty pool")
+        device = device or torch.device("cpu")
+        gen = self.generator(device)
+        if prior is None:
+            idx = torch.randint(0, n_pool, (batch_size,), generator=gen, device=device)
+            weights = torch.ones(batch_size, device=device)
+            return Selection(idx, weights, float(batch_size))
+        p = prior.to(device=device, dtype=torch.float64).clamp_min(0)
+        if not torch.isfinite(p).all() or p.sum() <= 0:
+            p = torch.ones(n_pool, device=device, dtype=torch.float64)
+        idx = torch.multinomial(p, batch_size, replacement=True, generator=gen)
+        weights = (p.sum() / (n_pool * p[idx])).float()
+        return Selection(idx, weights, effective_sample_size(weights))
