@@ -68,13 +68,28 @@ def pole_localisation_error(true_poles: Tensor, found: Tensor, width: float) -> 
     return total / k
 
 
-def roots_on_grid(grid: Tensor, values: Tensor) -> Tensor:
-    """Roots of a 1D function sampled on an increasing grid, by sign change + linear interpolation."""
+def roots_on_grid(grid: Tensor, values: Tensor, touch_tol: float = 0.0) -> Tensor:
+    """Roots of a 1D function sampled on an increasing grid.
+
+    Sign changes are located by linear interpolation. With ``touch_tol > 0``, local minima of
+    |f| below ``touch_tol · max|f|`` also count: a close pair of roots inside one grid cell
+    shows no sign change but is still a (double) pole of 1/f.
+    """
     s = torch.sign(values)
     change = (s[:-1] * s[1:]) < 0
     x0, x1 = grid[:-1][change], grid[1:][change]
     v0, v1 = values[:-1][change], values[1:][change]
-    return x0 - v0 * (x1 - x0) / (v1 - v0)
+    roots = x0 - v0 * (x1 - x0) / (v1 - v0)
+    if touch_tol > 0 and len(values) > 2:
+        mag = values.abs()
+        low = (mag[1:-1] <= mag[:-2]) & (mag[1:-1] <= mag[2:]) & (mag[1:-1] < touch_tol * mag.max())
+        touch = grid[1:-1][low]
+        near_change = (touch[:, None] - roots[None, :]).abs().min(dim=1).values if len(roots) else None
+        spacing = float(grid[1] - grid[0])
+        if near_change is not None:
+            touch = touch[near_change > 2 * spacing]
+        roots = torch.sort(torch.cat([roots, touch])).values
+    return roots
 
 
 def trajectory_metrics(nrmse: Tensor) -> dict[str, float]:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from nearpole_exp.problems.base import Samples
 
-_FIELDS = ("inputs", "targets", "source", "q", "distance")
+_FIELDS = ("inputs", "targets", "source", "q", "distance", "draws")
 
 
 class Pool:
@@ -41,9 +41,14 @@ class Pool:
             bigger[: self._size] = current[: self._size]
             self._data[name] = bigger
 
-    def add(self, samples: Samples) -> Tensor:
-        """Append labelled samples; returns the global source ids given to their points."""
-        n_points = int(samples.source.max().item()) + 1 if len(samples) else 0
+    def add(self, samples: Samples, n_points: int | None = None) -> Tensor:
+        """Append labelled samples; returns the global source ids given to their ``n_points`` points.
+
+        ``n_points`` defaults to ``max(samples.source) + 1``; pass it when some acquired points
+        produced no samples at all.
+        """
+        if n_points is None:
+            n_points = int(samples.source.max().item()) + 1 if len(samples) else 0
         ids = torch.arange(self.n_sources, self.n_sources + n_points)
         self.n_sources += n_points
         flat_in = samples.inputs.reshape(len(samples), -1)
@@ -56,6 +61,7 @@ class Pool:
             "source": (samples.source[keep] + ids[0] if n_points else samples.source[keep]).long(),
             "q": None if samples.q is None else samples.q[keep],
             "distance": None if samples.distance is None else samples.distance[keep],
+            "draws": torch.zeros(int(keep.sum()), dtype=torch.long, device=samples.inputs.device),
         }
         m = int(keep.sum())
         for name, value in values.items():
@@ -76,8 +82,14 @@ class Pool:
         self._size -= n
         self.n_evicted += n
 
+    def record_draws(self, idx: Tensor) -> None:
+        """Count how often each sample was drawn into a training batch (vectorised)."""
+        draws = self._data["draws"]
+        if draws is not None:
+            draws[: self._size] += torch.bincount(idx.to(draws.device), minlength=self._size)
+
     def field(self, name: str) -> Tensor | None:
-        """The live rows of one field (``inputs``, ``targets``, ``source``, ``q``, ``distance``)."""
+        """The live rows of a field: ``inputs``, ``targets``, ``source``, ``q``, ``distance``, ``draws``."""
         value = self._data[name]
         return None if value is None else value[: self._size]
 

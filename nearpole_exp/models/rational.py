@@ -86,7 +86,8 @@ class RationalModel(nn.Module):
             nn.init.constant_(self.q_head.bias, 1.0)
         self.delta = 0.0
 
-    def _pq(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def pq(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Numerator ``[n, out]`` and unit-norm-coefficient denominator ``[n]`` at ``x``."""
         t = self.normalize(x)
         if self.one_d:
             tc = t[:, 0].clamp(-1.5, 1.5)
@@ -102,9 +103,9 @@ class RationalModel(nn.Module):
 
     def q_values(self, x: Tensor) -> Tensor:
         """The model's normalised denominator Q at ``x``, shape [n]."""
-        return self._pq(x)[1]
+        return self.pq(x)[1]
 
     def forward(self, x: Tensor, delta: float | None = None) -> Tensor:
-        p, q = self._pq(x)
+        p, q = self.pq(x)
         band = self.delta if delta is None else delta
         return hybrid_divide(p, q[:, None], band)

@@ -102,7 +102,8 @@ class PoleProblem(Problem):
         q_values = getattr(model, "q_values", None)
         with torch.no_grad():
             if q_values is not None:
-                return metrics.roots_on_grid(grid[:, 0], q_values(grid).flatten().cpu())
+                return metrics.roots_on_grid(grid[:, 0], q_values(grid).flatten().cpu(),
+                                             touch_tol=1e-3)
             mag = predict(grid).reshape(len(grid), -1).norm(dim=1).cpu()
         k = len(self.poles() or [])
         peak = (mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])

@@ -1,0 +1,57 @@
+"""Atomic file writes: a reader (or a kill -9) never sees a half-written file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+
+def _atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temp file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """``torch.save`` that replaces ``path`` atomically."""
+    _atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def save_json(obj: Any, path: str | Path) -> None:
+    """JSON dump that replaces ``path`` atomically (non-finite floats become null)."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True)
+    _atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf floats by None so the JSON stays standard."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def append_jsonl(record: dict[str, Any], path: str | Path) -> None:
+    """Append one JSON object as a line (flushed, so a crash loses at most this line)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(_finite(record), sort_keys=True) + "\n")
+        handle.flush()

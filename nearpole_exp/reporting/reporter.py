@@ -1,0 +1,100 @@
+"""Where a job's numbers go: metrics.jsonl, summary.json, W&B and the console."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from nearpole_exp.atomic import append_jsonl, save_json
+from nearpole_exp.reporting.console import console, summary_table
+from nearpole_exp.reporting.wandb_run import WandbRun
+
+log = logging.getLogger(__name__)
+
+
+def git_sha() -> str | None:
+    """The current git commit of the working directory, when there is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def hydra_context() -> dict[str, Any]:
+    """Hydra's override dirname and group choices for this job (empty outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return {}
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    return {"override_dirname": hc.job.override_dirname, "choices": choices,
+            "job_num": hc.job.get("num"), "mode": str(hc.mode)}
+
+
+class Reporter:
+    """Writes every logged record to ``metrics.jsonl`` and W&B; the summary to both at the end."""
+
+    def __init__(self, cfg: DictConfig, output_dir: Path, run_id: str | None) -> None:
+        self.output_dir = output_dir
+        self.metrics_path = output_dir / "metrics.jsonl"
+        self.summary_path = output_dir / "summary.json"
+        context = hydra_context()
+        self.choices = context.get("choices", {})
+        lc = cfg.logger
+        group = lc.group or context.get("override_dirname") or cfg.task_name
+        name = lc.name or f"{group}-s{cfg.seed}"
+        config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        assert isinstance(config, dict)
+        config["choices"] = self.choices
+        config["git_sha"] = git_sha()
+        if lc.enabled:
+            self.wandb = WandbRun(project=lc.project, entity=lc.entity, group=group,
+                                  job_type=lc.job_type or cfg.task_name, name=name,
+                                  tags=[*cfg.tags, *lc.tags], config=config,
+                                  output_dir=str(output_dir), mode=lc.mode, run_id=run_id,
+                                  init_timeout=lc.init_timeout)
+        else:
+            self.wandb = WandbRun(project="", entity=None, group=None, job_type=None, name=None,
+                                  tags=[], config={}, output_dir=str(output_dir), mode="disabled",
+                                  run_id=None, init_timeout=1.0)
+        self.log_histograms = lc.log_histograms
+        self.log_plots = lc.log_plots
+
+    @property
+    def run_id(self) -> str | None:
+        return self.wandb.id
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """One record: appended to metrics.jsonl and sent to W&B."""
+        record = {"step": step, **metrics}
+        append_jsonl(record, self.metrics_path)
+        self.wandb.log(metrics, step)
+
+    def histogram(self, key: str, values: np.ndarray, step: int) -> None:
+        if self.log_histograms:
+            self.wandb.log_histogram(key, values, step)
+
+    def images(self, paths: list[str], step: int) -> None:
+        if self.log_plots:
+            self.wandb.log_images(paths, step)
+
+    def table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+        self.wandb.log_table(key, columns, rows, step)
+
+    def finish(self, summary: dict[str, Any], failed: bool) -> None:
+        """Write summary.json, push the summary to W&B, print the end-of-job table."""
+        summary = {**summary, "choices": self.choices, "wandb_mode": self.wandb.mode,
+                   "wandb_run_id": self.wandb.id}
+        save_json(summary, self.summary_path)
+        self.wandb.summarize({k: v for k, v in summary.items() if not isinstance(v, dict)})
+        self.wandb.finish(exit_code=1 if failed else 0)
+        console().print(summary_table(summary, title=f"{self.output_dir.name}: {summary['status']}"))

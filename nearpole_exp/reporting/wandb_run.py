@@ -1,0 +1,141 @@
+"""Weights & Biases, one run per job, that never stops a run when W&B misbehaves.
+
+The mode comes from ``logger.mode``, else ``WANDB_MODE``, else ``online`` when an API key is
+configured and ``offline`` when none is. If ``init`` fails online it falls back to offline,
+and if that fails too, to no W&B at all; any later W&B error disables logging with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def has_api_key() -> bool:
+    """Whether a W&B API key is configured (environment or ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        rc_path = os.environ.get("NETRC", os.path.expanduser("~/.netrc"))
+        return netrc.netrc(rc_path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(configured: str | None) -> str:
+    """online / offline / disabled, from config, environment and credentials, in that order."""
+    if configured:
+        return configured
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in ("offline", "dryrun"):
+        return "offline"
+    if env in ("disabled", "online"):
+        return env
+    if env == "run":
+        return "online"
+    return "online" if has_api_key() else "offline"
+
+
+class WandbRun:
+    """A thin, failure-proof wrapper around one ``wandb`` run."""
+
+    def __init__(self, *, project: str, entity: str | None, group: str | None, job_type: str | None,
+                 name: str | None, tags: list[str], config: dict[str, Any], output_dir: str,
+                 mode: str | None, run_id: str | None, init_timeout: float) -> None:
+        self.run: Any = None
+        self.mode = resolve_mode(mode)
+        if self.mode == "disabled":
+            return
+        kwargs = dict(project=project, entity=entity, group=group, job_type=job_type, name=name,
+                      tags=tags or None, config=config, dir=output_dir, id=run_id,
+                      resume="allow" if run_id else None)
+        for mode in (self.mode, "offline") if self.mode == "online" else (self.mode,):
+            self.run = self._init(mode, init_timeout, kwargs)
+            if self.run is not None:
+                self.mode = mode
+                break
+        if self.run is None:
+            self.mode = "disabled"
+            return
+        self._call(self.run.define_metric, "step")
+        self._call(self.run.define_metric, "*", step_metric="step")
+
+    @staticmethod
+    def _init(mode: str, timeout: float, kwargs: dict[str, Any]) -> Any:
+        try:
+            import wandb
+
+            Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
+            settings = wandb.Settings(init_timeout=timeout, console="off", silent=True)
+            return wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
+        except Exception as err:  # W&B unreachable or misconfigured: never fatal
+            log.warning("W&B init failed in %s mode (%s); continuing without it", mode, err)
+            return None
+
+    @property
+    def id(self) -> str | None:
+        return None if self.run is None else str(self.run.id)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.run is None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            log.warning("W&B call failed (%s); W&B logging is off for the rest of this job", err)
+            self.run = None
+            return None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        if self.run is not None:
+            self._call(self.run.log, {**metrics, "step": step})
+
+    def log_histogram(self, key: str, values: np.ndarray, step: int, bins: int = 64) -> None:
+        if self.run is None or values.size == 0:
+            return
+        import wandb
+
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            hist = self._call(wandb.Histogram, np_histogram=np.histogram(finite, bins=bins))
+            if hist is not None:
+                self.log({key: hist}, step)
+
+    def log_images(self, paths: list[str], step: int) -> None:
+        if self.run is None or not paths:
+            return
+        import wandb
+
+        images = {f"plots/{Path(p).stem}": self._call(wandb.Image, p) for p in paths}
+        self.log({k: v for k, v in images.items() if v is not None}, step)
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        table = self._call(wandb.Table, columns=columns, data=rows)
+        if table is not None:
+            self.log({key: table}, step)
+
+    def update_config(self, values: dict[str, Any]) -> None:
+        if self.run is not None:
+            self._call(self.run.config.update, values, allow_val_change=True)
+
+    def summarize(self, summary: dict[str, Any]) -> None:
+        if self.run is not None:
+            self._call(self.run.summary.update, summary)
+
+    def finish(self, exit_code: int) -> None:
+        if self.run is not None:
+            self._call(self.run.finish, exit_code=exit_code)
+            self.run = None

@@ -1,0 +1,394 @@
+"""The generic loop of DESIGN.md: acquire → label → train with per-sample losses → evaluate →
+report → checkpoint. Pole problems and simulators run through the same code."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from nearpole_exp.ogas.base import Breeder
+from nearpole_exp.pool import Pool
+from nearpole_exp.reporting import plots
+from nearpole_exp.reporting.console import progress
+from nearpole_exp.reporting.reporter import Reporter
+from nearpole_exp.rng import rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in every checkpoint."""
+
+    round: int = 0
+    step: int = 0
+    wall_s: float = 0.0
+    breeder_s: float = 0.0
+    skipped_steps: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def has_target(node: Any) -> bool:
+    """Whether a config node names something to build (``none`` options are empty)."""
+    return OmegaConf.is_config(node) and "_target_" in node
+
+
+def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
+    """The acquisition breeder; OGAS-style breeders also get the ``ogas/model`` and ``ogas/data`` parts."""
+    node = ogas.breeder
+    params = inspect.signature(get_class(node._target_)).parameters
+    extra: dict[str, Any] = {}
+    for part in ("model", "data"):
+        if part in params and part in ogas and OmegaConf.is_config(ogas[part]):
+            extra[part] = OmegaConf.to_object(ogas[part])
+    return instantiate(node, bounds=bounds, _convert_="all", **extra)
+
+
+def residual_loss(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
+    """Linearised rational loss |P − y·Q|² / (1 + |y|²) per sample (Q normalised, so no trivial zero).
+
+    Unlike the quotient loss it stays bounded while Q's roots move across the data, so a rational
+    model locates its poles without spurious-pole blow-ups.
+    """
+    n = target.shape[0]
+    res = (p - target * q[:, None]).reshape(n, -1).pow(2).mean(dim=1)
+    return res / (1.0 + target.reshape(n, -1).pow(2).mean(dim=1))
+
+
+def per_sample_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Per-sample training loss: ``mse``, ``relative`` (squared error / (1 + |y|²)) or ``nrmse``."""
+    n = pred.shape[0]
+    sq = (pred - target).reshape(n, -1).pow(2).mean(dim=1)
+    scale = target.reshape(n, -1).pow(2).mean(dim=1)
+    if kind == "mse":
+        return sq
+    if kind == "relative":
+        return sq / (1.0 + scale)
+    return sq.clamp_min(1e-24).sqrt() / scale.sqrt().clamp_min(1e-6)
+
+
+class Runner:
+    """Builds every component from a composed config (seed first) and runs the loop."""
+
+    def __init__(self, cfg: DictConfig, output_dir: str | Path) -> None:
+        self.cfg = cfg
+        self.output_dir = Path(output_dir)
+        self.ckpt_dir = self.output_dir / "checkpoints"
+        seed_everything(int(cfg.seed))
+        t = cfg.trainer
+        self.device = resolve_device(t.device)
+        self.problem = instantiate(cfg.problem, _convert_="all")
+        self.model = instantiate(cfg.model, **self.problem.model_dims(), _convert_="all").to(self.device)
+        self.sampler = instantiate(cfg.sampler, _convert_="all")
+        self.curriculum = instantiate(cfg.curriculum, _convert_="all") if has_target(cfg.curriculum) else None
+        self.gradient = instantiate(cfg.gradient, _convert_="all") if has_target(cfg.gradient) else None
+        self.monitor = (instantiate(cfg.diagnostics, export_path=str(self.output_dir / "diagnostics.jsonl"),
+                                    _convert_="all") if has_target(cfg.diagnostics) else None)
+        self.breeder = build_breeder(cfg.ogas, self.problem.bounds)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.total_steps = t.rounds * t.steps_per_round
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.pool = Pool(t.pool_capacity)
+        self.breeder_ids = torch.empty(0, dtype=torch.long)
+        self.state = LoopState()
+        self._q_abs: Tensor | None = None
+        self._q_step = -1
+        self.q_source = t.q_source
+        self._check_compatible()
+
+    def _lr_factor(self, step: int) -> float:
+        if self.cfg.trainer.lr_schedule == "constant":
+            return 1.0
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
+
+    def _check_compatible(self) -> None:
+        """Refuse combinations that cannot work, with the key to change."""
+        needs_q = getattr(self.sampler, "needs_q", False)
+        if self.q_source == "model" and not hasattr(self.model, "q_values"):
+            raise ValueError("trainer.q_source=model needs a model with q_values (model=rational)")
+        if self.cfg.trainer.loss == "residual" and not hasattr(self.model, "pq"):
+            raise ValueError("trainer.loss=residual needs a rational model (model=rational)")
+        if needs_q and self.q_source == "problem" and self.problem.kind != "pole":
+            raise ValueError(
+                f"sampler needs |Q| but problem {self.problem.name!r} has none: use trainer.q_source=model "
+                "with model=rational, or a sampler that does not need Q (sampler=uniform)")
+
+    # ---------------------------------------------------------------- acquisition
+    def acquire(self, round_idx: int) -> int:
+        """Label the breeder's next generation and the sampler's proposals; returns points added."""
+        t = self.cfg.trainer
+        n = t.initial_points if round_idx == 0 else t.points_per_round
+        added = 0
+        if n > 0:
+            start = time.perf_counter()
+            first_id = self.breeder.n_asked
+            params = self.breeder.ask(n)
+            self.state.breeder_s += time.perf_counter() - start
+            self._add(params, torch.arange(first_id, first_id + len(params)))
+            added += len(params)
+        if len(self.pool):
+            proposed = self.sampler.propose(self.problem, self.pool, round_idx)
+            if proposed is not None and len(proposed):
+                self._add(proposed, torch.full((len(proposed),), -1, dtype=torch.long))
+                added += len(proposed)
+        if len(self.pool) == 0:
+            raise RuntimeError("the pool is empty after acquisition: every labelled sample was non-finite")
+        return added
+
+    def _add(self, points: Tensor, breeder_ids: Tensor) -> None:
+        samples = self.problem.label(points.cpu())
+        ids = self.pool.add(samples, n_points=len(points))
+        self.breeder_ids = torch.cat([self.breeder_ids, breeder_ids])
+        assert len(self.breeder_ids) == int(ids[-1]) + 1
+        self.pool.to(self.device)
+        self._q_step = -1
+
+    # ---------------------------------------------------------------- |Q| of the pool
+    def pool_q_abs(self) -> Tensor | None:
+        """|Q| of every pool sample: the problem's known Q, or the model's, refreshed on a cadence."""
+        if self.q_source == "problem":
+            q = self.pool.field("q")
+            return None if q is None else q.abs()
+        if self._q_abs is None or self._q_step < 0 or \
+                self.state.step - self._q_step >= self.cfg.trainer.q_refresh_every:
+            with torch.no_grad():
+                chunks = [self.model.q_values(x).abs() for x in self.pool.inputs.split(65536)]
+            self._q_abs = torch.cat(chunks)
+            self._q_step = self.state.step
+        return self._q_abs
+
+    def pool_distance(self) -> Tensor | None:
+        """Distance to the nearest pole of every pool sample (falls back to |Q|)."""
+        dist = self.pool.field("distance")
+        return dist if dist is not None else self.pool_q_abs()
+
+    # ---------------------------------------------------------------- training
+    def train_step(self) -> dict[str, float]:
+        """One gradient step on a batch chosen by the sampler; tells the breeder the per-sample signal."""
+        t = self.cfg.trainer
+        needs_q = getattr(self.sampler, "needs_q", False)
+        q_abs = self.pool_q_abs() if needs_q or self.gradient is not None or self.monitor else None
+        prior = None
+        if self.curriculum is not None:
+            dist = self.pool_distance()
+            prior = None if dist is None else self.curriculum.prior(dist)
+        sel = self.sampler.select(len(self.pool), t.batch_size, q=q_abs if needs_q else None,
+                                  prior=prior, device=self.device)
+        idx = sel.idx.to(self.device)
+        x, y = self.pool.inputs[idx], self.pool.targets[idx]
+        batch_q = None if q_abs is None else q_abs[idx]
+        delta = 0.0 if self.gradient is None else float(self.gradient.delta(self.state.step, batch_q))
+        self.model.train()
+        if t.loss == "residual":
+            p, q = self.model.pq(x)
+            losses = residual_loss(p, q, y)
+            pred = (p / q[:, None]).detach()
+        else:
+            pred = self.model(x, delta)
+            losses = per_sample_loss(pred, y, t.loss)
+        weights = sel.weights.to(self.device, losses.dtype)
+        loss = (weights * losses).sum() / weights.sum().clamp_min(1e-12)
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grads_ok = all(bool(torch.isfinite(g).all()) for g in grads)
+            if grads_ok:
+                if t.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.optimizer.step()
+            finite = grads_ok
+        if not finite:
+            self.state.skipped_steps += 1
+        self.scheduler.step()
+        self.pool.record_draws(idx)
+        self._tell_breeder(idx, pred.detach(), y, losses.detach())
+        if self.monitor is not None:
+            dist = self.pool.field("distance")
+            self.monitor.update_batch(self.state.step, idx, batch_q,
+                                      None if dist is None else dist[idx], sel.weights, losses.detach())
+        self.state.step += 1
+        return {"loss": float(loss.detach()) if finite else float("nan"), "delta": delta, "ess": sel.ess}
+
+    def _tell_breeder(self, idx: Tensor, pred: Tensor, target: Tensor, losses: Tensor) -> None:
+        signal_fn = getattr(self.problem, "per_sample_signal", None)
+        signal = signal_fn(pred, target) if signal_fn is not None else losses
+        sim_ids = self.breeder_ids[self.pool.source[idx].cpu()]
+        mine = sim_ids >= 0
+        if bool(mine.any()):
+            start = time.perf_counter()
+            self.breeder.tell(sim_ids[mine], signal.cpu()[mine])
+            self.state.breeder_s += time.perf_counter() - start
+
+    # ---------------------------------------------------------------- evaluation and plots
+    def predict(self, x: Tensor) -> Tensor:
+        """Model predictions in eval mode, in chunks, returned on the CPU."""
+        self.model.eval()
+        with torch.no_grad():
+            outs = [self.model(chunk.to(self.device)).cpu() for chunk in x.split(65536)]
+        return torch.cat(outs)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.problem.evaluate(self.predict, self.model)
+
+    def make_plots(self, metrics: dict[str, float]) -> list[str]:
+        outdir = self.output_dir / "plots"
+        outdir.mkdir(parents=True, exist_ok=True)
+        paths = list(self.problem.plots(self.predict, str(outdir)))
+        paths += plots.bucket_errors(metrics, outdir / "bucket_errors.png")
+        paths += plots.sampled_histogram(self.pool.inputs.cpu(), self.pool.field("draws").cpu(),
+                                         self.problem.bounds, outdir / "sampled_x.png")
+        breeder_plots = getattr(self.breeder, "plots", None)
+        if breeder_plots is not None:
+            paths += list(breeder_plots(str(outdir)))
+        return paths
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self, run_id: str | None) -> dict[str, Any]:
+        def maybe(obj: Any) -> Any:
+            return None if obj is None else obj.state_dict()
+
+        return {
+            "loop": asdict(self.state),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "curriculum": maybe(self.curriculum),
+            "gradient": maybe(self.gradient),
+            "monitor": maybe(self.monitor),
+            "breeder": self.breeder.state_dict(),
+            "pool": self.pool.state_dict(),
+            "breeder_ids": self.breeder_ids,
+            "rng": rng_state(),
+            "wandb_run_id": run_id,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = LoopState(**state["loop"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        for name in ("curriculum", "gradient", "monitor"):
+            obj = getattr(self, name)
+            if obj is not None and state.get(name) is not None:
+                obj.load_state_dict(state[name])
+        self.breeder.load_state_dict(state["breeder"])
+        self.pool.load_state_dict(state["pool"])
+        self.pool.to(self.device)
+        self.breeder_ids = state["breeder_ids"]
+        set_rng_state(state["rng"])
+
+    def save(self, run_id: str | None) -> None:
+        save_checkpoint(self.state_dict(run_id), self.ckpt_dir / "last.pt")
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) the whole job; returns the summary written to summary.json."""
+        cfg = self.cfg
+        ckpt_path = find_checkpoint(cfg.resume, self.output_dir)
+        resumed = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        if resumed is not None:
+            self.load_state_dict(resumed)
+            log.info("resumed from %s at round %d, step %d", ckpt_path, self.state.round, self.state.step)
+        reporter = Reporter(cfg, self.output_dir, None if resumed is None else resumed.get("wandb_run_id"))
+        summary: dict[str, Any] = {"status": "failed"}
+        failed = True
+        start_wall = time.perf_counter() - self.state.wall_s
+        self.breeder.start()
+        try:
+            summary = self._loop(reporter, start_wall)
+            failed = False
+        except BaseException as err:
+            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                       "round": self.state.round, "step": self.state.step}
+            raise
+        finally:
+            self.breeder.close()
+            reporter.finish(summary, failed=failed)
+        return summary
+
+    def _loop(self, reporter: Reporter, start_wall: float) -> dict[str, Any]:
+        t = self.cfg.trainer
+        metrics: dict[str, float] = {}
+        with progress(t.progress) as bar:
+            task = bar.add_task(self.cfg.task_name, total=self.total_steps, completed=self.state.step,
+                                info="")
+            while self.state.round < t.rounds:
+                r = self.state.round
+                added = self.acquire(r)
+                round_losses = []
+                for _ in range(t.steps_per_round):
+                    out = self.train_step()
+                    round_losses.append(out["loss"])
+                    bar.update(task, advance=1, info=f"round {r + 1}/{t.rounds} loss {out['loss']:.3g}")
+                record = self._round_record(round_losses, out, added)
+                if (r + 1) % t.eval_every == 0 or r + 1 == t.rounds:
+                    metrics = self.evaluate()
+                    record.update(metrics)
+                if self.curriculum is not None:
+                    self.curriculum.update(r, record)
+                    record.update(self.curriculum.metrics())
+                self.state.round += 1
+                self.state.wall_s = time.perf_counter() - start_wall
+                record["time/wall_s"] = self.state.wall_s
+                record["time/breeder_s"] = self.state.breeder_s
+                reporter.log(record, self.state.step)
+                if self.monitor is not None:
+                    reporter.histogram("sampler/q_abs_hist", np.asarray(self.monitor.histogram_values()),
+                                       self.state.step)
+                if self.state.round % t.checkpoint_every == 0 or self.state.round == t.rounds:
+                    self.save(reporter.run_id)
+        if not metrics:
+            metrics = self.evaluate()
+        summary = {**metrics, "status": "completed", "round": self.state.round, "step": self.state.step,
+                   "time/wall_s": self.state.wall_s, "time/breeder_s": self.state.breeder_s,
+                   "train/skipped_steps": self.state.skipped_steps, "pool/size": len(self.pool),
+                   "pool/rejected": self.pool.n_rejected, "breeder/simulations": self.breeder.n_asked}
+        summary.update({k: v for k, v in self.breeder.metrics().items()})
+        if t.plots:
+            paths = self.make_plots(metrics)
+            reporter.images(paths, self.state.step)
+        return summary
+
+    def _round_record(self, losses: list[float], last: dict[str, float], added: int) -> dict[str, Any]:
+        finite = [v for v in losses if math.isfinite(v)]
+        record: dict[str, Any] = {
+            "round": self.state.round + 1,
+            "train/loss": float(np.mean(finite)) if finite else float("nan"),
+            "train/lr": self.scheduler.get_last_lr()[0],
+            "train/skipped_steps": self.state.skipped_steps,
+            "gradient/delta": last["delta"],
+            "pool/size": len(self.pool),
+            "pool/added": added,
+            "pool/rejected": self.pool.n_rejected,
+        }
+        if self.monitor is not None:
+            record.update(self.monitor.end_round(self.state.round))
+        else:
+            record["sampler/ess"] = last["ess"]
+        record.update(self.sampler.metrics())
+        record.update(self.breeder.metrics())
+        if self.gradient is not None:
+            record.update(self.gradient.metrics())
+        return record
