@@ -1,0 +1,453 @@
+"""Importance sampling of pool samples by inverse distance to a pole, with unbiased corrections.
+
+Sampling density (per pool sample i, before a curriculum prior):
+
+    π_i = (1 − s)·u_i/Σu + s/N,   u_i = 1 / ((a_i/a_ref)^(p/T) + 1/max_weight)
+
+with a_i = max(|Q_i|, min_q_abs) (or the Newton distance |Q|/‖∇Q‖), p = weight_power,
+T = temperature and s the uniform share of the batch (``uniform_mix``; for hybrid batches
+1 − importance_batch_ratio·(1 − uniform_mix)).
+
+Order of operations, and why (the original applied temperature *after* a hard cap, so with its
+defaults every sample with |Q| < 0.1 got the same weight, a two-level step function):
+
+1. floor: a = max(|Q|, min_q_abs); NaN stays NaN, ±inf stays inf.
+2. tempered log-weight: log w = −(p/T)·log(a/a_ref), so T only changes the effective power.
+3. soft cap: u = 1/(1/w + 1/max_weight), a smooth, strictly decreasing function of a bounded by
+   max_weight, so near-pole samples are always ranked by closeness (no plateau) and no sample
+   can dominate. ``a_ref`` is the median of a over the pool (``cap_reference="median"``, on a
+   deterministic strided subsample of at most 65536 values): the median sample gets
+   u = 1/(1 + 1/max_weight) ≈ 1, so max_weight bounds the ratio of any weight to a typical
+   sample's, and the weights do not change when Q is rescaled (the P/Q gauge);
+   ``cap_reference="absolute"`` uses a_ref = 1 like the original.
+4. NaN Q → u = 0; |Q| = inf → u = 0; Q = 0 → the floor. If every u is 0 the importance part
+   falls back to uniform and ``n_fallbacks`` counts it.
+5. defensive mixture with the uniform density (share s), which bounds the correction ratios
+   by 1/s.
+
+The uniform and importance parts of a batch are stratified (round(s·B) uniform draws), and the
+correction weights use the realised share, so they stay exactly unbiased. All draws are with
+replacement, so ``batch_size`` may exceed the pool size. Importance draws use the inverse CDF
+(cumulative sum + searchsorted), which has no 2^24 category limit unlike ``torch.multinomial``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nearpole_exp.errors import check
+from nearpole_exp.sampling.base import BatchSampler, Selection, effective_sample_size
+
+log = logging.getLogger(__name__)
+
+_MEDIAN_SAMPLE = 65536
+DISTANCES = ("abs_q", "newton")
+CAP_REFERENCES = ("median", "absolute")
+WEIGHT_TARGETS = ("prior", "uniform")
+
+
+@dataclass
+class ImportanceSamplerConfig:
+    """Importance sampling by 1/|Q|^p (see the module docstring for the exact formula)."""
+
+    weight_power: float = 2.0
+    min_q_abs: float = 1e-6
+    max_weight: float = 100.0
+    temperature: float = 1.0
+    cap_reference: str = "median"
+    importance_batch_ratio: float = 0.7
+    uniform_mix: float = 0.1
+    distance: str = "abs_q"
+    newton_kappa: float = 1e-8
+    self_normalize: bool = True
+    max_correction: float = 0.0
+    weights_target: str = "prior"
+
+    def __post_init__(self) -> None:
+        check(self.weight_power >= 0, "weight_power", "must be >= 0")
+        check(self.min_q_abs > 0, "min_q_abs", "must be > 0")
+        check(self.max_weight > 0, "max_weight", "must be > 0")
+        check(self.temperature > 0, "temperature", "must be > 0")
+        check(self.cap_reference in CAP_REFERENCES, "cap_reference",
+              f"must be one of {CAP_REFERENCES}, got {self.cap_reference!r}")
+        check(0.0 <= self.importance_batch_ratio <= 1.0, "importance_batch_ratio",
+              "must be in [0, 1]")
+        check(0.0 <= self.uniform_mix <= 1.0, "uniform_mix", "must be in [0, 1]")
+        check(self.distance in DISTANCES, "distance",
+              f"must be one of {DISTANCES}, got {self.distance!r}")
+        check(self.newton_kappa > 0, "newton_kappa", "must be > 0")
+        check(self.max_correction >= 0, "max_correction", "must be >= 0 (0 disables the clip)")
+        check(self.weights_target in WEIGHT_TARGETS, "weights_target",
+              f"must be one of {WEIGHT_TARGETS}, got {self.weights_target!r}")
+
+
+def resolve_device(device: torch.device | str | None, like: Tensor | None = None) -> torch.device:
+    """A concrete ``torch.device`` (CUDA with its index), defaulting to ``like``'s device."""
+    if device is None:
+        device = like.device if like is not None else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def generator_state(gen: torch.Generator | None) -> dict[str, Any]:
+    """A generator's state and device as tensors/strings (``weights_only``-loadable)."""
+    if gen is None:
+        return {"generator": None, "generator_device": None}
+    return {"generator": gen.get_state(), "generator_device": str(gen.device)}
+
+
+def restore_generator(state: dict[str, Any]) -> torch.Generator | None:
+    """Rebuild a generator saved by :func:`generator_state` on its own device."""
+    if state.get("generator") is None:
+        return None
+    device = torch.device(state.get("generator_device") or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        seed = int(state["generator"].to(torch.int64).sum())
+        log.warning("generator state was saved on %s; continuing on cpu (seed %d), "
+                    "draws will differ from the original run", device, seed)
+        return torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device)
+    gen.set_state(state["generator"])
+    return gen
+
+
+def reference_scale(a: Tensor, mode: str) -> Tensor | float:
+    """a_ref: the median of the finite values of ``a`` (strided subsample), or 1."""
+    if mode == "absolute":
+        return 1.0
+    stride = max(1, a.numel() // _MEDIAN_SAMPLE)
+    sub = a[::stride]
+    sub = torch.where(torch.isfinite(sub), sub, torch.full_like(sub, float("nan")))
+    return torch.nanmedian(sub)
+
+
+def importance_weights(values: Tensor, config: ImportanceSamplerConfig) -> Tensor:
+    """Unnormalised importance weights u_i ∈ [0, max_weight] of the pool (NaN/inf → 0)."""
+    a = values.detach().reshape(-1)
+    a = a.float() if a.dtype != torch.float64 else a
+    a = a.abs().clamp_min_(config.min_q_abs)
+    ref = reference_scale(a, config.cap_reference)
+    power = config.weight_power / config.temperature
+    u = a.div_(ref).pow_(power).add_(1.0 / config.max_weight).reciprocal_()
+    return u.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _inverse_cdf(density: Tensor, k: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``k`` indices drawn ∝ ``density`` with replacement, and the density's total (float64)."""
+    cdf = torch.cumsum(density, 0, dtype=torch.float64)
+    total = cdf[-1]
+    draws = torch.rand(k, generator=gen, device=density.device, dtype=torch.float64) * total
+    idx = torch.searchsorted(cdf, draws, right=True).clamp_max_(density.numel() - 1)
+    return idx, total
+
+
+@dataclass
+class MixtureDraw:
+    """One stratified draw from (1 − s)·importance + s·base (base = uniform or the prior)."""
+
+    idx: Tensor
+    ratio: Tensor
+    fallback: bool
+
+
+def mixture_draw(
+    n_pool: int,
+    batch_size: int,
+    uniform_share: float,
+    gen: torch.Generator,
+    device: torch.device,
+    *,
+    u: Tensor | None = None,
+    prior: Tensor | None = None,
+    weights_target: str = "prior",
+) -> MixtureDraw:
+    """Draw a batch from the importance/uniform mixture (times ``prior``) with density ratios.
+
+    ``ratio_i`` = target_i/π_i where the target is the prior-shaped pool distribution
+    (``weights_target="prior"``, or uniform without a prior) or the uniform pool
+    (``"uniform"``, which undoes a curriculum).
+    """
+    if n_pool <= 0:
+        raise ValueError("cannot select a batch from an empty pool")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    fallback = False
+    r: Tensor | None = None
+    if prior is not None:
+        if prior.numel() != n_pool:
+            raise ValueError(f"prior has {prior.numel()} values for a pool of {n_pool}")
+        r = prior.detach().reshape(-1).to(device=device, dtype=torch.float32)
+        r = r.nan_to_num(nan=0.0, posinf=0.0).clamp_min_(0.0)
+        if not bool(r.sum() > 0):
+            r, fallback = None, True
+    if u is None:
+        uniform_share = 1.0
+    n_uni = round(uniform_share * batch_size)
+    n_imp = batch_size - n_uni
+    share = n_uni / batch_size
+    parts: list[Tensor] = []
+    zsum = torch.tensor(float(n_pool), dtype=torch.float64, device=device)
+    if r is not None:
+        idx_base, zsum = _inverse_cdf(r, n_uni, gen)
+    else:
+        idx_base = torch.randint(0, n_pool, (n_uni,), generator=gen, device=device)
+    imp_total = zsum
+    dens: Tensor | None = None
+    if n_imp > 0:
+        assert u is not None
+        dens = u.to(device) if r is None else u.to(device) * r
+        idx_imp, imp_total = _inverse_cdf(dens, n_imp, gen)
+        if not bool(imp_total > 0):
+            fallback = True
+            dens = None
+            if r is not None:
+                idx_imp, imp_total = _inverse_cdf(r, n_imp, gen)
+            else:
+                idx_imp = torch.randint(0, n_pool, (n_imp,), generator=gen, device=device)
+                imp_total = zsum
+        parts.append(idx_imp)
+    parts.append(idx_base)
+    idx = torch.cat(parts)
+    idx = idx[torch.randperm(batch_size, generator=gen, device=device)]
+    # g_i = π_i / r_i: the mixture density divided by the prior multiplier.
+    if dens is None:
+        g = torch.full((batch_size,), 1.0, dtype=torch.float64, device=device) / zsum
+    else:
+        assert u is not None
+        u_sel = u.to(device)[idx].double()
+        g = (1.0 - share) * u_sel / imp_total + share / zsum
+    if weights_target == "uniform" and r is not None:
+        ratio = 1.0 / (n_pool * r[idx].double() * g)
+    else:
+        ratio = 1.0 / (zsum * g)
+    return MixtureDraw(idx, ratio, fallback)
+
+
+def correction_weights(ratio: Tensor, config: ImportanceSamplerConfig) -> Tensor:
+    """Clip density ratios at ``max_correction`` (if > 0), then self-normalise to mean 1."""
+    w = ratio
+    if config.max_correction > 0:
+        w = w.clamp_max(config.max_correction)
+    if config.self_normalize:
+        w = w / w.mean()
+    return w.float()
+
+
+def q_and_grad(q_fn: Callable[[Tensor], Tensor], x: Tensor,
+               chunk_size: int = 65536) -> tuple[Tensor, Tensor]:
+    """Q(x) [n] and ∇ₓQ [n, d] by autograd in chunks (rows must not interact: no batchnorm)."""
+    qs, grads = [], []
+    for chunk in x.detach().split(chunk_size):
+        xc = chunk.clone().requires_grad_(True)
+        with torch.enable_grad():
+            q = q_fn(xc).reshape(-1)
+            (g,) = torch.autograd.grad(q.sum(), xc, allow_unused=True)
+        qs.append(q.detach())
+        grads.append(torch.zeros_like(xc) if g is None else g.detach())
+    return torch.cat(qs), torch.cat(grads).reshape(len(x), -1)
+
+
+def newton_distance(q_fn: Callable[[Tensor], Tensor], x: Tensor, kappa: float = 1e-8,
+                    chunk_size: int = 65536) -> Tensor:
+    """Gauge-invariant distance |Q|/max(‖∇ₓQ‖, κ): the length of one Newton step to Q = 0."""
+    q, g = q_and_grad(q_fn, x, chunk_size)
+    return q.abs() / g.norm(dim=1).clamp_min(kappa)
+
+
+class ImportanceSampler(BatchSampler):
+    """Batches drawn ∝ a soft-capped, tempered 1/|Q|^p mixed with uniform; returns corrections.
+
+    Plain use: ``ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0)).sample_batch(x, q,
+    batch_size=128)`` gives ``(batch_x, idx)``; the runner calls :meth:`select`.
+    """
+
+    needs_q = True
+
+    def __init__(self, config: ImportanceSamplerConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        self.config = dataclasses.replace(config or ImportanceSamplerConfig(), **overrides)
+        self.last_selection: Selection | None = None
+        self.n_fallbacks = 0
+        self._counts: Tensor | None = None
+        self._n_total = 0
+        # Running statistics stay device tensors between draws (no host sync per step).
+        self._q_sum: Tensor | float = 0.0
+        self._q_min: Tensor | float = math.inf
+        self._last_weight_max: Tensor | float = math.nan
+
+    # -- densities ---------------------------------------------------------------------------
+    def compute_weights(self, q: Tensor) -> Tensor:
+        """Normalised sampling probabilities π over the pool (defensive mixture included)."""
+        u = importance_weights(q, self.config).double()
+        total = u.sum()
+        n = u.numel()
+        if n == 0:
+            raise ValueError("cannot compute weights of an empty pool")
+        if not bool(total > 0):
+            self.n_fallbacks += 1
+            return torch.full_like(u, 1.0 / n)
+        s = self.config.uniform_mix
+        return (1.0 - s) * u / total + s / n
+
+    def distance_values(self, inputs: Tensor, q: Tensor | None = None,
+                        q_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """The per-sample values to pass as ``q`` to :meth:`select`, per ``config.distance``."""
+        if self.config.distance == "newton":
+            if q_fn is None:
+                raise ValueError("distance='newton' needs a differentiable q_fn "
+                                 "(e.g. model.q_values)")
+            return newton_distance(q_fn, inputs, self.config.newton_kappa)
+        if q is None:
+            if q_fn is None:
+                raise ValueError("distance='abs_q' needs q or q_fn")
+            with torch.no_grad():
+                q = q_fn(inputs)
+        return q.detach().reshape(-1).abs()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _select(self, n_pool: int, batch_size: int, uniform_share: float, q: Tensor | None,
+                prior: Tensor | None, device: torch.device | str | None) -> Selection:
+        if q is None:
+            raise ValueError("ImportanceSampler needs the pool's |Q| (or distance) as q")
+        if n_pool <= 0:
+            raise ValueError("cannot select a batch from an empty pool")
+        if q.numel() != n_pool:
+            raise ValueError(f"q has {q.numel()} values for a pool of {n_pool}")
+        dev = resolve_device(device, q)
+        q = q.to(dev)
+        gen = self.generator(dev)
+        u = importance_weights(q, self.config) if uniform_share < 1.0 else None
+        draw = mixture_draw(n_pool, batch_size, uniform_share, gen, dev, u=u, prior=prior,
+                            weights_target=self.config.weights_target)
+        self.n_fallbacks += int(draw.fallback)
+        weights = correction_weights(draw.ratio, self.config)
+        sel = Selection(draw.idx, weights, effective_sample_size(weights))
+        self._record(n_pool, sel, q)
+        return sel
+
+    def select(
+        self,
+        n_pool: int,
+        batch_size: int,
+        *,
+        q: Tensor | None = None,
+        prior: Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> Selection:
+        """Importance batch with a defensive uniform share ``uniform_mix``."""
+        return self._select(n_pool, batch_size, self.config.uniform_mix, q, prior, device)
+
+    def select_hybrid(
+        self,
+        n_pool: int,
+        batch_size: int,
+        *,
+        q: Tensor | None = None,
+        prior: Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> Selection:
+        """Hybrid batch: ``importance_batch_ratio`` by importance, the rest uniform."""
+        share = 1.0 - self.config.importance_batch_ratio * (1.0 - self.config.uniform_mix)
+        return self._select(n_pool, batch_size, share, q, prior, device)
+
+    def sample_batch(self, x_pool: Tensor, q_pool: Tensor,
+                     batch_size: int) -> tuple[Tensor, Tensor]:
+        """``(batch_x, idx)`` drawn by :meth:`select`; weights are in ``last_selection``."""
+        sel = self.select(len(x_pool), batch_size, q=q_pool, device=x_pool.device)
+        return x_pool[sel.idx], sel.idx
+
+    def hybrid_sample(self, x_pool: Tensor, q_pool: Tensor,
+                      batch_size: int) -> tuple[Tensor, Tensor]:
+        """``(batch_x, idx)`` of a shuffled importance + uniform batch on the pool's device."""
+        sel = self.select_hybrid(len(x_pool), batch_size, q=q_pool, device=x_pool.device)
+        return x_pool[sel.idx], sel.idx
+
+    # -- statistics -----------------------------------------------------------------------------
+    def _record(self, n_pool: int, sel: Selection, q: Tensor) -> None:
+        """Sample counts (index_add into a tensor), drawn-|Q| sum and minimum, kept on device."""
+        dev = sel.idx.device
+        counts = self._counts.to(dev) if self._counts is not None else None
+        if counts is None or counts.numel() < n_pool:
+            old = 0 if counts is None else counts.numel()
+            grown = torch.zeros(max(n_pool, 2 * old), dtype=torch.int64, device=dev)
+            if counts is not None:
+                grown[:old] = counts
+            counts = grown
+        self._counts = counts.index_add_(0, sel.idx, torch.ones_like(sel.idx))
+        a = q.reshape(-1)[sel.idx].abs().double()
+        self._n_total += sel.idx.numel()
+        self._q_sum = a.nansum() + self._q_sum
+        self._q_min = a.nan_to_num(nan=math.inf).min().clamp_max(self._q_min)
+        self._last_weight_max = sel.weights.max()
+        self.last_selection = sel
+
+    def get_statistics(self) -> dict[str, float]:
+        """Totals over every draw so far: counts, diversity and |Q| of the drawn samples."""
+        if self._counts is None or self._n_total == 0:
+            return {"total_samples": 0.0, "unique_samples": 0.0, "sample_diversity": math.nan,
+                    "max_sample_count": 0.0, "min_sample_count": 0.0, "mean_q_abs": math.nan,
+                    "min_q_abs": math.nan, "n_fallbacks": float(self.n_fallbacks)}
+        drawn = self._counts[self._counts > 0]
+        unique = drawn.numel()
+        return {
+            "total_samples": float(self._n_total),
+            "unique_samples": float(unique),
+            "sample_diversity": unique / self._n_total,
+            "max_sample_count": float(drawn.max()),
+            "min_sample_count": float(drawn.min()),
+            "mean_q_abs": float(self._q_sum) / self._n_total,
+            "min_q_abs": float(self._q_min),
+            "n_fallbacks": float(self.n_fallbacks),
+        }
+
+    def sample_counts(self, n_pool: int | None = None) -> Tensor:
+        """How often each pool index has been drawn (a tensor on the sampler's device)."""
+        counts = self._counts if self._counts is not None else torch.zeros(0, dtype=torch.int64)
+        n = n_pool if n_pool is not None else counts.numel()
+        out = torch.zeros(n, dtype=torch.int64, device=counts.device)
+        m = min(n, counts.numel())
+        out[:m] = counts[:m]
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        stats = self.get_statistics()
+        sel = self.last_selection
+        return {
+            "sampler/importance/diversity": stats["sample_diversity"],
+            "sampler/importance/ess": math.nan if sel is None else sel.ess,
+            "sampler/importance/weight_max": float(self._last_weight_max),
+            "sampler/importance/fallbacks": float(self.n_fallbacks),
+            "sampler/importance/mean_q_abs": stats["mean_q_abs"],
+        }
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **generator_state(self._generator),
+            "counts": None if self._counts is None else self._counts.cpu().clone(),
+            "n_total": self._n_total,
+            "q_sum": float(self._q_sum),
+            "q_min": float(self._q_min),
+            "n_fallbacks": self.n_fallbacks,
+            "last_weight_max": float(self._last_weight_max),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._generator = restore_generator(state)
+        counts = state.get("counts")
+        self._counts = None if counts is None else counts.clone()
+        self._n_total = int(state["n_total"])
+        self._q_sum = float(state["q_sum"])
+        self._q_min = float(state["q_min"])
+        self.n_fallbacks = int(state["n_fallbacks"])
+        self._last_weight_max = float(state["last_weight_max"])
