@@ -20,7 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from nearpole_exp.errors import ConfigError, check
 
 _SCALARS = (int, float, bool, str)
-LOSSES = ("mse", "relative", "nrmse", "residual")
+LOSSES = ("auto", "mse", "relative", "nrmse", "residual")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class TrainerConfig:
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    loss: str = "relative"
+    loss: str = "auto"
     q_source: str = "problem"
     q_refresh_every: int = 50
     pool_capacity: int = 0

@@ -112,7 +112,19 @@ class Runner:
         self._q_abs: Tensor | None = None
         self._q_step = -1
         self.q_source = t.q_source
+        self.loss_kind = self._resolve_loss(t.loss)
         self._check_compatible()
+
+    def _resolve_loss(self, loss: str) -> str:
+        """``auto``: the residual loss for rational models (quotient loss when a δ schedule is set,
+        since δ acts on P/Q), ``relative`` for other models on pole problems, ``mse`` for simulators."""
+        if loss != "auto":
+            return loss
+        if self.problem.kind != "pole":
+            return "mse"
+        if hasattr(self.model, "pq") and self.gradient is None:
+            return "residual"
+        return "relative"
 
     def _lr_factor(self, step: int) -> float:
         if self.cfg.trainer.lr_schedule == "constant":
@@ -124,8 +136,11 @@ class Runner:
         needs_q = getattr(self.sampler, "needs_q", False)
         if self.q_source == "model" and not hasattr(self.model, "q_values"):
             raise ValueError("trainer.q_source=model needs a model with q_values (model=rational)")
-        if self.cfg.trainer.loss == "residual" and not hasattr(self.model, "pq"):
+        if self.loss_kind == "residual" and not hasattr(self.model, "pq"):
             raise ValueError("trainer.loss=residual needs a rational model (model=rational)")
+        if self.loss_kind == "residual" and self.gradient is not None:
+            raise ValueError("the gradient schedule acts on the quotient P/Q, which trainer.loss=residual "
+                             "never forms: use trainer.loss=relative (or auto) with it")
         if needs_q and self.q_source == "problem" and self.problem.kind != "pole":
             raise ValueError(
                 f"sampler needs |Q| but problem {self.problem.name!r} has none: use trainer.q_source=model "
@@ -197,13 +212,13 @@ class Runner:
         batch_q = None if q_abs is None else q_abs[idx]
         delta = 0.0 if self.gradient is None else float(self.gradient.delta(self.state.step, batch_q))
         self.model.train()
-        if t.loss == "residual":
+        if self.loss_kind == "residual":
             p, q = self.model.pq(x)
             losses = residual_loss(p, q, y)
             pred = (p / q[:, None]).detach()
         else:
             pred = self.model(x, delta)
-            losses = per_sample_loss(pred, y, t.loss)
+            losses = per_sample_loss(pred, y, self.loss_kind)
         weights = sel.weights.to(self.device, losses.dtype)
         loss = (weights * losses).sum() / weights.sum().clamp_min(1e-12)
         self.optimizer.zero_grad(set_to_none=True)

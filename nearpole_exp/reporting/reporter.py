@@ -51,9 +51,11 @@ class Reporter:
         self.choices = context.get("choices", {})
         lc = cfg.logger
         group = lc.group or context.get("override_dirname") or cfg.task_name
+        self.group = group
         name = lc.name or f"{group}-s{cfg.seed}"
         config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
         assert isinstance(config, dict)
+        config.pop("hydra", None)
         config["choices"] = self.choices
         config["git_sha"] = git_sha()
         if lc.enabled:
@@ -93,7 +95,7 @@ class Reporter:
     def finish(self, summary: dict[str, Any], failed: bool) -> None:
         """Write summary.json, push the summary to W&B, print the end-of-job table."""
         summary = {**summary, "choices": self.choices, "wandb_mode": self.wandb.mode,
-                   "wandb_run_id": self.wandb.id}
+                   "wandb_run_id": self.wandb.id, "wandb_group": self.group}
         save_json(summary, self.summary_path)
         self.wandb.summarize({k: v for k, v in summary.items() if not isinstance(v, dict)})
         self.wandb.finish(exit_code=1 if failed else 0)

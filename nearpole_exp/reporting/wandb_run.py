@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+_VALID_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
 
 
 def has_api_key() -> bool:
@@ -36,6 +37,9 @@ def resolve_mode(configured: str | None) -> str:
     if configured:
         return configured
     env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if "WANDB_MODE" in os.environ and env not in _VALID_MODES:
+        log.warning("ignoring WANDB_MODE=%r (not one of %s)", os.environ["WANDB_MODE"], _VALID_MODES)
+        del os.environ["WANDB_MODE"]
     if env in ("offline", "dryrun"):
         return "offline"
     if env in ("disabled", "online"):

@@ -1,0 +1,119 @@
+"""Every option of every config group composes and builds; bad configs fail naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from nearpole_exp.config import validate
+from nearpole_exp.errors import ConfigError
+from nearpole_exp.runner import Runner, build_breeder, has_target
+
+from .conftest import TINY, group_options, subprocess_env
+
+# Options that only make sense with another choice: the companion overrides they need.
+COMPANIONS: dict[str, list[str]] = {}
+
+
+def companions(group: str, option: str) -> list[str]:
+    return COMPANIONS.get(f"{group}={option}", [])
+
+
+@pytest.mark.parametrize("option", group_options("problem"))
+def test_problem_options_build(composer, option: str) -> None:
+    cfg = composer([*TINY, f"problem={option}", *companions("problem", option)])
+    validate(cfg)
+    problem = instantiate(cfg.problem, _convert_="all")
+    assert problem.bounds.shape[1] == 2
+    assert problem.kind in ("pole", "simulator")
+
+
+@pytest.mark.parametrize("group", ["model", "sampler", "curriculum", "gradient", "ogas/breeder",
+                                   "trainer", "logger"])
+def test_every_option_composes_and_builds(composer, group: str) -> None:
+    for option in group_options(group):
+        cfg = composer([*TINY, f"{group}={option}", *companions(group, option)], name=option)
+        validate(cfg)
+        runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+        node = OmegaConf.select(cfg, group.replace("/", "."))
+        if has_target(node):
+            assert type(runner).__name__ == "Runner"
+        breeder = build_breeder(cfg.ogas, runner.problem.bounds)
+        assert breeder.ask(4).shape == (4, runner.problem.param_dim)
+        breeder.close()
+
+
+@pytest.mark.parametrize("group", ["experiment", "debug"])
+def test_presets_compose(composer, group: str) -> None:
+    for option in group_options(group):
+        cfg = composer([f"{group}={option}"], name=option)
+        validate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.batch_size=-3", "trainer.batch_size"),
+        ("trainer.lr=0", "trainer.lr"),
+        ("trainer.loss=l1", "trainer.loss"),
+        ("trainer.device=tpu", "trainer.device"),
+        ("logger.mode=sometimes", "logger.mode"),
+        ("seed=-1", "seed"),
+    ],
+)
+def test_out_of_range_values_name_the_key(composer, override: str, key: str) -> None:
+    cfg = composer([*TINY, override])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "fragment"),
+    [
+        ("sampler=importnce", ConfigCompositionException, "sampler/importnce"),
+        ("trainer.batch_size=abc", ConfigCompositionException, "trainer.batch_size"),
+        ("trainer.batchsize=3", ConfigCompositionException, "batchsize"),
+        ("problem.colour=red", ConfigCompositionException, "colour"),
+        ("problem.pole=near", ConfigCompositionException, "problem.pole"),
+    ],
+)
+def test_composition_rejects_bad_overrides(composer, override: str, error: type, fragment: str) -> None:
+    with pytest.raises(error) as err:
+        composer([*TINY, override])
+    text = str(err.value) + str(err.value.__cause__ or "")
+    assert fragment in text
+
+
+def test_empty_pool_config_is_refused(composer) -> None:
+    cfg = composer([*TINY, "trainer.initial_points=0", "trainer.points_per_round=0"])
+    with pytest.raises(ConfigError, match="trainer.initial_points"):
+        validate(cfg)
+
+
+def test_schema_types_are_enforced_on_assignment(composer) -> None:
+    cfg = composer(TINY)
+    with pytest.raises((ValidationError, ConfigKeyError)):
+        cfg.trainer.rounds = "many"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [("sampler=importnce", "sampler/importnce"), ("trainer.batch_size=-3", "trainer.batch_size")],
+)
+def test_cli_bad_config_exits_nonzero_with_clear_line(tmp_path: Path, override: str, fragment: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nearpole_exp", override, "logger=none", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), check=False,
+    )
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if fragment in ln]
+    assert lines, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

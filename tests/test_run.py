@@ -1,0 +1,160 @@
+"""End to end: a tiny run, an in-process multirun, a CLI multirun with W&B offline, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nearpole_exp.app import task
+from nearpole_exp.checkpoint import load_checkpoint
+from nearpole_exp.runner import Runner
+
+from .conftest import TINY, subprocess_env
+
+NEAR_POLE_KEYS = ["eval/mse", "eval/ple"] + [f"eval/{m}/B{b}" for m in ("relerr_median", "bucket_count")
+                                              for b in range(5)]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tiny_run_leaves_the_job_directory(composer) -> None:
+    cfg = composer([*TINY, "trainer.plots=true"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    summary = Runner(cfg, out).run()
+    assert summary["status"] == "completed"
+    for key in NEAR_POLE_KEYS:
+        assert math.isfinite(summary[key]), key
+    assert sum(summary[f"eval/bucket_count/B{b}"] for b in range(5)) > 0
+    assert all(summary[f"eval/bucket_count/B{b}"] > 0 for b in range(5))
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["status"] == "completed"
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["round"] for r in records] == [1, 2]
+    assert records[-1]["step"] == cfg.trainer.rounds * cfg.trainer.steps_per_round
+    assert all(math.isfinite(r["train/loss"]) for r in records)
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert {"model", "optimizer", "sampler", "breeder", "pool", "rng", "loop"} <= set(state)
+    assert (out / "plots" / "bucket_errors.png").stat().st_size > 1000
+
+
+def test_training_improves_on_the_initial_model(composer) -> None:
+    cfg = composer([*TINY, "trainer.rounds=3", "trainer.steps_per_round=200"])
+    runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    runner.acquire(0)
+    before = runner.evaluate()["eval/relerr_median/B4"]
+    summary = runner.run()
+    assert summary["eval/relerr_median/B4"] < 0.1 * before
+
+
+def test_failure_is_recorded_and_raised(composer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = composer(TINY)
+    out = Path(cfg.hydra.runtime.output_dir)
+    runner = Runner(cfg, out)
+
+    def boom() -> dict:
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(runner, "train_step", boom)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        runner.run()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert "simulated crash" in summary["error"]
+
+
+def test_resume_continues_to_the_same_result(composer, monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = [*TINY, "trainer.rounds=4", "trainer.steps_per_round=15"]
+    cfg_full = composer(overrides, "full")
+    reference = Runner(cfg_full, Path(cfg_full.hydra.runtime.output_dir)).run()
+
+    cfg = composer(overrides, "interrupted")
+    out = Path(cfg.hydra.runtime.output_dir)
+    crashing = Runner(cfg, out)
+    original = crashing.train_step
+    calls = {"n": 0}
+
+    def crash_in_round_three() -> dict:
+        calls["n"] += 1
+        if calls["n"] > 2 * 15 + 5:
+            raise KeyboardInterrupt
+        return original()
+
+    monkeypatch.setattr(crashing, "train_step", crash_in_round_three)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.run()
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["loop"]["round"] == 2
+
+    resumed = Runner(composer(overrides, "interrupted"), out).run()
+    assert resumed["step"] == reference["step"] == 4 * 15
+    for key in ("eval/mse", "eval/relerr_median/B3", "eval/relerr_median/B4"):
+        assert resumed[key] == pytest.approx(reference[key], rel=1e-6), key
+    rounds = [r["round"] for r in read_jsonl(out / "metrics.jsonl")]
+    assert rounds == [1, 2, 3, 4]
+
+
+def test_in_process_multirun(hydra_sweep_runner, tmp_path: Path) -> None:
+    sweep = hydra_sweep_runner(
+        calling_file=None, calling_module="nearpole_exp.__main__", task_function=task,
+        config_path="pkg://nearpole_exp.conf", config_name="config",
+        overrides=[*TINY, "seed=0,1"], temp_dir=tmp_path,
+    )
+    with sweep:
+        assert sweep.returns is not None
+        jobs = sweep.returns[0]
+        assert len(jobs) == 2
+        values = [job.return_value for job in jobs]
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values)
+        assert values[0] != values[1]
+        for job in jobs:
+            job_dir = Path(job.hydra_cfg.hydra.runtime.output_dir)
+            summary = json.loads((job_dir / "summary.json").read_text())
+            assert summary["status"] == "completed"
+
+
+def test_cli_multirun_writes_grouped_offline_wandb_runs(tmp_path: Path) -> None:
+    env = subprocess_env()
+    env.pop("WANDB_MODE", None)
+    tiny = ["trainer.rounds=2", "trainer.steps_per_round=20", "trainer.initial_points=256",
+            "trainer.batch_size=64", "trainer.plots=false", "trainer.progress=false"]
+    cmd = [sys.executable, "-m", "nearpole_exp", "-m", "seed=0,1", *tiny, f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summaries = sorted(tmp_path.glob("*/summary.json"))
+    assert len(summaries) == 2
+    groups, seeds = set(), set()
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        assert summary["status"] == "completed"
+        assert summary["wandb_mode"] == "offline"
+        run_dirs = list((path.parent / "wandb").glob("offline-run-*"))
+        assert len(run_dirs) == 1
+        inspect = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json",
+                                  str(run_dirs[0])], capture_output=True, text=True, timeout=120,
+                                 env=env, check=False)
+        if inspect.returncode != 0:
+            inspect = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect",
+                                      "--summary", "--json", str(run_dirs[0])], capture_output=True,
+                                     text=True, timeout=120, env=env, check=False)
+        assert inspect.returncode == 0, inspect.stderr
+        record = json.loads(inspect.stdout)
+        assert math.isfinite(record["summary"]["eval/relerr_median/B4"])
+        groups.add(summary["wandb_group"])
+        seeds.add(record["config"]["seed"])
+    assert seeds == {0, 1}
+    assert len(groups) == 1, groups
+
+
+def test_cuda_absent_falls_back_to_cpu(composer) -> None:
+    cfg = composer(TINY)
+    runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert runner.device.type == expected
