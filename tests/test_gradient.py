@@ -1,0 +1,89 @@
+"""Hybrid-gradient δ schedule: shapes, warm-up, adaptive widening, and use with hybrid_divide."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from nearpole_exp.errors import ConfigError
+from nearpole_exp.models.delta_schedule import DeltaSchedule, DeltaScheduleConfig, ExactGradient
+from nearpole_exp.models.rational import hybrid_divide
+
+
+def fixed(schedule: str, **kw) -> DeltaSchedule:
+    return DeltaSchedule(DeltaScheduleConfig(transition_steps=20, schedule=schedule,
+                                             adaptive_delta=False, **kw))
+
+
+def test_exponential_values():
+    s = fixed("exponential")
+    got = [s.delta(k) for k in (0, 5, 10, 15, 20, 100)]
+    assert got == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-6], rel=1e-9)
+
+
+def test_linear_and_cosine_values():
+    lin, cos = fixed("linear"), fixed("cosine")
+    assert lin.delta(10) == pytest.approx((1e-2 + 1e-6) / 2)
+    assert lin.delta(5) == pytest.approx(1e-2 + 0.25 * (1e-6 - 1e-2))
+    assert cos.delta(10) == pytest.approx((1e-2 + 1e-6) / 2)
+    assert cos.delta(5) == pytest.approx(1e-6 + 0.5 * (1e-2 - 1e-6) * (1 + math.cos(math.pi / 4)))
+    assert cos.delta(0) == pytest.approx(1e-2) and cos.delta(20) == pytest.approx(1e-6)
+
+
+def test_warmup_uses_the_widest_band_then_decays():
+    s = fixed("exponential", warmup_steps=10)
+    assert [s.phase(k) for k in (0, 9, 10, 29, 30)] == ["warmup", "warmup", "transition",
+                                                        "transition", "final"]
+    assert s.delta(3) == pytest.approx(1e-2)
+    assert s.delta(10) == pytest.approx(1e-2)
+    assert s.delta(20) == pytest.approx(1e-4)
+
+
+def test_adaptive_delta_widens_from_the_batch_low_quantile():
+    s = DeltaSchedule(transition_steps=20)
+    q_mid = torch.logspace(-4, 0, 101)  # P10 = 10^-3.6
+    d = s.delta(20, q_mid)
+    assert d == pytest.approx(10**-3.6, rel=1e-6) and d > s.scheduled(20)
+    assert s.metrics()["gradient/saturated_fraction"] == pytest.approx(10 / 101)
+    assert s.delta(20, torch.full((64,), 5.0)) == pytest.approx(2e-2)  # capped at 2·delta_init
+    assert s.delta(20, torch.full((64,), 1e-9)) == pytest.approx(1e-6)  # never below schedule
+    assert s.delta(20, torch.tensor([float("nan"), 1e-3])) == pytest.approx(1e-3, rel=0.2)
+    assert s.delta(20, None) == pytest.approx(1e-6)
+    assert math.isnan(s.metrics()["gradient/saturated_fraction"])
+
+
+def test_disabled_and_floor():
+    assert DeltaSchedule(enable=False).delta(0, torch.ones(4)) == 0.0
+    assert ExactGradient().delta(5, torch.full((4,), 1e-3)) == 0.0
+    s = DeltaSchedule(delta_init=1e-6, delta_final=1e-12, transition_steps=1, min_delta=1e-8,
+                      adaptive_delta=False)
+    assert s.delta(5) == pytest.approx(1e-8)
+    with pytest.raises(ConfigError) as err:
+        DeltaScheduleConfig(schedule="step")
+    assert err.value.key == "schedule"
+    with pytest.raises(ConfigError):
+        DeltaScheduleConfig(delta_final=1.0)
+
+
+def test_delta_bounds_hybrid_divide_gradient_on_a_pole():
+    s = DeltaSchedule(transition_steps=20)
+    q = torch.tensor([0.0, 1e-7, 0.5], requires_grad=True)
+    p = torch.ones(3, requires_grad=True)
+    delta = s.delta(20, q.detach())
+    hybrid_divide(p, q, delta).sum().backward()
+    assert bool(torch.isfinite(q.grad).all()) and bool(torch.isfinite(p.grad).all())
+    assert float(p.grad.abs().max()) <= 1 / (2 * delta) + 1e-6
+
+
+def test_state_roundtrip():
+    s = DeltaSchedule()
+    s.delta(7, torch.logspace(-5, 0, 50))
+    buf = io.BytesIO()
+    torch.save(s.state_dict(), buf)
+    buf.seek(0)
+    other = DeltaSchedule()
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    assert other.metrics() == s.metrics()
