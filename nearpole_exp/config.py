@@ -158,13 +158,20 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     from nearpole_exp.models.mlp import MLP
     from nearpole_exp.models.rational import RationalModel
     from nearpole_exp.ogas.static import StaticBreeder
+    from nearpole_exp.problems.curve2d import Curve2DConfig
+    from nearpole_exp.problems.multipole1d import MultiPole1DConfig
     from nearpole_exp.problems.rational1d import Rational1D
+    from nearpole_exp.problems.rr_ik import RRIKConfig
     from nearpole_exp.sampling.base import UniformSampler
 
     model_skip = ("in_features", "out_features", "input_bounds")
     return {
         "problem": {
             "rational1d": schema_from_signature(Rational1D, "nearpole_exp.problems.rational1d.Rational1D"),
+            "multipole1d": schema_from_config(MultiPole1DConfig,
+                                              "nearpole_exp.problems.multipole1d.MultiPole1D"),
+            "curve2d": schema_from_config(Curve2DConfig, "nearpole_exp.problems.curve2d.Curve2D"),
+            "rr_ik": schema_from_config(RRIKConfig, "nearpole_exp.problems.rr_ik.RRIK"),
         },
         "model": {
             "mlp": schema_from_signature(MLP, "nearpole_exp.models.mlp.MLP", model_skip),
@@ -205,7 +212,7 @@ def _check_node(cfg: DictConfig, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check every range constraint of a composed config; raises ConfigError naming the key."""
-    for key in ("trainer", "logger", "sampler", "curriculum", "gradient", "diagnostics",
+    for key in ("problem", "trainer", "logger", "sampler", "curriculum", "gradient", "diagnostics",
                 "ogas.breeder", "ogas.model", "ogas.data"):
         _check_node(cfg, key)
     check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")

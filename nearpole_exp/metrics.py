@@ -79,7 +79,8 @@ def roots_on_grid(grid: Tensor, values: Tensor, touch_tol: float = 0.0) -> Tenso
     change = (s[:-1] * s[1:]) < 0
     x0, x1 = grid[:-1][change], grid[1:][change]
     v0, v1 = values[:-1][change], values[1:][change]
-    roots = x0 - v0 * (x1 - x0) / (v1 - v0)
+    exact = grid[1:-1][(values[1:-1] == 0) & (s[:-2] * s[2:] < 0)]
+    roots = torch.sort(torch.cat([x0 - v0 * (x1 - x0) / (v1 - v0), exact])).values
     if touch_tol > 0 and len(values) > 2:
         mag = values.abs()
         low = (mag[1:-1] <= mag[:-2]) & (mag[1:-1] <= mag[2:]) & (mag[1:-1] < touch_tol * mag.max())

@@ -23,7 +23,7 @@ from nearpole_exp.pool import Pool
 from nearpole_exp.reporting import plots
 from nearpole_exp.reporting.console import progress
 from nearpole_exp.reporting.reporter import Reporter
-from nearpole_exp.rng import rng_state, seed_everything, set_rng_state
+from nearpole_exp.rng import child_generator, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,10 @@ class Runner:
         t = self.cfg.trainer
         n = t.initial_points if round_idx == 0 else t.points_per_round
         added = 0
+        prescribed = self.problem.initial_design(n, child_generator()) if round_idx == 0 and n else None
+        if prescribed is not None:
+            self._add(prescribed, torch.full((len(prescribed),), -1, dtype=torch.long))
+            added, n = len(prescribed), 0
         if n > 0:
             start = time.perf_counter()
             first_id = self.breeder.n_asked

@@ -66,6 +66,11 @@ class Problem(ABC):
     def evaluate(self, predict: Predictor, model: torch.nn.Module | None = None) -> dict[str, float]:
         """Metrics (DESIGN.md names, e.g. ``eval/mse``) of ``predict`` on held-out points."""
 
+    def initial_design(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Points for round 0 when the problem prescribes them (a published recipe), else None:
+        the breeder then draws round 0 like every other round."""
+        return None
+
     def q(self, inputs: Tensor) -> Tensor | None:
         """Known denominator Q at model inputs, or None when the problem does not know it."""
         return None

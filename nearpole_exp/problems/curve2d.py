@@ -18,7 +18,7 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.problems.base import Predictor
-from nearpole_exp.problems.poles import PoleProblem
+from nearpole_exp.problems.poles import PoleProblem, model_q
 
 SHAPES = ("ellipse", "sine")
 _CHUNK = 2048
@@ -133,17 +133,6 @@ class _Sine:
 
     def params_in_box(self, m: int, low: tuple[float, ...], high: tuple[float, ...]) -> Tensor:
         return low[0] + (high[0] - low[0]) * (torch.arange(m, dtype=torch.float64) + 0.5) / m
-
-
-def model_q(model: object) -> Predictor | None:
-    """The model's ``q_values`` run on the model's device with results on CPU, or None."""
-    q_values = getattr(model, "q_values", None)
-    if q_values is None:
-        return None
-    device = torch.device("cpu")
-    if isinstance(model, torch.nn.Module):
-        device = next(iter(model.parameters()), torch.empty(0)).device
-    return lambda x: q_values(x.to(device)).cpu()
 
 
 def symmetric_chamfer(found_to_true: Tensor, true_to_found: Tensor, cap: float) -> float:

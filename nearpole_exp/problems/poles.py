@@ -13,6 +13,17 @@ from nearpole_exp import metrics
 from nearpole_exp.problems.base import Predictor, Problem, Samples
 
 
+def model_q(model: object) -> Predictor | None:
+    """The model's ``q_values`` run on the model's device with results on the CPU, or None."""
+    q_values = getattr(model, "q_values", None)
+    if q_values is None:
+        return None
+    device = torch.device("cpu")
+    if isinstance(model, torch.nn.Module):
+        device = next(iter(model.parameters()), torch.empty(0)).device
+    return lambda x: q_values(x.to(device)).cpu()
+
+
 class PoleProblem(Problem):
     """A target y(x) = P(x)/Q(x) on a box, with a known denominator or distance to its poles.
 
@@ -96,16 +107,16 @@ class PoleProblem(Problem):
         return self._eval
 
     def found_poles(self, predict: Predictor, model: torch.nn.Module | None) -> Tensor:
-        """Pole locations of the fitted model in 1D: roots of its Q, else peaks of |ŷ|."""
+        """Pole locations of the fitted model in 1D: roots of its Q, else the k largest peaks of |ŷ|."""
         lo, hi = self.bounds[0].tolist()
         grid = torch.linspace(lo, hi, 20001)[:, None]
-        q_values = getattr(model, "q_values", None)
+        q_fn = model_q(model)
         with torch.no_grad():
-            if q_values is not None:
-                return metrics.roots_on_grid(grid[:, 0], q_values(grid).flatten().cpu(),
-                                             touch_tol=1e-3)
+            if q_fn is not None:
+                return metrics.roots_on_grid(grid[:, 0], q_fn(grid).flatten(), touch_tol=1e-3)
             mag = predict(grid).reshape(len(grid), -1).norm(dim=1).cpu()
-        k = len(self.poles() or [])
+        poles = self.poles()
+        k = 0 if poles is None else len(poles)
         peak = (mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])
         idx = torch.nonzero(peak).flatten() + 1
         top = idx[torch.argsort(mag[idx], descending=True)[:k]]

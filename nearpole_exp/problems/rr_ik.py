@@ -23,8 +23,8 @@ from torch import Tensor
 from nearpole_exp import metrics
 from nearpole_exp.errors import check
 from nearpole_exp.problems.base import Predictor
-from nearpole_exp.problems.curve2d import model_q, symmetric_chamfer
-from nearpole_exp.problems.poles import PoleProblem
+from nearpole_exp.problems.curve2d import symmetric_chamfer
+from nearpole_exp.problems.poles import PoleProblem, model_q
 
 LABELS = ("exact", "dls")
 EVAL_BULK = ("zeroproof", "uniform")
@@ -51,6 +51,7 @@ class RRIKConfig:
     singular_share: float = 0.35
     eval_bulk: str = "zeroproof"
     n_eval: int = 2000
+    initial_design: str = "zeroproof"
 
     def __post_init__(self) -> None:
         check(self.labels in LABELS, "labels", f"must be one of {LABELS}, got {self.labels!r}")
@@ -66,6 +67,8 @@ class RRIKConfig:
         check(self.eval_bulk in EVAL_BULK, "eval_bulk",
               f"must be one of {EVAL_BULK}, got {self.eval_bulk!r}")
         check(self.n_eval >= 10, "n_eval", f"must be at least 10, got {self.n_eval}")
+        check(self.initial_design in ("zeroproof", "breeder"), "initial_design",
+              f"must be 'zeroproof' (the recipe) or 'breeder', got {self.initial_design!r}")
 
 
 def truncated_normal(n: int, std: float, bound: float, generator: torch.Generator | None,
@@ -128,6 +131,12 @@ class RRIK(PoleProblem):
 
     def _angles(self, n: int, generator: torch.Generator | None) -> Tensor:
         return (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * math.pi
+
+    def initial_design(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Round 0's points: ZeroProofML's recipe when ``initial_design == "zeroproof"``."""
+        if self.config.initial_design != "zeroproof":
+            return None
+        return self.zeroproof_dataset(n, generator=generator)
 
     def zeroproof_dataset(self, n: int = 20000, singular_share: float | None = None,
                           generator: torch.Generator | None = None) -> Tensor:
