@@ -211,6 +211,10 @@ def test_device_argument(device):
     assert sel.idx.device.type == device
     bx, idx = sampler.hybrid_sample(x.to(device), q.to(device), 16)
     assert bx.device.type == device and idx.device.type == device
+    other = ImportanceSampler()
+    other.load_state_dict(roundtrip(sampler.state_dict()))
+    assert torch.equal(sampler.select(500, 32, q=q, device=device).idx,
+                       other.select(500, 32, q=q, device=device).idx)
 
 
 def test_state_dict_roundtrip_gives_same_next_draw():

@@ -16,7 +16,7 @@ defaults every sample with |Q| < 0.1 got the same weight, a two-level step funct
 3. soft cap: u = 1/(1/w + 1/max_weight), a smooth, strictly decreasing function of a bounded by
    max_weight, so near-pole samples are always ranked by closeness (no plateau) and no sample
    can dominate. ``a_ref`` is the median of a over the pool (``cap_reference="median"``, on a
-   deterministic strided subsample of at most 65536 values): the median sample gets
+   deterministic strided subsample of about 8192 values): the median sample gets
    u = 1/(1 + 1/max_weight) ≈ 1, so max_weight bounds the ratio of any weight to a typical
    sample's, and the weights do not change when Q is rescaled (the P/Q gauge);
    ``cap_reference="absolute"`` uses a_ref = 1 like the original.
@@ -48,7 +48,7 @@ from nearpole_exp.sampling.base import BatchSampler, Selection, effective_sample
 
 log = logging.getLogger(__name__)
 
-_MEDIAN_SAMPLE = 65536
+_MEDIAN_SAMPLE = 8192
 DISTANCES = ("abs_q", "newton")
 CAP_REFERENCES = ("median", "absolute")
 WEIGHT_TARGETS = ("prior", "uniform")
@@ -122,13 +122,10 @@ def restore_generator(state: dict[str, Any]) -> torch.Generator | None:
 
 
 def reference_scale(a: Tensor, mode: str) -> Tensor | float:
-    """a_ref: the median of the finite values of ``a`` (strided subsample), or 1."""
+    """a_ref: the median of the non-NaN values of ``a`` (strided subsample), or 1."""
     if mode == "absolute":
         return 1.0
-    stride = max(1, a.numel() // _MEDIAN_SAMPLE)
-    sub = a[::stride]
-    sub = torch.where(torch.isfinite(sub), sub, torch.full_like(sub, float("nan")))
-    return torch.nanmedian(sub)
+    return torch.nanmedian(a[:: max(1, a.numel() // _MEDIAN_SAMPLE)])
 
 
 def importance_weights(values: Tensor, config: ImportanceSamplerConfig) -> Tensor:
@@ -196,12 +193,12 @@ def mixture_draw(
     n_imp = batch_size - n_uni
     share = n_uni / batch_size
     parts: list[Tensor] = []
-    zsum = torch.tensor(float(n_pool), dtype=torch.float64, device=device)
+    zsum: Tensor | float = float(n_pool)
     if r is not None:
         idx_base, zsum = _inverse_cdf(r, n_uni, gen)
     else:
         idx_base = torch.randint(0, n_pool, (n_uni,), generator=gen, device=device)
-    imp_total = zsum
+    imp_total: Tensor | float = zsum
     dens: Tensor | None = None
     if n_imp > 0:
         assert u is not None
@@ -280,10 +277,7 @@ class ImportanceSampler(BatchSampler):
         self.n_fallbacks = 0
         self._counts: Tensor | None = None
         self._n_total = 0
-        # Running statistics stay device tensors between draws (no host sync per step).
-        self._q_sum: Tensor | float = 0.0
-        self._q_min: Tensor | float = math.inf
-        self._last_weight_max: Tensor | float = math.nan
+        self._last_q: Tensor | None = None
 
     # -- densities ---------------------------------------------------------------------------
     def compute_weights(self, q: Tensor) -> Tensor:
@@ -374,7 +368,7 @@ class ImportanceSampler(BatchSampler):
 
     # -- statistics -----------------------------------------------------------------------------
     def _record(self, n_pool: int, sel: Selection, q: Tensor) -> None:
-        """Sample counts (index_add into a tensor), drawn-|Q| sum and minimum, kept on device."""
+        """Per-index draw counts (index_add into a device tensor; no host sync)."""
         dev = sel.idx.device
         counts = self._counts.to(dev) if self._counts is not None else None
         if counts is None or counts.numel() < n_pool:
@@ -384,29 +378,40 @@ class ImportanceSampler(BatchSampler):
                 grown[:old] = counts
             counts = grown
         self._counts = counts.index_add_(0, sel.idx, torch.ones_like(sel.idx))
-        a = q.reshape(-1)[sel.idx].abs().double()
         self._n_total += sel.idx.numel()
-        self._q_sum = a.nansum() + self._q_sum
-        self._q_min = a.nan_to_num(nan=math.inf).min().clamp_max(self._q_min)
-        self._last_weight_max = sel.weights.max()
+        self._last_q = q
         self.last_selection = sel
 
     def get_statistics(self) -> dict[str, float]:
-        """Totals over every draw so far: counts, diversity and |Q| of the drawn samples."""
+        """Draw counts and diversity so far, and |Q| of the drawn samples.
+
+        The |Q| statistics weight the pool's latest |Q| (the ``q`` of the last draw) by the
+        draw counts, so they are exact for a fixed Q and "how near the current poles we have
+        been drawing" when Q is a model's and changes.
+        """
+        nan = math.nan
         if self._counts is None or self._n_total == 0:
-            return {"total_samples": 0.0, "unique_samples": 0.0, "sample_diversity": math.nan,
-                    "max_sample_count": 0.0, "min_sample_count": 0.0, "mean_q_abs": math.nan,
-                    "min_q_abs": math.nan, "n_fallbacks": float(self.n_fallbacks)}
+            return {"total_samples": 0.0, "unique_samples": 0.0, "sample_diversity": nan,
+                    "max_sample_count": 0.0, "min_sample_count": 0.0, "mean_q_abs": nan,
+                    "min_q_abs": nan, "n_fallbacks": float(self.n_fallbacks)}
         drawn = self._counts[self._counts > 0]
         unique = drawn.numel()
+        mean_q = min_q = nan
+        if self._last_q is not None:
+            a = self._last_q.reshape(-1).abs().double()
+            c = self._counts[: a.numel()].to(a.device, torch.float64)
+            seen = (c > 0) & ~torch.isnan(a)
+            if bool(seen.any()):
+                mean_q = float((c * a)[seen].sum() / c[seen].sum())
+                min_q = float(a[seen].min())
         return {
             "total_samples": float(self._n_total),
             "unique_samples": float(unique),
             "sample_diversity": unique / self._n_total,
             "max_sample_count": float(drawn.max()),
             "min_sample_count": float(drawn.min()),
-            "mean_q_abs": float(self._q_sum) / self._n_total,
-            "min_q_abs": float(self._q_min),
+            "mean_q_abs": mean_q,
+            "min_q_abs": min_q,
             "n_fallbacks": float(self.n_fallbacks),
         }
 
@@ -425,7 +430,7 @@ class ImportanceSampler(BatchSampler):
         return {
             "sampler/importance/diversity": stats["sample_diversity"],
             "sampler/importance/ess": math.nan if sel is None else sel.ess,
-            "sampler/importance/weight_max": float(self._last_weight_max),
+            "sampler/importance/weight_max": math.nan if sel is None else float(sel.weights.max()),
             "sampler/importance/fallbacks": float(self.n_fallbacks),
             "sampler/importance/mean_q_abs": stats["mean_q_abs"],
         }
@@ -436,10 +441,7 @@ class ImportanceSampler(BatchSampler):
             **generator_state(self._generator),
             "counts": None if self._counts is None else self._counts.cpu().clone(),
             "n_total": self._n_total,
-            "q_sum": float(self._q_sum),
-            "q_min": float(self._q_min),
             "n_fallbacks": self.n_fallbacks,
-            "last_weight_max": float(self._last_weight_max),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -447,7 +449,4 @@ class ImportanceSampler(BatchSampler):
         counts = state.get("counts")
         self._counts = None if counts is None else counts.clone()
         self._n_total = int(state["n_total"])
-        self._q_sum = float(state["q_sum"])
-        self._q_min = float(state["q_min"])
         self.n_fallbacks = int(state["n_fallbacks"])
-        self._last_weight_max = float(state["last_weight_max"])
