@@ -94,7 +94,7 @@ def test_composition_rejects_bad_overrides(composer, override: str, error: type,
 
 def test_empty_pool_config_is_refused(composer) -> None:
     cfg = composer([*TINY, "trainer.initial_points=0", "trainer.points_per_round=0"])
-    with pytest.raises(ConfigError, match="trainer.initial_points"):
+    with pytest.raises(ConfigError, match=r"trainer\.initial_points"):
         validate(cfg)
 
 
