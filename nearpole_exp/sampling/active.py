@@ -65,7 +65,7 @@ class ActiveSamplerConfig:
     max_refinement_level: int = 6
     refinement_ratio: int = 2
     max_grid_points: int = 4096
-    points_per_round: int = 512
+    points_per_round: int = 256
     adapt_frequency: int = 1
     near_root_points: int = 13
     near_root_min_distance: float = 1e-7

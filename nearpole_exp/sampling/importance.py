@@ -243,6 +243,8 @@ def correction_weights(ratio: Tensor, config: ImportanceSamplerConfig) -> Tensor
 def q_and_grad(q_fn: Callable[[Tensor], Tensor], x: Tensor,
                chunk_size: int = 65536) -> tuple[Tensor, Tensor]:
     """Q(x) [n] and ∇ₓQ [n, d] by autograd in chunks (rows must not interact: no batchnorm)."""
+    if len(x) == 0:
+        return x.new_zeros(0), x.detach().flatten(1) if x.dim() > 1 else x.new_zeros(0, 1)
     qs, grads = [], []
     for chunk in x.detach().split(chunk_size):
         xc = chunk.clone().requires_grad_(True)
