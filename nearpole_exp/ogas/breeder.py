@@ -1,0 +1,474 @@
+"""OGASBreeder: Online Generative Active Sampling as an ask/tell breeder for a plain PyTorch loop.
+
+A loss-conditioned DDPM over the normalised parameter box is trained continuously (background
+thread, or inline in ``synchronous`` mode) on a FIFO reservoir of scored simulations, debiased
+by a RatioMLP; each generation mixes DDPM children conditioned on high target difficulties with
+non-bred design points, at a scheduled breed ratio.
+
+Threads and locks: the trainer thread holds ``trainer.lock`` for each step (model lock) and
+takes ``_data_lock`` briefly to draw a batch; ``tell`` takes only ``_data_lock``; generation
+copies the EMA weights into a frozen model under the model lock and samples from that copy
+outside it, so training goes on while a generation is drawn. Lock order is model → data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nearpole_exp.ogas.base import Breeder
+from nearpole_exp.ogas.config import (
+    BreederConfig,
+    DataConfig,
+    DDPMConfig,
+    ExperimentConfig,
+    build_config,
+)
+from nearpole_exp.ogas.ddpm import ConditionalDDPM, Denoiser
+from nearpole_exp.ogas.designs import UnitDesign
+from nearpole_exp.ogas.history import (
+    EVICTED,
+    NOT_IN_RESERVOIR,
+    MinMaxQueues,
+    SimHistory,
+    conditions,
+    sample_targets,
+    validate_signals,
+)
+from nearpole_exp.ogas.ratio import RatioEstimator
+from nearpole_exp.ogas.reservoir import Reservoir
+from nearpole_exp.ogas.schedule import BreedRatioSchedule
+from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
+from nearpole_exp.rng import child_generator
+
+FORMAT_VERSION = 1
+MAX_LOSS_POINTS = 4000
+
+
+def to_cpu(obj: Any) -> Any:
+    """A copy of a nested state with every tensor on the CPU (device-agnostic checkpoints)."""
+    if isinstance(obj, Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def load_generator(generator: torch.Generator, state: Tensor) -> None:
+    """Restore a generator state; a state from another device type (CPU vs CUDA layouts differ)
+    reseeds the generator deterministically from the saved bytes instead."""
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+    else:
+        generator.manual_seed(int.from_bytes(bytes(state[:8].tolist()), "little") % 2**63)
+
+
+class OGASBreeder(Breeder):
+    """Loss-conditioned DDPM breeder (Melissa's OGASBreeder) with the ask/tell protocol.
+
+    Build with ``OGASBreeder(bounds, ExperimentConfig(...))`` or with parts and flat breeder
+    fields: ``OGASBreeder(bounds=b, model=DDPMConfig(...), data=DataConfig(...), end_breed_ratio=0.9)``
+    (parts may also be mappings). ``bounds`` is ``[d, 2]``; ``device`` holds the DDPM and ratio MLP.
+    """
+
+    def __init__(self, bounds: Tensor, config: ExperimentConfig | None = None, *,
+                 breeder: BreederConfig | Mapping[str, Any] | None = None,
+                 model: DDPMConfig | Mapping[str, Any] | None = None,
+                 data: DataConfig | Mapping[str, Any] | None = None,
+                 device: str | torch.device = "cpu", **breeder_overrides: Any) -> None:
+        super().__init__(bounds)
+        base = config or ExperimentConfig()
+        self.config = ExperimentConfig(
+            breeder=build_config(BreederConfig, base.breeder if breeder is None else breeder,
+                                 breeder_overrides, "breeder."),
+            model=build_config(DDPMConfig, base.model if model is None else model, {}, "model."),
+            data=build_config(DataConfig, base.data if data is None else data, {}, "data."),
+        )
+        bc, dc = self.config.breeder, self.config.data
+        self.device = torch.device(device)
+        self.generator = child_generator()
+        self.sample_generator = child_generator(self.device)
+        self.train_generator = child_generator(self.device)
+        self.batch_generator = child_generator()
+        self.design = UnitDesign(bc.non_breed_design, self.dim, child_generator())
+        self.schedule = BreedRatioSchedule(bc.start_breed_ratio, bc.end_breed_ratio,
+                                           bc.breakpoint, bc.schedule_on, bc.total_budget,
+                                           bc.budget_breakpoint)
+        self.history = SimHistory(self.dim, dc.ema_loss_alpha)
+        self.queues = MinMaxQueues(dc.min_max_queue_length)
+        self.reservoir = Reservoir(dc.buffer_size, self.dim)
+        self.ddpm = ConditionalDDPM(self.dim, self.config.model, self.device)
+        self.ratio = (
+            RatioEstimator(self.dim, bc.ratio_mlp_hidden_dim, bc.ratio_mlp_dropout,
+                           bc.ratio_mlp_weight_decay, bc.ratio_mlp_label_smoothing,
+                           bc.ratio_mlp_lr, self.device)
+            if bc.learn_sampling_ratio else None
+        )
+        self._frozen: Denoiser = self.ddpm.snapshot()
+        self._data_lock = threading.Lock()
+        self.trainer = BackgroundTrainer(
+            self._train_step, max_steps_per_round=bc.max_train_steps_between_asks,
+            num_threads=bc.trainer_num_threads, sleep_s=bc.trainer_sleep_s,
+        )
+        self._staged: dict[str, Any] | None = None
+        self.stats: dict[str, float] = {
+            "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
+            "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
+            "generate_s": 0.0, "loss_stride": 1.0,
+        }
+        self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": [],
+                                              "ddpm_loss": []}
+
+    # ----------------------------------------------------------------------------- helpers
+    def _to_box(self, unit: Tensor) -> Tensor:
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        return lo + unit * (hi - lo)
+
+    def _reservoir_conditions(self) -> Tensor:
+        """Conditions of all live reservoir entries (caller holds the data lock)."""
+        dc = self.config.data
+        n = self.reservoir.size
+        return conditions(self.reservoir.signal[:n], self.queues, dc.condition,
+                          dc.normalize_losses, dc.clip_loss_norm_to_3_sigma)
+
+    def _train_step(self) -> bool:
+        """One ratio-MLP step and one weighted DDPM step on a reservoir batch; False if no data."""
+        bc, dc = self.config.breeder, self.config.data
+        with self._data_lock:
+            n = self.reservoir.size
+            if n < bc.min_reservoir_size:
+                return False
+            if bc.train_only_with_non_breed_samples:
+                pool = torch.nonzero(~self.reservoir.is_bred[:n])[:, 0]
+                if pool.numel() == 0:
+                    return False
+                idx = pool[torch.randint(0, pool.numel(), (dc.batch_size,),
+                                         generator=self.batch_generator)]
+            else:
+                idx = torch.randint(0, n, (dc.batch_size,), generator=self.batch_generator)
+            cond = self._reservoir_conditions()[idx]
+            unit = self.reservoir.unit[idx].clone()
+            is_bred = self.reservoir.is_bred[idx].clone()
+            bred_fraction = self.reservoir.bred_fraction()
+        weights = None
+        if self.ratio is not None and 0.0 < bred_fraction < 1.0:
+            self.ratio.step(unit, is_bred)
+            weights, ess = self.ratio.weights(unit, bred_fraction, bc.ratio_clip)
+            self.stats["ratio_ess"] = ess
+        loss = self.ddpm.train_step(unit, cond, weights, self.train_generator)
+        prev = self.stats["ddpm_loss"]
+        self.stats["ddpm_loss"] = loss if math.isnan(prev) else 0.9 * prev + 0.1 * loss
+        if self.ddpm.steps % (bc.loss_log_every * int(self.stats["loss_stride"])) == 0:
+            curve = self.records["ddpm_loss"]
+            curve.append([float(self.ddpm.steps), loss])
+            if len(curve) > MAX_LOSS_POINTS:  # thin the curve so long runs stay small
+                self.records["ddpm_loss"] = curve[1::2]
+                self.stats["loss_stride"] *= 2
+        return True
+
+    def _ensure_trained(self) -> None:
+        """Before a bred generation: inline steps (synchronous or closed) or wait for the thread."""
+        bc = self.config.breeder
+        if bc.synchronous or not self.trainer.started or self.trainer.closed:
+            missing = max(0, bc.min_train_steps - self.ddpm.steps)
+            self.trainer.run_inline(missing)
+            return
+        self.trainer.refill()
+        self.trainer.wait_for_steps(self.trainer.steps + max(0, bc.min_train_steps
+                                                             - self.ddpm.steps),
+                                    bc.train_wait_timeout_s)
+
+    def _snapshot(self) -> Denoiser:
+        with self.trainer.lock:
+            return self.ddpm.snapshot(into=self._frozen)
+
+    def _out_of_box(self, unit: Tensor) -> Tensor:
+        return ((unit < 0) | (unit > 1)).any(dim=1)
+
+    def _generate(self, targets: Tensor) -> tuple[Tensor, Tensor, int, int]:
+        """DDPM children for ``targets``: (unit points, valid mask, #OOB candidates, #candidates).
+
+        ``logit`` points are always inside. ``box`` points outside are regenerated with fresh
+        noise up to ``max_oob_attempts`` times (``resample_oob``) and the rest marked invalid
+        (the caller replaces them by design draws), or clipped when ``resample_oob`` is False.
+        """
+        bc = self.config.breeder
+        model = self._snapshot()
+        unit = self.ddpm.decode(self.ddpm.generate(targets, self.sample_generator, model)).cpu()
+        if self.config.model.parametrisation == "logit":
+            return unit.clamp(0.0, 1.0), torch.ones(unit.shape[0], dtype=torch.bool), 0, len(unit)
+        oob = self._out_of_box(unit)
+        n_oob, n_cand = int(oob.sum()), unit.shape[0]
+        if not bc.resample_oob:
+            return unit.clamp(0.0, 1.0), torch.ones_like(oob), n_oob, n_cand
+        for _ in range(bc.max_oob_attempts):
+            rows = torch.nonzero(oob)[:, 0]
+            if rows.numel() == 0:
+                break
+            fresh = self.ddpm.decode(
+                self.ddpm.generate(targets[rows], self.sample_generator, model)).cpu()
+            bad = self._out_of_box(fresh)
+            unit[rows] = fresh
+            oob[rows] = bad
+            n_oob += int(bad.sum())
+            n_cand += rows.numel()
+        return unit, ~oob, n_oob, n_cand
+
+    # ------------------------------------------------------------------ Melissa-named API
+    def train_sampler(self) -> int:
+        """Trigger training: ``train_steps_per_ask`` inline steps (synchronous mode, returns how
+        many ran) or a budget refill of the background thread (returns 0)."""
+        self.trainer.raise_if_failed()
+        bc = self.config.breeder
+        if not bc.activate_breed:
+            return 0
+        if bc.synchronous:
+            return self.trainer.run_inline(bc.train_steps_per_ask)
+        self.trainer.refill()
+        return 0
+
+    def next_parameters(self, max_breeding_count: int = -1) -> Tensor:
+        """Stage the next generation of ``max_breeding_count`` points (-1: the remaining
+        ``total_budget``) and return them in box coordinates; concretise them afterwards."""
+        self.trainer.raise_if_failed()
+        bc = self.config.breeder
+        t0 = time.perf_counter()
+        n = int(max_breeding_count)
+        if n < 0:
+            if bc.total_budget is None:
+                raise ValueError("max_breeding_count=-1 needs breeder.total_budget")
+            n = max(bc.total_budget - self.n_asked, 0)
+        if bc.synchronous and bc.activate_breed:
+            self.trainer.run_inline(bc.train_steps_per_ask)
+        target_ratio = self.schedule.ratio(consumed=self.n_asked) if bc.activate_breed else 0.0
+        with self._data_lock:
+            can_breed = self.reservoir.size >= bc.min_reservoir_size
+        n_bred = math.floor(n * target_ratio + 1e-9) if can_breed else 0
+        bred_unit, targets = torch.empty(0, self.dim), torch.zeros(0)
+        n_oob = n_cand = 0
+        if n_bred > 0:
+            self._ensure_trained()
+            with self._data_lock:
+                cond = self._reservoir_conditions()
+            targets = sample_targets(cond, n_bred, bc.loss_sampling_strategy,
+                                     bc.loss_sampling_alpha, bc.loss_sampling_quantile,
+                                     self.generator)
+            bred_unit, valid, n_oob, n_cand = self._generate(targets)
+            bred_unit, targets = bred_unit[valid], targets[valid]
+        n_valid = bred_unit.shape[0]
+        design_unit = self.design.draw(n - n_valid)
+        unit = torch.cat([bred_unit, design_unit])
+        is_bred = torch.cat([torch.ones(n_valid, dtype=torch.bool),
+                             torch.zeros(n - n_valid, dtype=torch.bool)])
+        target = torch.cat([targets.float(), torch.full((n - n_valid,), float("nan"))])
+        perm = torch.randperm(n, generator=self.generator)
+        self._staged = {"unit": unit[perm], "is_bred": is_bred[perm], "target": target[perm],
+                        "generation": self.schedule.generation}
+        self.stats.update(
+            ratio=n_valid / n if n else 0.0, ratio_target=target_ratio,
+            oob_rate=n_oob / n_cand if n_cand else 0.0, oob_fallback=float(n_bred - n_valid),
+            generate_s=time.perf_counter() - t0,
+        )
+        return self._to_box(self._staged["unit"])
+
+    def concretize_resampled_parameters(self, last_submitted_sim_id: int) -> tuple[int, int]:
+        """Write the staged generation at ids ``last_submitted_sim_id+1 …`` (overwriting ids
+        asked but never told), advance the schedule; return (first_id, last_id)."""
+        self.trainer.raise_if_failed()
+        if self._staged is None:
+            raise RuntimeError("no staged generation: call next_parameters first")
+        first = int(last_submitted_sim_id) + 1
+        if not 0 <= first <= self.n_asked:
+            raise ValueError(
+                f"last_submitted_sim_id must lie in [-1, {self.n_asked - 1}], got "
+                f"{last_submitted_sim_id}"
+            )
+        staged = self._staged
+        k = staged["unit"].shape[0]
+        with self._data_lock:
+            self.history.write(first, staged["unit"], staged["is_bred"], staged["generation"],
+                               staged["target"])
+        self.n_asked = max(self.n_asked, first + k)
+        self.schedule.advance()
+        for key in ("ratio", "ratio_target", "oob_rate"):
+            self.records[key].append(self.stats[key])
+        self._staged = None
+        if not self.config.breeder.synchronous:
+            self.trainer.refill()
+        return first, first + k - 1
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, as CPU tensors and plain types (loads with
+        ``torch.load(weights_only=True)`` on any machine; exact resume needs the same device type)."""
+        with self.trainer.lock, self._data_lock:
+            staged = None if self._staged is None else {
+                k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self._staged.items()
+            }
+            return to_cpu({
+                "format_version": FORMAT_VERSION,
+                "kind": "ogas",
+                "config": dataclasses.asdict(self.config),
+                "bounds": self.bounds.clone(),
+                "n_asked": self.n_asked,
+                "schedule": self.schedule.state_dict(),
+                "history": self.history.state_dict(),
+                "queues": self.queues.state_dict(),
+                "reservoir": self.reservoir.state_dict(),
+                "design": self.design.state_dict(),
+                "ddpm": self.ddpm.state_dict(),
+                "ratio": None if self.ratio is None else self.ratio.state_dict(),
+                "generators": {
+                    "main": self.generator.get_state(),
+                    "sample": self.sample_generator.get_state(),
+                    "train": self.train_generator.get_state(),
+                    "batch": self.batch_generator.get_state(),
+                },
+                "trainer_steps": self.trainer.steps,
+                "staged": staged,
+                "stats": dict(self.stats),
+                "records": {k: [list(v) if isinstance(v, list) else v for v in vals]
+                            for k, vals in self.records.items()},
+            })
+
+    def restart_from_checkpoint(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`checkpoint_state` output (any device; same dimension and capacity)."""
+        version = int(state.get("format_version", -1))
+        if version != FORMAT_VERSION or state.get("kind") != "ogas":
+            raise ValueError(f"not an OGAS breeder state of format {FORMAT_VERSION}: "
+                             f"kind={state.get('kind')!r}, format_version={version}")
+        bounds = torch.as_tensor(state["bounds"], dtype=torch.float32)
+        if bounds.shape != self.bounds.shape:
+            raise ValueError(f"state bounds {tuple(bounds.shape)} != {tuple(self.bounds.shape)}")
+        if (state["ratio"] is None) != (self.ratio is None):
+            raise ValueError("learn_sampling_ratio differs between the state and this breeder")
+        with self.trainer.lock, self._data_lock:
+            self.n_asked = int(state["n_asked"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.history.load_state_dict(state["history"])
+            self.queues.load_state_dict(state["queues"])
+            self.reservoir.load_state_dict(state["reservoir"])
+            self.design.load_state_dict(state["design"])
+            self.ddpm.load_state_dict(state["ddpm"])
+            if self.ratio is not None:
+                self.ratio.load_state_dict(state["ratio"])
+            gens = state["generators"]
+            load_generator(self.generator, gens["main"])
+            load_generator(self.sample_generator, gens["sample"])
+            load_generator(self.train_generator, gens["train"])
+            load_generator(self.batch_generator, gens["batch"])
+            self.trainer.steps = int(state["trainer_steps"])
+            self._staged = state["staged"]
+            self.stats = {k: float(v) for k, v in state["stats"].items()}
+            self.records = {k: list(v) for k, v in state["records"].items()}
+
+    # --------------------------------------------------------------------- Breeder protocol
+    def ask(self, n: int) -> Tensor:
+        """``next_parameters(n)`` then ``concretize_resampled_parameters`` at the next free ids."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        params = self.next_parameters(n)
+        self.concretize_resampled_parameters(self.n_asked - 1)
+        return params
+
+    def tell(self, sim_ids: Tensor, values: Tensor) -> None:
+        """Per-sample signals of asked sims. Values are clipped at ``max_loss_value``;
+        non-finite values are dropped and counted (``breeder/dropped_values``); unknown ids or
+        mismatched shapes raise ValueError."""
+        self.trainer.raise_if_failed()
+        ids, vals, dropped = validate_signals(sim_ids, values, self.n_asked)
+        self.stats["dropped_values"] += dropped
+        if ids.numel() == 0:
+            return
+        dc = self.config.data
+        vals = vals.clamp(max=dc.max_loss_value)
+        with self._data_lock:
+            self.queues.push(vals)
+            touched = self.history.update(ids, vals)
+            slots = self.history.slot[touched]
+            live = slots >= 0
+            self.reservoir.refresh(slots[live], self.history.signal[touched[live]])
+            fresh = touched[(slots == NOT_IN_RESERVOIR)
+                            & (self.history.count[touched] >= dc.min_observations)]
+            if fresh.numel():
+                h = self.history
+                new_slots, evicted = self.reservoir.add(fresh, h.unit[fresh], h.signal[fresh],
+                                                        h.is_bred[fresh], h.generation[fresh])
+                h.slot[fresh] = new_slots
+                h.slot[evicted] = EVICTED
+        if not self.config.breeder.synchronous and self.config.breeder.activate_breed:
+            self.trainer.start()
+            self.trainer.notify_data()
+
+    def metrics(self) -> dict[str, float]:
+        """``breeder/*`` scalars (non-finite ones, e.g. the loss before any step, are left out)."""
+        self.trainer.raise_if_failed()
+        out = {
+            "breeder/ratio": self.stats["ratio"],
+            "breeder/ratio_target": self.stats["ratio_target"],
+            "breeder/ddpm_loss": self.stats["ddpm_loss"],
+            "breeder/oob_rate": self.stats["oob_rate"],
+            "breeder/oob_fallback": self.stats["oob_fallback"],
+            "breeder/generation": float(self.schedule.generation),
+            "breeder/ratio_ess": self.stats["ratio_ess"],
+            "breeder/train_steps": float(self.ddpm.steps),
+            "breeder/reservoir_size": float(self.reservoir.size),
+            "breeder/dropped_values": self.stats["dropped_values"],
+            "breeder/generate_s": self.stats["generate_s"],
+        }
+        return {k: float(v) for k, v in out.items() if math.isfinite(v)}
+
+    def start(self) -> None:
+        """Start the background trainer (no-op in synchronous mode or with breeding off)."""
+        bc = self.config.breeder
+        if not bc.synchronous and bc.activate_breed:
+            self.trainer.start()
+
+    def close(self) -> None:
+        """Stop the background trainer; idempotent. Asking still works (no more training)."""
+        self.trainer.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.checkpoint_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.restart_from_checkpoint(state)
+
+    # ------------------------------------------------------------------------- inspection
+    def parameters_of(self, sim_ids: Tensor) -> Tensor:
+        """Box coordinates of asked sims (Melissa's parameter table lookup)."""
+        ids = torch.as_tensor(sim_ids, dtype=torch.long)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_asked):
+            raise ValueError("sim ids out of range")
+        return self._to_box(self.history.unit[ids])
+
+    def plots(self, outdir: str) -> list[str]:
+        """Write the breeder PNGs (see :func:`plot_breeder`) into ``outdir``."""
+        from nearpole_exp.ogas.plots import plot_breeder  # matplotlib only when plotting
+
+        return [str(p) for p in plot_breeder(self, outdir)]
+
+    def plot_data(self) -> dict[str, Any]:
+        """What :func:`nearpole_exp.ogas.plots.plot_breeder` draws: per-sim parameters,
+        generation, provenance and score, the DDPM loss curve and per-generation ratios."""
+        with self.trainer.lock, self._data_lock:
+            n = self.history.size
+            return {
+                "params": self._to_box(self.history.unit[:n]),
+                "generation": self.history.generation[:n].clone(),
+                "is_bred": self.history.is_bred[:n].clone(),
+                "signal": self.history.signal[:n].clone(),
+                "ddpm_loss": torch.tensor(self.records["ddpm_loss"]).reshape(-1, 2),
+                "breed_ratio": list(self.records["ratio"]),
+                "breed_ratio_target": list(self.records["ratio_target"]),
+                "oob_rate": list(self.records["oob_rate"]),
+                "bounds": self.bounds.clone(),
+            }

@@ -1,0 +1,273 @@
+"""Typed, validated configs of the OGAS package (breeder, DDPM, data) and of the Breed baseline.
+
+Every field has a default sized for a 2-core CPU; ``__post_init__`` rejects bad values with a
+``ConfigError`` naming the field. Strings that select a variant are validated against the tuples
+below (OmegaConf has no ``Literal``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from nearpole_exp.errors import ConfigError, check
+from nearpole_exp.ogas.designs import DESIGNS
+
+LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
+SCHEDULE_ON = ("generation", "budget")
+BETA_SCHEDULES = ("cosine", "linear")
+SAMPLERS = ("ddpm", "ddim")
+PARAMETRISATIONS = ("box", "logit")
+CONDITIONS = ("minmax", "rank")
+BREED_OOB = ("resample", "reflect")
+
+
+def _check_ratio_schedule(start: float, end: float, breakpoint: int, schedule_on: str,
+                          total_budget: int | None, budget_breakpoint: float,
+                          names: tuple[str, str]) -> None:
+    """Shared validation of a start→end breed-ratio schedule."""
+    check(0.0 <= start <= 1.0, names[0], f"must lie in [0, 1], got {start}")
+    check(0.0 <= end <= 1.0, names[1], f"must lie in [0, 1], got {end}")
+    check(breakpoint >= 1, "breakpoint", f"must be >= 1, got {breakpoint}")
+    check(schedule_on in SCHEDULE_ON, "schedule_on", f"must be one of {SCHEDULE_ON}")
+    check(total_budget is None or total_budget > 0, "total_budget", "must be positive or None")
+    check(schedule_on != "budget" or total_budget is not None, "total_budget",
+          "schedule_on='budget' needs total_budget (number of simulations)")
+    check(0.0 < budget_breakpoint <= 1.0, "budget_breakpoint", "must lie in (0, 1]")
+
+
+@dataclass
+class BreederConfig:
+    """How OGAS mixes bred and design points, picks target difficulties and debiases its history.
+
+    Breed ratio R: the share of DDPM-generated points in a generation, ramped linearly from
+    ``start_breed_ratio`` to ``end_breed_ratio`` over ``breakpoint`` generations
+    (``schedule_on="generation"``, Melissa's rule) or until ``budget_breakpoint`` of
+    ``total_budget`` simulations have been asked (``schedule_on="budget"``). Generation 0 is always
+    drawn from ``non_breed_design``.
+    """
+
+    activate_breed: bool = True
+    start_breed_ratio: float = 0.0
+    end_breed_ratio: float = 0.7
+    breakpoint: int = 4
+    schedule_on: str = "generation"
+    total_budget: int | None = None
+    budget_breakpoint: float = 0.3
+    # target difficulties: P(c_j) ∝ max(c_j, 0)^alpha, or c* ~ U[Q_quantile(c), max c]
+    loss_sampling_strategy: str = "proportional"
+    loss_sampling_alpha: float = 1.0
+    loss_sampling_quantile: float = 0.9
+    # debiasing: ratio classifier P(bred | λ) (learn_sampling_ratio) or non-bred-only training
+    learn_sampling_ratio: bool = True
+    ratio_clip: float = 10.0
+    train_only_with_non_breed_samples: bool = False
+    ratio_mlp_hidden_dim: int = 64
+    ratio_mlp_dropout: float = 0.0
+    ratio_mlp_weight_decay: float = 0.01
+    ratio_mlp_label_smoothing: float = 0.0
+    ratio_mlp_lr: float = 1e-3
+    # out-of-bounds generations (box parametrisation only): regenerate, then design draws
+    resample_oob: bool = True
+    max_oob_attempts: int = 3
+    non_breed_design: str = "uniform"
+    # reservoir must hold this many sims before a generation may be bred
+    min_reservoir_size: int = 16
+    # training cadence
+    synchronous: bool = False
+    train_steps_per_ask: int = 200
+    min_train_steps: int = 100
+    max_train_steps_between_asks: int = 2000
+    train_wait_timeout_s: float = 120.0
+    trainer_num_threads: int = 1
+    trainer_sleep_s: float = 0.0
+    loss_log_every: int = 10
+
+    def __post_init__(self) -> None:
+        _check_ratio_schedule(self.start_breed_ratio, self.end_breed_ratio, self.breakpoint,
+                              self.schedule_on, self.total_budget, self.budget_breakpoint,
+                              ("start_breed_ratio", "end_breed_ratio"))
+        check(self.loss_sampling_strategy in LOSS_SAMPLING_STRATEGIES, "loss_sampling_strategy",
+              f"must be one of {LOSS_SAMPLING_STRATEGIES}, got {self.loss_sampling_strategy!r}")
+        check(self.loss_sampling_alpha >= 0, "loss_sampling_alpha", "must be >= 0")
+        check(0.0 <= self.loss_sampling_quantile < 1.0, "loss_sampling_quantile",
+              "must lie in [0, 1)")
+        check(self.ratio_clip > 1.0, "ratio_clip", "must exceed 1")
+        check(not (self.learn_sampling_ratio and self.train_only_with_non_breed_samples),
+              "train_only_with_non_breed_samples",
+              "is an alternative to learn_sampling_ratio: enable at most one")
+        check(self.ratio_mlp_hidden_dim >= 1, "ratio_mlp_hidden_dim", "must be >= 1")
+        check(0.0 <= self.ratio_mlp_dropout < 1.0, "ratio_mlp_dropout", "must lie in [0, 1)")
+        check(self.ratio_mlp_weight_decay >= 0, "ratio_mlp_weight_decay", "must be >= 0")
+        check(0.0 <= self.ratio_mlp_label_smoothing < 0.5, "ratio_mlp_label_smoothing",
+              "must lie in [0, 0.5)")
+        check(self.ratio_mlp_lr > 0, "ratio_mlp_lr", "must be positive")
+        check(self.max_oob_attempts >= 0, "max_oob_attempts", "must be >= 0")
+        check(self.non_breed_design in DESIGNS, "non_breed_design", f"must be one of {DESIGNS}")
+        check(self.min_reservoir_size >= 1, "min_reservoir_size", "must be >= 1")
+        check(self.train_steps_per_ask >= 0, "train_steps_per_ask", "must be >= 0")
+        check(self.min_train_steps >= 0, "min_train_steps", "must be >= 0")
+        check(self.max_train_steps_between_asks >= max(1, self.min_train_steps),
+              "max_train_steps_between_asks", "must be >= max(1, min_train_steps)")
+        check(self.train_wait_timeout_s > 0, "train_wait_timeout_s", "must be positive")
+        check(self.trainer_num_threads >= 0, "trainer_num_threads", "must be >= 0 (0: leave)")
+        check(self.trainer_sleep_s >= 0, "trainer_sleep_s", "must be >= 0")
+        check(self.loss_log_every >= 1, "loss_log_every", "must be >= 1")
+
+
+@dataclass
+class DDPMConfig:
+    """The conditional DDPM over normalised parameters: MLP denoiser, schedule, sampler, CFG.
+
+    ``parametrisation="logit"`` diffuses logit(unit λ) so decoded points are always inside the
+    box; ``"box"`` diffuses 2·unit−1 ∈ [−1, 1] (Melissa). ``clip_denoised`` clips the predicted
+    x̂0 to the data range at every sampling step, which also keeps box samples inside; with
+    ``box`` and ``clip_denoised=False`` (Melissa-like) samples can leave the box and the breeder's
+    OOB loop handles them.
+    """
+
+    model_dim: int = 128
+    depth: int = 3
+    timesteps: int = 100
+    beta_schedule: str = "cosine"
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    guidance_scale: float = 2.0
+    cond_drop_prob: float = 0.1
+    sampler: str = "ddim"
+    sample_steps: int = 25
+    ddim_eta: float = 0.0
+    ema_decay: float = 0.995
+    parametrisation: str = "logit"
+    logit_eps: float = 1e-4
+    clip_denoised: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.model_dim >= 4, "model_dim", "must be >= 4")
+        check(self.depth >= 1, "depth", "must be >= 1")
+        check(self.timesteps >= 2, "timesteps", "must be >= 2")
+        check(self.beta_schedule in BETA_SCHEDULES, "beta_schedule",
+              f"must be one of {BETA_SCHEDULES}")
+        check(self.lr > 0, "lr", "must be positive")
+        check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        check(self.grad_clip > 0, "grad_clip", "must be positive")
+        check(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
+        check(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must lie in [0, 1)")
+        check(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}")
+        check(1 <= self.sample_steps <= self.timesteps, "sample_steps",
+              "must lie in [1, timesteps]")
+        check(0.0 <= self.ddim_eta <= 1.0, "ddim_eta", "must lie in [0, 1]")
+        check(0.0 <= self.ema_decay < 1.0, "ema_decay", "must lie in [0, 1)")
+        check(self.parametrisation in PARAMETRISATIONS, "parametrisation",
+              f"must be one of {PARAMETRISATIONS}")
+        check(0.0 < self.logit_eps < 0.01, "logit_eps", "must lie in (0, 0.01)")
+
+
+@dataclass
+class DataConfig:
+    """How per-sample signals become per-sim scores and DDPM conditions, and the reservoir size.
+
+    Per sim: s ← (1−α)·s + α·mean(new batch values) with α = ``ema_loss_alpha`` (first value
+    taken as is), raw values clipped at ``max_loss_value``. Condition: ``minmax`` normalises by the
+    mean of the last ``min_max_queue_length`` batch minima/maxima (Melissa); ``rank`` uses the
+    empirical CDF of s within the reservoir (stationary by construction).
+    """
+
+    buffer_size: int = 6000
+    batch_size: int = 128
+    ema_loss_alpha: float = 0.3
+    normalize_losses: bool = True
+    min_max_queue_length: int = 20
+    clip_loss_norm_to_3_sigma: bool = False
+    max_loss_value: float = 5.0
+    min_observations: int = 1
+    condition: str = "minmax"
+
+    def __post_init__(self) -> None:
+        check(self.buffer_size >= 2, "buffer_size", "must be >= 2")
+        check(self.batch_size >= 2, "batch_size", "must be >= 2")
+        check(0.0 < self.ema_loss_alpha <= 1.0, "ema_loss_alpha", "must lie in (0, 1]")
+        check(self.min_max_queue_length >= 1, "min_max_queue_length", "must be >= 1")
+        check(self.max_loss_value > 0, "max_loss_value", "must be positive")
+        check(self.min_observations >= 1, "min_observations", "must be >= 1")
+        check(self.condition in CONDITIONS, "condition", f"must be one of {CONDITIONS}")
+
+
+@dataclass
+class ExperimentConfig:
+    """The three parts of an OGAS breeder config (Melissa's ExperimentConfig)."""
+
+    breeder: BreederConfig = field(default_factory=BreederConfig)
+    model: DDPMConfig = field(default_factory=DDPMConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+@dataclass
+class BreedConfig:
+    """Breed baseline (Melissa's DefaultBreeder): Gaussian children of fitness-proportional parents.
+
+    ``sigma`` is a fraction of the box width; parents come from the last ``window`` sims with a
+    score; OOB children are reflected into the box or resampled with sigma × ``oob_factor`` per
+    retry (``max_oob_attempts``), then clipped. Defaults follow the paper's "mixed" preset.
+    """
+
+    sigma: float = 0.1
+    start: float = 0.0
+    end: float = 0.7
+    breakpoint: int = 3
+    schedule_on: str = "generation"
+    total_budget: int | None = None
+    budget_breakpoint: float = 0.3
+    window: int = 256
+    fitness_power: float = 1.0
+    ema_alpha: float = 0.3
+    max_loss_value: float = float("inf")
+    min_observations: int = 1
+    oob: str = "resample"
+    oob_factor: float = 0.3
+    max_oob_attempts: int = 5
+    non_breed_design: str = "uniform"
+
+    def __post_init__(self) -> None:
+        check(self.sigma > 0, "sigma", "must be positive")
+        _check_ratio_schedule(self.start, self.end, self.breakpoint, self.schedule_on,
+                              self.total_budget, self.budget_breakpoint, ("start", "end"))
+        check(self.window >= 1, "window", "must be >= 1")
+        check(self.fitness_power >= 0, "fitness_power", "must be >= 0")
+        check(0.0 < self.ema_alpha <= 1.0, "ema_alpha", "must lie in (0, 1]")
+        check(self.max_loss_value > 0, "max_loss_value", "must be positive")
+        check(self.min_observations >= 1, "min_observations", "must be >= 1")
+        check(self.oob in BREED_OOB, "oob", f"must be one of {BREED_OOB}")
+        check(0.0 < self.oob_factor <= 1.0, "oob_factor", "must lie in (0, 1]")
+        check(self.max_oob_attempts >= 0, "max_oob_attempts", "must be >= 0")
+        check(self.non_breed_design in DESIGNS, "non_breed_design", f"must be one of {DESIGNS}")
+
+
+C = TypeVar("C")
+
+
+def build_config(cls: type[C], base: Any, overrides: Mapping[str, Any], prefix: str = "") -> C:
+    """``cls`` from a base (instance of ``cls`` or a subclass, a mapping, or None) plus flat
+    overrides. Keys starting with ``_`` (Hydra's ``_target_``…) are ignored; unknown keys and
+    invalid values raise ConfigError with the field name under ``prefix``."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if base is None:
+        values: dict[str, Any] = {}
+    elif isinstance(base, Mapping):
+        values = dict(base)
+    elif dataclasses.is_dataclass(base):
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    else:
+        raise TypeError(f"cannot build {cls.__name__} from {type(base).__name__}")
+    values.update(overrides)
+    values = {k: v for k, v in values.items() if not k.startswith("_")}
+    for key in values:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}", f"unknown field of {cls.__name__}")
+    try:
+        return cls(**values)
+    except ConfigError as err:
+        raise err.under(prefix.rstrip(".")) from None

@@ -1,0 +1,122 @@
+"""PNG plots of a breeder's history: parameters per generation (by generation and by score),
+the DDPM loss curve, the breed ratio per generation and the distribution of scores.
+
+Drawn with matplotlib's ``Figure`` API (Agg canvas), so the global pyplot backend is untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+MAX_GRID_DIMS = 4
+
+
+def _np(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _pairs(dim: int) -> list[tuple[int, int]]:
+    k = min(dim, MAX_GRID_DIMS)
+    return [(i, j) for i in range(k) for j in range(i + 1, k)]
+
+
+def _scatter_grid(params: np.ndarray, colour: np.ndarray, label: str, cmap: str,
+                  path: Path) -> Path:
+    """Pairwise scatter of the first dims (x vs sim index in 1D), coloured by ``colour``."""
+    dim = params.shape[1]
+    pairs = _pairs(dim) or [(-1, 0)]
+    cols = min(len(pairs), 3)
+    rows = int(np.ceil(len(pairs) / cols))
+    fig = Figure(figsize=(4.2 * cols, 3.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    known = np.isfinite(colour)
+    art = None
+    for ax, (i, j) in zip(axes.flat, pairs, strict=False):
+        x = np.arange(len(params)) if i < 0 else params[:, i]
+        y = params[:, j]
+        if (~known).any():
+            ax.scatter(x[~known], y[~known], s=4, c="lightgrey", label="no score")
+        art = ax.scatter(x[known], y[known], s=4, c=colour[known], cmap=cmap)
+        ax.set_xlabel("sim id" if i < 0 else f"λ{i}")
+        ax.set_ylabel(f"λ{j}")
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    if art is not None:
+        fig.colorbar(art, ax=axes.ravel().tolist(), label=label)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _line(x: np.ndarray, ys: Mapping[str, np.ndarray], xlabel: str, ylabel: str, path: Path,
+          log: bool = False) -> Path:
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for name, y in ys.items():
+        ax.plot(x[: len(y)], y, marker="o" if len(y) < 50 else None, label=name)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(ys) > 1:
+        ax.legend()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _signal_hist(signal: np.ndarray, is_bred: np.ndarray, path: Path) -> Path:
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    known = np.isfinite(signal)
+    bins = np.histogram_bin_edges(signal[known], bins=40) if known.any() else 10
+    for name, mask in (("design", ~is_bred), ("bred", is_bred)):
+        values = signal[known & mask]
+        if values.size:
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({values.size})")
+    ax.set_xlabel("score per sim (EMA of the signal)")
+    ax.set_ylabel("count")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_breeder(history_like: Any, outdir: str | Path) -> list[Path]:
+    """Write the breeder PNGs into ``outdir``; return their paths.
+
+    ``history_like`` is a breeder with ``plot_data()`` or its mapping: ``params`` [N, d],
+    ``generation`` [N], ``is_bred`` [N], ``signal`` [N] (NaN = unscored), and optionally
+    ``ddpm_loss`` [K, 2] (step, loss), ``breed_ratio`` / ``breed_ratio_target`` / ``oob_rate``
+    per generation.
+    """
+    data = history_like.plot_data() if hasattr(history_like, "plot_data") else history_like
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = _np(data["params"]).astype(float)
+    generation = _np(data["generation"]).astype(float)
+    signal = _np(data["signal"]).astype(float)
+    is_bred = _np(data["is_bred"]).astype(bool)
+    paths: list[Path] = []
+    if len(params):
+        paths.append(_scatter_grid(params, generation, "generation", "viridis",
+                                   out / "params_by_generation.png"))
+        paths.append(_scatter_grid(params, signal, "score", "magma",
+                                   out / "params_by_signal.png"))
+        paths.append(_signal_hist(signal, is_bred, out / "signal_distribution.png"))
+    loss = _np(data.get("ddpm_loss", np.zeros((0, 2)))).reshape(-1, 2)
+    if len(loss):
+        paths.append(_line(loss[:, 0], {"DDPM loss": loss[:, 1]}, "train step", "loss",
+                           out / "ddpm_loss.png", log=bool((loss[:, 1] > 0).all())))
+    ratios = {name: _np(data[key]).astype(float) for name, key in
+              (("bred share", "breed_ratio"), ("scheduled R", "breed_ratio_target"),
+               ("OOB rate", "oob_rate")) if len(data.get(key, []))}
+    if ratios:
+        gens = np.arange(max(len(v) for v in ratios.values()))
+        paths.append(_line(gens, ratios, "generation", "share", out / "breed_ratio.png"))
+    return paths

@@ -1,0 +1,51 @@
+"""Breed-ratio schedule: the share R of bred points in each generation, start → end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BreedRatioSchedule:
+    """Linear start→end ramp of R, indexed by generation (Melissa) or by consumed budget.
+
+    ``on="generation"``: R_g = linspace(start, end, max(breakpoint, 2))[min(g, breakpoint−1)].
+    ``on="budget"``: R = start + (end−start)·min(f / budget_breakpoint, 1) with f the fraction of
+    ``total_budget`` simulations asked before the generation, so the ramp does not depend on how
+    often the caller resamples. Generation 0 is always 0 (nothing has been scored yet).
+    """
+
+    def __init__(self, start: float, end: float, breakpoint: int, on: str = "generation",
+                 total_budget: int | None = None, budget_breakpoint: float = 0.3) -> None:
+        if on not in ("generation", "budget"):
+            raise ValueError(f"on must be 'generation' or 'budget', got {on!r}")
+        if on == "budget" and not total_budget:
+            raise ValueError("a budget schedule needs total_budget")
+        self.start = float(start)
+        self.end = float(end)
+        self.breakpoint = int(breakpoint)
+        self.on = on
+        self.total_budget = total_budget
+        self.budget_breakpoint = float(budget_breakpoint)
+        self.generation = 0
+
+    def ratio(self, generation: int | None = None, consumed: int = 0) -> float:
+        """R for ``generation`` (default: the current one) after ``consumed`` sims were asked."""
+        g = self.generation if generation is None else int(generation)
+        if g <= 0:
+            return 0.0
+        if self.on == "budget":
+            frac = consumed / float(self.total_budget)  # type: ignore[arg-type]
+            return self.start + (self.end - self.start) * min(frac / self.budget_breakpoint, 1.0)
+        steps = max(self.breakpoint, 2) - 1
+        pos = min(g, self.breakpoint - 1)
+        return self.start + (self.end - self.start) * pos / steps
+
+    def advance(self) -> None:
+        """Move to the next generation (called when a generation is concretised)."""
+        self.generation += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generation": self.generation}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generation = int(state["generation"])
