@@ -322,3 +322,13 @@ def test_plot_breeder_writes_pngs(tmp_path):
     assert len(more) == 5
     for path in more:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wait_for_steps_returns_when_the_worker_lacks_data():
+    trainer = BackgroundTrainer(lambda: False, max_steps_per_round=10)
+    trainer.start()
+    trainer.refill()
+    start = time.perf_counter()
+    assert trainer.wait_for_steps(5, timeout=30.0) is False
+    assert time.perf_counter() - start < 10.0  # did not sit out the timeout
+    trainer.close()

@@ -110,10 +110,12 @@ class BackgroundTrainer:
         return done
 
     def wait_for_steps(self, target: int, timeout: float) -> bool:
-        """Block until ``steps >= target`` (True), the worker stops, or ``timeout`` (False)."""
+        """Block until ``steps >= target`` (True), or the worker stops, lacks data, or
+        ``timeout`` passes (False)."""
         with self._cond:
             self._cond.wait_for(
-                lambda: self.steps >= target or self._error is not None or not self.running,
+                lambda: (self.steps >= target or self._error is not None or not self.running
+                         or self._starved_at == self._data_version),
                 timeout=timeout,
             )
             reached = self.steps >= target
