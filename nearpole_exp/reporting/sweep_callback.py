@@ -1,0 +1,58 @@
+"""Hydra callback: at the end of a multirun, compare its sweep points (table, CSV, markdown, PNGs).
+
+Register it with ``conf/hydra/callbacks/compare.yaml`` (``# @package _global_``)::
+
+    hydra:
+      callbacks:
+        compare:
+          _target_: nearpole_exp.reporting.sweep_callback.CompareOnMultirunEnd
+          baseline: sampler=uniform
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from nearpole_exp.compare import compare_sweep, print_comparison
+from nearpole_exp.reporting.console import console
+
+log = logging.getLogger(__name__)
+
+
+def _plain(value: Any) -> Any:
+    """A YAML list (ListConfig) as a Python list; anything else unchanged."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+class CompareOnMultirunEnd(Callback):
+    """Runs ``compare_sweep`` on ``hydra.sweep.dir`` after the last job and prints the table.
+
+    It runs in the parent process (also under joblib), reads only per-job files, and never
+    raises: a failed comparison is a warning, not a failed sweep.
+    """
+
+    def __init__(self, baseline: str | Sequence[str] | None = None,
+                 metrics: Sequence[str] | None = None, by: str | Sequence[str] | None = None,
+                 lower_is_better: bool = True, out: str | None = None) -> None:
+        self.baseline = _plain(baseline)
+        self.metrics = _plain(metrics)
+        self.by = _plain(by)
+        self.lower_is_better = bool(lower_is_better)
+        self.out = out
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Compare the finished sweep; log a warning instead of raising if anything goes wrong."""
+        try:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            result = compare_sweep(sweep_dir, baseline=self.baseline, metrics=self.metrics,
+                                   out=self.out, lower_is_better=self.lower_is_better, by=self.by)
+            print_comparison(result, console())
+            log.info("sweep comparison written to %s", ", ".join(map(str, result.paths.values())))
+        except Exception as err:
+            log.warning("sweep comparison skipped: %s: %s", type(err).__name__, err)
