@@ -43,6 +43,8 @@ class TrainerConfig:
     eval_every: int = 1
     checkpoint_every: int = 1
     device: str = "auto"
+    precision: str = "float32"
+    num_threads: int = 0
     progress: bool = True
     plots: bool = True
 
@@ -62,6 +64,9 @@ class TrainerConfig:
               f"must be 'problem' or 'model', got {self.q_source!r}")
         check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
               "device", f"must be auto, cpu, cuda[:i] or mps, got {self.device!r}")
+        check(self.precision in ("float32", "float64"), "precision",
+              f"must be float32 or float64, got {self.precision!r}")
+        check(self.num_threads >= 0, "num_threads", "must be >= 0 (0 keeps torch's default)")
         check(self.pool_capacity == 0 or self.pool_capacity >= self.batch_size, "pool_capacity",
               "must be 0 (unbounded) or at least batch_size")
 
@@ -155,14 +160,25 @@ def schema_from_config(config_cls: type, target_path: str) -> type:
 
 def _component_schemas() -> dict[str, dict[str, type]]:
     """Schemas per group and option; imports stay local so importing config is cheap."""
+    from nearpole_exp.models.cnn import CNN1DConfig
+    from nearpole_exp.models.delta_schedule import DeltaScheduleConfig
     from nearpole_exp.models.mlp import MLP
     from nearpole_exp.models.rational import RationalModel
+    from nearpole_exp.ogas.config import BreedConfig, BreederConfig, DataConfig, DDPMConfig
     from nearpole_exp.ogas.static import StaticBreeder
+    from nearpole_exp.problems.burgers import BurgersConfig
     from nearpole_exp.problems.curve2d import Curve2DConfig
+    from nearpole_exp.problems.ks import KSConfig
+    from nearpole_exp.problems.landscape import LandscapeConfig
     from nearpole_exp.problems.multipole1d import MultiPole1DConfig
     from nearpole_exp.problems.rational1d import Rational1D
     from nearpole_exp.problems.rr_ik import RRIKConfig
+    from nearpole_exp.sampling.active import ActiveSamplerConfig
     from nearpole_exp.sampling.base import UniformSampler
+    from nearpole_exp.sampling.curriculum import CurriculumConfig
+    from nearpole_exp.sampling.diagnostics import DiagnosticConfig
+    from nearpole_exp.sampling.hybrid import HybridSamplerConfig
+    from nearpole_exp.sampling.importance import ImportanceSamplerConfig
 
     model_skip = ("in_features", "out_features", "input_bounds")
     return {
@@ -172,19 +188,42 @@ def _component_schemas() -> dict[str, dict[str, type]]:
                                               "nearpole_exp.problems.multipole1d.MultiPole1D"),
             "curve2d": schema_from_config(Curve2DConfig, "nearpole_exp.problems.curve2d.Curve2D"),
             "rr_ik": schema_from_config(RRIKConfig, "nearpole_exp.problems.rr_ik.RRIK"),
+            "burgers1d": schema_from_config(BurgersConfig, "nearpole_exp.problems.burgers.Burgers1D"),
+            "ks1d": schema_from_config(KSConfig, "nearpole_exp.problems.ks.KuramotoSivashinsky1D"),
+            "landscape": schema_from_config(LandscapeConfig, "nearpole_exp.problems.landscape.Landscape"),
         },
         "model": {
             "mlp": schema_from_signature(MLP, "nearpole_exp.models.mlp.MLP", model_skip),
             "rational": schema_from_signature(RationalModel, "nearpole_exp.models.rational.RationalModel",
                                               model_skip),
+            "cnn1d": schema_from_config(CNN1DConfig, "nearpole_exp.models.cnn.CNN1D"),
         },
         "sampler": {
             "uniform": schema_from_signature(UniformSampler, "nearpole_exp.sampling.base.UniformSampler"),
+            "importance": schema_from_config(ImportanceSamplerConfig,
+                                             "nearpole_exp.sampling.importance.ImportanceSampler"),
+            "active": schema_from_config(ActiveSamplerConfig, "nearpole_exp.sampling.active.ActiveSampler"),
+            "hybrid": schema_from_config(HybridSamplerConfig, "nearpole_exp.sampling.hybrid.HybridSampler"),
+        },
+        "curriculum": {
+            "bands": schema_from_config(CurriculumConfig, "nearpole_exp.sampling.curriculum.BandCurriculum"),
+        },
+        "gradient": {
+            "hybrid": schema_from_config(DeltaScheduleConfig,
+                                         "nearpole_exp.models.delta_schedule.DeltaSchedule"),
+        },
+        "diagnostics": {
+            "default": schema_from_config(DiagnosticConfig,
+                                          "nearpole_exp.sampling.diagnostics.DiagnosticMonitor"),
         },
         "ogas/breeder": {
             "static": schema_from_signature(StaticBreeder, "nearpole_exp.ogas.static.StaticBreeder",
                                             ("bounds",)),
+            "breed": schema_from_config(BreedConfig, "nearpole_exp.ogas.breed.BreedBreeder"),
+            "ogas": schema_from_config(BreederConfig, "nearpole_exp.ogas.breeder.OGASBreeder"),
         },
+        "ogas/model": {"ddpm": DDPMConfig},
+        "ogas/data": {"default": DataConfig},
     }
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import random
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -44,3 +49,35 @@ def set_rng_state(state: dict[str, object]) -> None:
     torch.set_rng_state(state["torch"])  # type: ignore[arg-type]
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])  # type: ignore[arg-type]
+
+
+def resolve_device(device: torch.device | str | None, like: Tensor | None = None) -> torch.device:
+    """A concrete ``torch.device`` (CUDA with its index), defaulting to ``like``'s device."""
+    if device is None:
+        device = like.device if like is not None else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def generator_state(gen: torch.Generator | None) -> dict[str, Any]:
+    """A generator's state and device as tensors/strings (``weights_only``-loadable)."""
+    if gen is None:
+        return {"generator": None, "generator_device": None}
+    return {"generator": gen.get_state(), "generator_device": str(gen.device)}
+
+
+def restore_generator(state: dict[str, Any]) -> torch.Generator | None:
+    """Rebuild a generator saved by :func:`generator_state` on its own device."""
+    if state.get("generator") is None:
+        return None
+    device = torch.device(state.get("generator_device") or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        seed = int(state["generator"].to(torch.int64).sum())
+        log.warning("generator state was saved on %s; continuing on cpu (seed %d), "
+                    "draws will differ from the original run", device, seed)
+        return torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device)
+    gen.set_state(state["generator"])
+    return gen

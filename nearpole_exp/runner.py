@@ -18,14 +18,47 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from nearpole_exp.errors import ConfigError
 from nearpole_exp.ogas.base import Breeder
 from nearpole_exp.pool import Pool
+from nearpole_exp.problems.poles import model_q
 from nearpole_exp.reporting import plots
 from nearpole_exp.reporting.console import progress
 from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import child_generator, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
+
+
+RESUME_FREE_KEYS = ("resume", "logger", "hydra", "output_dir", "trainer.progress", "trainer.plots",
+                    "trainer.device", "trainer.num_threads", "tags")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a checkpoint depends on: everything but logging, paths and devices."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=False))
+    return {k: str(v) for k, v in flat.items()
+            if not any(k == free or k.startswith(f"{free}.") for free in RESUME_FREE_KEYS)}
+
+
+def check_resumable(saved: dict[str, Any] | None, current: dict[str, Any], path: Path) -> None:
+    """Refuse to continue a checkpoint written under different settings (it would mix two runs)."""
+    if saved is None:
+        return
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {saved.get(k)} -> {current.get(k)}" for k in changed[:6])
+        raise ConfigError("resume", f"{path} was written with other settings ({shown}); "
+                                    "use resume=never or another hydra.run.dir")
 
 
 @dataclass
@@ -94,9 +127,13 @@ class Runner:
         self.ckpt_dir = self.output_dir / "checkpoints"
         seed_everything(int(cfg.seed))
         t = cfg.trainer
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
         self.device = resolve_device(t.device)
+        self.dtype = torch.float64 if t.precision == "float64" else torch.float32
         self.problem = instantiate(cfg.problem, _convert_="all")
-        self.model = instantiate(cfg.model, **self.problem.model_dims(), _convert_="all").to(self.device)
+        self.model = instantiate(cfg.model, **self.problem.model_dims(), _convert_="all").to(
+            device=self.device, dtype=self.dtype)
         self.sampler = instantiate(cfg.sampler, _convert_="all")
         self.curriculum = instantiate(cfg.curriculum, _convert_="all") if has_target(cfg.curriculum) else None
         self.gradient = instantiate(cfg.gradient, _convert_="all") if has_target(cfg.gradient) else None
@@ -112,6 +149,8 @@ class Runner:
         self._q_abs: Tensor | None = None
         self._q_step = -1
         self.q_source = t.q_source
+        if self.q_source == "model" and hasattr(self.sampler, "q_fn"):
+            self.sampler.q_fn = model_q(self.model)
         self.loss_kind = self._resolve_loss(t.loss)
         self._check_compatible()
 
@@ -174,6 +213,8 @@ class Runner:
 
     def _add(self, points: Tensor, breeder_ids: Tensor) -> None:
         samples = self.problem.label(points.cpu())
+        samples.inputs = samples.inputs.to(self.dtype)
+        samples.targets = samples.targets.to(self.dtype)
         ids = self.pool.add(samples, n_points=len(points))
         self.breeder_ids = torch.cat([self.breeder_ids, breeder_ids])
         assert len(self.breeder_ids) == int(ids[-1]) + 1
@@ -207,8 +248,9 @@ class Runner:
         q_abs = self.pool_q_abs() if needs_q or self.gradient is not None or self.monitor else None
         prior = None
         if self.curriculum is not None:
-            dist = self.pool_distance()
-            prior = None if dist is None else self.curriculum.prior(dist)
+            on_q = getattr(self.curriculum, "variable", "distance") == "q"
+            values = self.pool_q_abs() if on_q else self.pool_distance()
+            prior = None if values is None else self.curriculum.prior(values)
         sel = self.sampler.select(len(self.pool), t.batch_size, q=q_abs if needs_q else None,
                                   prior=prior, device=self.device)
         idx = sel.idx.to(self.device)
@@ -227,6 +269,8 @@ class Runner:
         loss = (weights * losses).sum() / weights.sum().clamp_min(1e-12)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
+        if finite and self._gradient_probe_due():
+            self._probe_gradients(losses, weights, idx, batch_q)
         if finite:
             loss.backward()
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -248,6 +292,29 @@ class Runner:
         self.state.step += 1
         return {"loss": float(loss.detach()) if finite else float("nan"), "delta": delta, "ess": sel.ess}
 
+    def _gradient_probe_due(self) -> bool:
+        every = getattr(getattr(self.monitor, "config", None), "gradient_every", 0)
+        return bool(every) and self.state.step % every == 0
+
+    def _probe_gradients(self, losses: Tensor, weights: Tensor, idx: Tensor, batch_q: Tensor | None) -> None:
+        """Gradient norms of the near-pole and far-pole parts of the batch loss, for the monitor."""
+        dist = self.pool.field("distance")
+        values = dist[idx] if dist is not None else batch_q
+        if values is None:
+            return
+        near = values < self.monitor.config.near_pole_threshold
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norms: list[float | None] = []
+        for mask in (near, ~near):
+            if not bool(mask.any()):
+                norms.append(None)
+                continue
+            part = (weights[mask] * losses[mask]).sum() / weights.sum().clamp_min(1e-12)
+            grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+            flat = [g.reshape(-1) for g in grads if g is not None]
+            norms.append(float(torch.cat(flat).norm()) if flat else None)
+        self.monitor.update_gradients(norms[0], norms[1])
+
     def _tell_breeder(self, idx: Tensor, pred: Tensor, target: Tensor, losses: Tensor) -> None:
         signal_fn = getattr(self.problem, "per_sample_signal", None)
         signal = signal_fn(pred, target) if signal_fn is not None else losses
@@ -263,7 +330,7 @@ class Runner:
         """Model predictions in eval mode, in chunks, returned on the CPU."""
         self.model.eval()
         with torch.no_grad():
-            outs = [self.model(chunk.to(self.device)).cpu() for chunk in x.split(65536)]
+            outs = [self.model(chunk.to(self.device, self.dtype)).cpu() for chunk in x.split(65536)]
         return torch.cat(outs)
 
     def evaluate(self) -> dict[str, float]:
@@ -300,6 +367,7 @@ class Runner:
             "breeder_ids": self.breeder_ids,
             "rng": rng_state(),
             "wandb_run_id": run_id,
+            "config": config_fingerprint(self.cfg),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -328,6 +396,7 @@ class Runner:
         ckpt_path = find_checkpoint(cfg.resume, self.output_dir)
         resumed = load_checkpoint(ckpt_path) if ckpt_path is not None else None
         if resumed is not None:
+            check_resumable(resumed.get("config"), config_fingerprint(cfg), ckpt_path)
             self.load_state_dict(resumed)
             log.info("resumed from %s at round %d, step %d", ckpt_path, self.state.round, self.state.step)
         reporter = Reporter(cfg, self.output_dir, None if resumed is None else resumed.get("wandb_run_id"))

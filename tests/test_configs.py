@@ -19,7 +19,9 @@ from nearpole_exp.runner import Runner, build_breeder, has_target
 from .conftest import TINY, group_options, subprocess_env
 
 # Options that only make sense with another choice: the companion overrides they need.
-COMPANIONS: dict[str, list[str]] = {}
+COMPANIONS: dict[str, list[str]] = {
+    "model=cnn1d": ["problem=burgers1d", "trainer=online"],
+}
 
 
 def companions(group: str, option: str) -> list[str]:
@@ -35,8 +37,8 @@ def test_problem_options_build(composer, option: str) -> None:
     assert problem.kind in ("pole", "simulator")
 
 
-@pytest.mark.parametrize("group", ["model", "sampler", "curriculum", "gradient", "ogas/breeder",
-                                   "trainer", "logger"])
+@pytest.mark.parametrize("group", ["model", "sampler", "curriculum", "gradient", "diagnostics",
+                                   "ogas/breeder", "ogas/model", "ogas/data", "trainer", "logger"])
 def test_every_option_composes_and_builds(composer, group: str) -> None:
     for option in group_options(group):
         cfg = composer([*TINY, f"{group}={option}", *companions(group, option)], name=option)

@@ -13,6 +13,7 @@ import torch
 
 from nearpole_exp.app import task
 from nearpole_exp.checkpoint import load_checkpoint
+from nearpole_exp.errors import ConfigError
 from nearpole_exp.runner import Runner
 
 from .conftest import TINY, subprocess_env
@@ -158,3 +159,11 @@ def test_cuda_absent_falls_back_to_cpu(composer) -> None:
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert runner.device.type == expected
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(composer) -> None:
+    first = composer([*TINY, "sampler=uniform"], "shared")
+    Runner(first, Path(first.hydra.runtime.output_dir)).run()
+    second = composer([*TINY, "sampler=importance"], "shared")
+    with pytest.raises(ConfigError, match="sampler"):
+        Runner(second, Path(second.hydra.runtime.output_dir)).run()

@@ -34,16 +34,14 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
+from nearpole_exp.rng import generator_state, resolve_device, restore_generator
 from nearpole_exp.sampling.base import BatchSampler, Selection, effective_sample_size
 from nearpole_exp.sampling.importance import (
     ImportanceSamplerConfig,
     correction_weights,
-    generator_state,
     importance_weights,
     mixture_draw,
     q_and_grad,
-    resolve_device,
-    restore_generator,
 )
 
 if TYPE_CHECKING:

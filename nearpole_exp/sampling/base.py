@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from nearpole_exp.rng import child_generator
+from nearpole_exp.rng import child_generator, generator_state, resolve_device, restore_generator
 
 if TYPE_CHECKING:
     from nearpole_exp.pool import Pool
@@ -44,13 +44,19 @@ class BatchSampler(ABC):
     def __init__(self) -> None:
         self._generator: torch.Generator | None = None
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The sampler's own seeded generator on ``device`` (created lazily, seeded globally)."""
-        if self._generator is None or self._generator.device != device:
-            state = None if self._generator is None else self._generator.get_state()
+    def generator(self, device: torch.device | str | None) -> torch.Generator:
+        """The sampler's own generator on ``device``, created lazily from the global seed.
+
+        Moving to another device starts a new stream there (seeded from the old one), so draws
+        stay reproducible for a given seed and device sequence.
+        """
+        device = resolve_device(device)
+        gen = self._generator
+        if gen is None:
             self._generator = child_generator(device)
-            if state is not None and device.type == "cpu":
-                self._generator.set_state(state)
+        elif resolve_device(gen.device) != device:
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())
+            self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
 
     @abstractmethod
@@ -78,17 +84,18 @@ class BatchSampler(ABC):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        gen = self._generator
-        return {"generator": None if gen is None else gen.get_state()}
+        return generator_state(self._generator)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("generator") is not None:
-            self._generator = torch.Generator().manual_seed(0)
-            self._generator.set_state(state["generator"])
+        self._generator = restore_generator(state)
 
 
 class UniformSampler(BatchSampler):
-    """Uniform draws with replacement over the pool, optionally shaped by a prior."""
+    """Uniform draws with replacement over the pool; a prior (a curriculum) reshapes the draw.
+
+    Under a prior the weights stay 1: the curriculum's focus is the point, so its draws are
+    not corrected back to the uniform pool.
+    """
 
     def select(
         self,
@@ -107,9 +114,11 @@ class UniformSampler(BatchSampler):
             idx = torch.randint(0, n_pool, (batch_size,), generator=gen, device=device)
             weights = torch.ones(batch_size, device=device)
             return Selection(idx, weights, float(batch_size))
-        p = prior.to(device=device, dtype=torch.float64).clamp_min(0)
-        if not torch.isfinite(p).all() or p.sum() <= 0:
+        p = prior.to(device=device, dtype=torch.float64).nan_to_num(0.0, 0.0, 0.0).clamp_min(0)
+        if p.sum() <= 0:
             p = torch.ones(n_pool, device=device, dtype=torch.float64)
-        idx = torch.multinomial(p, batch_size, replacement=True, generator=gen)
-        weights = (p.sum() / (n_pool * p[idx])).float()
-        return Selection(idx, weights, effective_sample_size(weights))
+        cdf = torch.cumsum(p, 0)
+        draws = torch.rand(batch_size, generator=gen, device=device, dtype=torch.float64) * cdf[-1]
+        idx = torch.searchsorted(cdf, draws, right=True).clamp_max_(n_pool - 1)
+        weights = torch.ones(batch_size, device=device)
+        return Selection(idx, weights, float(batch_size))

@@ -61,6 +61,7 @@ class DiagnosticConfig:
     max_round_indices: int = 1_000_000
     snapshot_every: int = 0
     q_min_warning: float = 0.0
+    gradient_every: int = 50
 
     def __post_init__(self) -> None:
         check(self.near_pole_threshold > 0, "near_pole_threshold", "must be > 0")
@@ -69,6 +70,7 @@ class DiagnosticConfig:
         check(self.max_round_indices >= 1, "max_round_indices", "must be >= 1")
         check(self.snapshot_every >= 0, "snapshot_every", "must be >= 0 (0 disables)")
         check(self.q_min_warning >= 0, "q_min_warning", "must be >= 0 (0 disables)")
+        check(self.gradient_every >= 0, "gradient_every", "must be >= 0 (0 disables)")
 
 
 def _finite_or_none(value: Any) -> Any:

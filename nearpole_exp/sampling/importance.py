@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
+from nearpole_exp.rng import generator_state, resolve_device, restore_generator
 from nearpole_exp.sampling.base import BatchSampler, Selection, effective_sample_size
 
 log = logging.getLogger(__name__)
@@ -87,38 +88,6 @@ class ImportanceSamplerConfig:
         check(self.max_correction >= 0, "max_correction", "must be >= 0 (0 disables the clip)")
         check(self.weights_target in WEIGHT_TARGETS, "weights_target",
               f"must be one of {WEIGHT_TARGETS}, got {self.weights_target!r}")
-
-
-def resolve_device(device: torch.device | str | None, like: Tensor | None = None) -> torch.device:
-    """A concrete ``torch.device`` (CUDA with its index), defaulting to ``like``'s device."""
-    if device is None:
-        device = like.device if like is not None else torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def generator_state(gen: torch.Generator | None) -> dict[str, Any]:
-    """A generator's state and device as tensors/strings (``weights_only``-loadable)."""
-    if gen is None:
-        return {"generator": None, "generator_device": None}
-    return {"generator": gen.get_state(), "generator_device": str(gen.device)}
-
-
-def restore_generator(state: dict[str, Any]) -> torch.Generator | None:
-    """Rebuild a generator saved by :func:`generator_state` on its own device."""
-    if state.get("generator") is None:
-        return None
-    device = torch.device(state.get("generator_device") or "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        seed = int(state["generator"].to(torch.int64).sum())
-        log.warning("generator state was saved on %s; continuing on cpu (seed %d), "
-                    "draws will differ from the original run", device, seed)
-        return torch.Generator().manual_seed(seed)
-    gen = torch.Generator(device=device)
-    gen.set_state(state["generator"])
-    return gen
 
 
 def reference_scale(a: Tensor, mode: str) -> Tensor | float:
