@@ -16,6 +16,23 @@ from nearpole_exp.reporting.wandb_run import WandbRun
 
 log = logging.getLogger(__name__)
 
+CHOICE_TAGS = ("problem", "model", "sampler", "curriculum", "gradient", "ogas/breeder", "experiment")
+NRMSE_STATS = ("mean", "p50", "p95", "p99", "max", "std")
+
+
+def comparison_tables(summary: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]], str, str]]:
+    """Per-bucket and nRMSE-quantile tables of a summary: key → (columns, rows, x, y) for bar charts."""
+    tables: dict[str, tuple[list[str], list[list[Any]], str, str]] = {}
+    if "eval/relerr_median/B0" in summary:
+        rows = [[f"B{b}", summary.get(f"eval/relerr_median/B{b}"), summary.get(f"eval/bucket_mse/B{b}"),
+                 summary.get(f"eval/bucket_count/B{b}")] for b in range(5)]
+        columns = ["bucket", "relerr_median", "mse", "count"]
+        tables["eval/buckets"] = (columns, rows, "bucket", "relerr_median")
+    if "eval/nrmse_mean" in summary:
+        rows = [[stat, summary.get(f"eval/nrmse_{stat}")] for stat in NRMSE_STATS]
+        tables["eval/nrmse_quantiles"] = (["statistic", "nrmse"], rows, "statistic", "nrmse")
+    return tables
+
 
 def git_sha() -> str | None:
     """The current git commit of the working directory, when there is one."""
@@ -58,10 +75,12 @@ class Reporter:
         config.pop("hydra", None)
         config["choices"] = self.choices
         config["git_sha"] = git_sha()
+        choice_tags = [f"{k}:{v}" for k, v in sorted(self.choices.items())
+                       if v is not None and k in CHOICE_TAGS]
         if lc.enabled:
             self.wandb = WandbRun(project=lc.project, entity=lc.entity, group=group,
                                   job_type=lc.job_type or cfg.task_name, name=name,
-                                  tags=[*cfg.tags, *lc.tags], config=config,
+                                  tags=[*cfg.tags, *lc.tags, *choice_tags], config=config,
                                   output_dir=str(output_dir), mode=lc.mode, run_id=run_id,
                                   init_timeout=lc.init_timeout)
         else:
@@ -89,14 +108,15 @@ class Reporter:
         if self.log_plots:
             self.wandb.log_images(paths, step)
 
-    def table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
-        self.wandb.log_table(key, columns, rows, step)
-
     def finish(self, summary: dict[str, Any], failed: bool) -> None:
-        """Write summary.json, push the summary to W&B, print the end-of-job table."""
+        """Write summary.json, push the summary (and comparison tables and charts) to W&B, print
+        the end-of-job table."""
         summary = {**summary, "choices": self.choices, "wandb_mode": self.wandb.mode,
                    "wandb_run_id": self.wandb.id, "wandb_group": self.group}
         save_json(summary, self.summary_path)
+        step = int(summary.get("step", 0) or 0)
+        for key, (columns, rows, x, y) in comparison_tables(summary).items():
+            self.wandb.log_bar_chart(key, columns, rows, x, y, step)
         self.wandb.summarize({k: v for k, v in summary.items() if not isinstance(v, dict)})
         self.wandb.finish(exit_code=1 if failed else 0)
         console().print(summary_table(summary, title=f"{self.output_dir.name}: {summary['status']}"))

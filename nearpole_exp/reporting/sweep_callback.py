@@ -11,6 +11,7 @@ Register it with ``conf/hydra/callbacks/compare.yaml`` (``# @package _global_``)
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,9 @@ def _plain(value: Any) -> Any:
 class CompareOnMultirunEnd(Callback):
     """Runs ``compare_sweep`` on ``hydra.sweep.dir`` after the last job and prints the table.
 
-    It runs in the parent process (also under joblib), reads only per-job files, and never
-    raises: a failed comparison is a warning, not a failed sweep.
+    It runs in the parent process (also under joblib) and reads only per-job files. A failed
+    comparison is a warning, not a failed sweep; but when jobs failed (the task records them
+    and lets the sweep go on), it lists them and ends the multirun with exit code 1.
     """
 
     def __init__(self, baseline: str | Sequence[str] | None = None,
@@ -47,12 +49,30 @@ class CompareOnMultirunEnd(Callback):
         self.out = out
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Compare the finished sweep; log a warning instead of raising if anything goes wrong."""
+        """Compare the finished sweep, then exit with 1 if any job failed."""
+        sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            sweep_dir = Path(str(config.hydra.sweep.dir))
             result = compare_sweep(sweep_dir, baseline=self.baseline, metrics=self.metrics,
                                    out=self.out, lower_is_better=self.lower_is_better, by=self.by)
             print_comparison(result, console())
             log.info("sweep comparison written to %s", ", ".join(map(str, result.paths.values())))
         except Exception as err:
             log.warning("sweep comparison skipped: %s: %s", type(err).__name__, err)
+        failed = failed_jobs(sweep_dir)
+        if failed:
+            for job_dir, error in failed:
+                log.error("job failed: %s: %s", job_dir, error)
+            raise SystemExit(1)
+
+
+def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """(job directory, error) of every job under ``sweep_dir`` whose summary says ``failed``."""
+    out = []
+    for path in sorted(sweep_dir.rglob("summary.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("status") == "failed":
+            out.append((str(path.parent), str(summary.get("error", ""))))
+    return out

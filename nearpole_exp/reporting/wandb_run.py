@@ -122,14 +122,18 @@ class WandbRun:
         images = {f"plots/{Path(p).stem}": self._call(wandb.Image, p) for p in paths}
         self.log({k: v for k, v in images.items() if v is not None}, step)
 
-    def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+    def log_bar_chart(self, key: str, columns: list[str], rows: list[list[Any]], x: str, y: str,
+                      step: int) -> None:
+        """A W&B Table under ``key`` and a bar chart of column ``y`` against ``x`` under ``key/chart``."""
         if self.run is None:
             return
         import wandb
 
         table = self._call(wandb.Table, columns=columns, data=rows)
-        if table is not None:
-            self.log({key: table}, step)
+        if table is None:
+            return
+        chart = self._call(wandb.plot.bar, table, x, y, title=key)
+        self.log({key: table, **({f"{key}/chart": chart} if chart is not None else {})}, step)
 
     def update_config(self, values: dict[str, Any]) -> None:
         if self.run is not None:

@@ -1,0 +1,91 @@
+"""Sweeps beyond the basic launcher, readable job directories, and surviving a kill -9."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import subprocess_env
+
+TINY = ["debug=default"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nearpole_exp", *args], cwd=cwd, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
+def test_launchers_run_a_sweep_with_readable_job_dirs(tmp_path: Path, launcher: str) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if launcher == "parallel"
+                        else "hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", f"hydra/launcher={launcher}", "sampler=uniform,importance", "seed=0", *TINY,
+                    f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names = sorted(p.parent.name for p in sweep.glob("*/summary.json"))
+    assert names == ["0_debug=default_sampler=uniform_seed0", "1_debug=default_sampler=importance_seed0"]
+    for path in sweep.glob("*/summary.json"):
+        assert json.loads(path.read_text())["status"] == "completed"
+    assert (sweep / "comparison.csv").exists()
+
+
+def test_failing_job_is_marked_and_the_others_finish(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "problem.pole=0.3,1.5", *TINY, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode != 0
+    statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json")}
+    assert statuses == {"0_debug=default_problem.pole=0.3_seed0": "completed",
+                        "1_debug=default_problem.pole=1.5_seed0": "failed"}
+    failed = json.loads((sweep / "1_debug=default_problem.pole=1.5_seed0" / "summary.json").read_text())
+    assert "problem.pole must lie inside" in failed["error"]
+    assert "problem.pole=1.5" in (sweep / "comparison.md").read_text()
+    assert "job failed" in proc.stdout + proc.stderr
+
+
+def _last_round(ckpt: Path) -> int:
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True)["loop"]["round"])
+    except Exception:
+        return -1
+
+
+def test_kill_nine_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    args = ["trainer.rounds=6", "trainer.steps_per_round=150", "trainer.initial_points=1024",
+            "trainer.batch_size=128", "trainer.plots=false", "trainer.progress=false",
+            "logger=wandb", "logger.mode=offline"]
+    reference = run_cli([*args, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    job = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "nearpole_exp", *args, f"hydra.run.dir={job}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while _last_round(job / "checkpoints" / "last.pt") < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run finished before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = _last_round(job / "checkpoints" / "last.pt")
+    assert 2 <= killed_at < 6
+    assert not (job / "summary.json").exists()
+
+    resumed = run_cli([*args, f"hydra.run.dir={job}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = json.loads((job / "summary.json").read_text())
+    expected = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    assert final["status"] == "completed" and final["step"] == expected["step"] == 6 * 150
+    for key in ("eval/mse", "eval/ple", "eval/relerr_median/B0", "eval/relerr_median/B4"):
+        assert final[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-15), key
+    rounds = [json.loads(line)["round"] for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert rounds[-1] == 6 and sorted(set(rounds)) == list(range(1, 7))
+    run_ids = {p.name.rsplit("-", 1)[-1] for p in (job / "wandb").glob("offline-run-*")}
+    assert len(run_ids) == 1 and final["wandb_run_id"] in run_ids
