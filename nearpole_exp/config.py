@@ -171,7 +171,7 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     from nearpole_exp.problems.ks import KSConfig
     from nearpole_exp.problems.landscape import LandscapeConfig
     from nearpole_exp.problems.multipole1d import MultiPole1DConfig
-    from nearpole_exp.problems.rational1d import Rational1D
+    from nearpole_exp.problems.rational1d import Rational1DConfig
     from nearpole_exp.problems.rr_ik import RRIKConfig
     from nearpole_exp.sampling.active import ActiveSamplerConfig
     from nearpole_exp.sampling.base import UniformSampler
@@ -183,7 +183,7 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     model_skip = ("in_features", "out_features", "input_bounds")
     return {
         "problem": {
-            "rational1d": schema_from_signature(Rational1D, "nearpole_exp.problems.rational1d.Rational1D"),
+            "rational1d": schema_from_config(Rational1DConfig, "nearpole_exp.problems.rational1d.Rational1D"),
             "multipole1d": schema_from_config(MultiPole1DConfig,
                                               "nearpole_exp.problems.multipole1d.MultiPole1D"),
             "curve2d": schema_from_config(Curve2DConfig, "nearpole_exp.problems.curve2d.Curve2D"),
@@ -255,6 +255,8 @@ def validate(cfg: DictConfig) -> None:
                 "ogas.breeder", "ogas.model", "ogas.data"):
         _check_node(cfg, key)
     check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    check(not OmegaConf.is_missing(cfg.problem, "_target_"), "problem._target_",
+          "name your problem class, e.g. problem._target_=my_module.MyProblem")
     trainer = cfg.trainer
     if trainer.initial_points == 0 and trainer.points_per_round == 0:
         raise ConfigError("trainer.initial_points",

@@ -21,6 +21,7 @@ from .conftest import TINY, group_options, subprocess_env
 # Options that only make sense with another choice: the companion overrides they need.
 COMPANIONS: dict[str, list[str]] = {
     "model=cnn1d": ["problem=burgers1d", "trainer=online"],
+    "problem=custom": ["problem._target_=tests.byo_problem.TwoPoles"],
 }
 
 

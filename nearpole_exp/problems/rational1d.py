@@ -1,11 +1,33 @@
-"""rational1d: y = 1/(x − a) + 0.5x + 0.1x² on an interval, one simple pole at a."""
+"""rational1d: y = 1/(x − a) + c1·x + c2·x² on an interval, one simple pole at a."""
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from nearpole_exp.errors import check
 from nearpole_exp.problems.poles import PoleProblem
+
+
+@dataclass
+class Rational1DConfig:
+    """The pole ``a``, the interval and the smooth part's coefficients (c1, c2)."""
+
+    pole: float = 0.3
+    low: float = -1.0
+    high: float = 1.0
+    smooth: tuple[float, float] = (0.5, 0.1)
+    n_eval: int = 2000
+
+    def __post_init__(self) -> None:
+        check(self.high > self.low, "high", f"must exceed low={self.low}, got {self.high}")
+        check(self.low < self.pole < self.high, "pole",
+              f"must lie inside ({self.low}, {self.high}), got {self.pole}")
+        check(len(self.smooth) == 2, "smooth", "must be the two coefficients (c1, c2) of x and x²")
+        check(self.n_eval >= 10, "n_eval", f"must be at least 10, got {self.n_eval}")
 
 
 class Rational1D(PoleProblem):
@@ -13,13 +35,12 @@ class Rational1D(PoleProblem):
 
     name = "rational1d"
 
-    def __init__(self, pole: float = 0.3, low: float = -1.0, high: float = 1.0,
-                 smooth: tuple[float, float] = (0.5, 0.1), n_eval: int = 2000) -> None:
-        super().__init__(low, high, n_eval)
-        if not low < pole < high:
-            raise ValueError(f"problem.pole must lie inside ({low}, {high}), got {pole}")
-        self.pole = float(pole)
-        self.smooth = tuple(float(c) for c in smooth)
+    def __init__(self, config: Rational1DConfig | None = None, **overrides: object) -> None:
+        self.config = dataclasses.replace(config or Rational1DConfig(), **overrides)
+        cfg = self.config
+        super().__init__(cfg.low, cfg.high, cfg.n_eval)
+        self.pole = float(cfg.pole)
+        self.smooth = tuple(float(c) for c in cfg.smooth)
 
     def target(self, x: Tensor) -> Tensor:
         x64 = x.double()

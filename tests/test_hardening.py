@@ -1,0 +1,205 @@
+"""Bad input and faults: each gets a clear error or a defined behaviour, and nothing is lost.
+
+The catalogue (with the tests that cover it elsewhere):
+ 1. option typo, 2. wrong type, 3. unknown key, 4. negative size  -> test_configs.py
+ 5. inverted problem bounds, 6. pole outside the box, 7. empty-pool budget, 8. custom problem
+    without a class, 9. model without Q for q_source=model, 10. |Q| sampler on a simulator,
+11. empty pool, 12. batch larger than the pool, 13. NaN/inf/zero Q, 14. all-zero weights,
+15. non-finite labels, 16. non-finite loss during training, 17. non-finite signals told to a
+    breeder, 18. wrong-dimension parameters told to a breeder, 19. ids never asked,
+20. inverted breeder bounds, 21. missing resume path, 22. truncated checkpoint,
+23. kill -9 during a checkpoint write, 24. crash in the DDPM thread, 25. W&B online without
+    credentials or network, 26. an invalid WANDB_MODE                            -> below
+27. a crashing job in a multirun, 28. kill -9 mid-run then resume          -> test_sweeps.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from nearpole_exp.config import validate
+from nearpole_exp.errors import BackgroundThreadError, ConfigError
+from nearpole_exp.ogas.breeder import OGASBreeder
+from nearpole_exp.ogas.static import StaticBreeder
+from nearpole_exp.pool import Pool
+from nearpole_exp.problems.base import Samples
+from nearpole_exp.runner import Runner
+from nearpole_exp.sampling.importance import ImportanceSampler
+
+from .conftest import TINY
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["problem.low=1.0", "problem.high=-1.0"], "problem.high"),
+        (["problem.pole=1.5"], "problem.pole"),
+        (["problem=multipole1d", "problem.poles=[0.1,2.0]", "problem.residues=[1.0,1.0]"], "problem.poles"),
+        (["problem=rr_ik", "problem.labels=approx"], "problem.labels"),
+        (["sampler=importance", "sampler.weight_power=-1"], "sampler.weight_power"),
+        (["ogas/breeder=ogas", "ogas.breeder.end_breed_ratio=1.5"], "ogas.breeder.end_breed_ratio"),
+        (["ogas.model.timesteps=0"], "ogas.model.timesteps"),
+        (["trainer.initial_points=0", "trainer.points_per_round=0"], "trainer.initial_points"),
+        (["problem=custom"], "problem._target_"),
+    ],
+)
+def test_bad_values_fail_before_anything_is_built(composer, overrides: list[str], key: str) -> None:
+    cfg = composer([*TINY, *overrides])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.q_source=model", "model=mlp"], "q_values"),
+        (["problem=landscape", "model=mlp", "trainer=online", "sampler=importance"], "trainer.q_source"),
+        (["gradient=hybrid", "trainer.loss=residual"], "quotient"),
+    ],
+)
+def test_incompatible_choices_are_refused_with_the_key_to_change(composer, overrides, message) -> None:
+    cfg = composer([*TINY, *overrides])
+    validate(cfg)
+    with pytest.raises(ValueError, match=message):
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+
+
+def test_empty_pool_and_oversized_batches() -> None:
+    sampler = ImportanceSampler()
+    with pytest.raises(ValueError, match="empty"):
+        sampler.select(0, 8, q=torch.empty(0))
+    sel = sampler.select(3, 50, q=torch.tensor([0.1, 1.0, 2.0]))
+    assert len(sel.idx) == 50 and set(sel.idx.tolist()) <= {0, 1, 2}
+
+
+def test_nan_inf_and_zero_q_have_defined_weights() -> None:
+    q = torch.tensor([float("nan"), float("inf"), 0.0, 1e-3, 1.0])
+    sel = ImportanceSampler(uniform_mix=0.0).select(5, 4000, q=q)
+    counts = torch.bincount(sel.idx, minlength=5)
+    assert counts[0] == 0 and counts[1] == 0
+    assert counts[2] > counts[3] > counts[4]
+    assert torch.isfinite(sel.weights).all()
+    fallback = ImportanceSampler().select(3, 300, q=torch.full((3,), float("nan")))
+    assert torch.bincount(fallback.idx, minlength=3).min() > 50
+
+
+def test_pool_drops_non_finite_labels() -> None:
+    pool = Pool()
+    x = torch.tensor([[0.0], [0.3], [0.5]])
+    y = torch.tensor([[1.0], [float("inf")], [float("nan")]])
+    ids = pool.add(Samples(x, y, torch.arange(3)))
+    assert len(pool) == 1 and pool.n_rejected == 2 and ids.tolist() == [0, 1, 2]
+
+
+def test_non_finite_loss_skips_the_step_and_keeps_the_model_finite(composer, monkeypatch) -> None:
+    cfg = composer([*TINY, "trainer.loss=relative"])
+    runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    original = runner.model.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(x, delta=None):
+        calls["n"] += 1
+        out = original(x, delta)
+        return out * float("nan") if calls["n"] % 3 == 0 and runner.model.training else out
+
+    monkeypatch.setattr(runner.model, "forward", sometimes_nan)
+    summary = runner.run()
+    assert summary["status"] == "completed"
+    assert summary["train/skipped_steps"] > 0
+    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
+
+
+def test_breeders_reject_bad_tells_and_bounds() -> None:
+    bounds = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    breeder = OGASBreeder(bounds, synchronous=True, min_reservoir_size=4)
+    breeder.ask(8)
+    breeder.tell(torch.arange(4), torch.tensor([0.1, float("nan"), float("inf"), 0.2]))
+    assert breeder.metrics()["breeder/dropped_values"] == 2
+    with pytest.raises(ValueError):
+        breeder.tell(torch.arange(4), torch.ones(3))
+    with pytest.raises(ValueError):
+        breeder.tell(torch.tensor([100]), torch.ones(1))
+    with pytest.raises(ValueError):
+        breeder.tell(torch.ones(2, 2, dtype=torch.long), torch.ones(2, 2))
+    breeder.close()
+    with pytest.raises(ValueError, match="upper bound"):
+        StaticBreeder(torch.tensor([[1.0, 0.0]]))
+
+
+def test_missing_and_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        find_checkpoint(str(tmp_path / "nowhere"), tmp_path)
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(1000)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception, match=r"(?i)zip|archive|corrupt|EOF|central directory"):
+        load_checkpoint(path)
+
+
+def test_kill_nine_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"generation": 1, "w": torch.zeros(10)}, path)
+    script = (
+        "import sys, torch\n"
+        "from nearpole_exp.checkpoint import save_checkpoint\n"
+        "big = {'generation': 2, 'w': torch.randn(40_000_000)}\n"
+        "print('writing', flush=True)\n"
+        f"save_checkpoint(big, {str(path)!r})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".last.pt.*")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    state = load_checkpoint(path)
+    assert state["generation"] == 1 and torch.equal(state["w"], torch.zeros(10))
+
+
+def test_crash_in_the_ddpm_thread_fails_the_run_within_a_generation(composer, monkeypatch) -> None:
+    def broken_step(self) -> bool:
+        raise RuntimeError("DDPM diverged")
+
+    monkeypatch.setattr(OGASBreeder, "_train_step", broken_step)
+    cfg = composer(["experiment=landscape", "ogas/breeder=ogas", "logger=none", "trainer.progress=false",
+                    "trainer.rounds=4", "trainer.steps_per_round=5", "trainer.initial_points=64",
+                    "trainer.points_per_round=32", "trainer.plots=false"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    with pytest.raises(BackgroundThreadError, match="DDPM diverged"):
+        Runner(cfg, out).run()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["round"] <= 2
+    assert "DDPM diverged" in summary["error"]
+
+
+def test_wandb_online_without_credentials_or_network_falls_back(composer, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    cfg = composer([*TINY, "logger=wandb", "logger.mode=online", "logger.init_timeout=5"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    summary = Runner(cfg, out).run()
+    assert summary["status"] == "completed"
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["wandb_mode"] in ("offline", "disabled")
+    assert math.isfinite(saved["eval/relerr_median/B4"])
+    assert (out / "metrics.jsonl").read_text().count("\n") == cfg.trainer.rounds
+
+
+def test_invalid_wandb_mode_is_ignored(composer, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    cfg = composer([*TINY, "logger=wandb"])
+    summary = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
+    assert summary["status"] == "completed"
