@@ -49,7 +49,7 @@ def _parallel_launcher(hc: object) -> bool:
 
 
 def task(cfg: DictConfig) -> float | None:
-    """Run one job; returns ``eval/mse`` or ``eval/nrmse_mean`` (for sweepers that optimise)."""
+    """Run one job; returns the ``objective`` metric (for sweepers that optimise, e.g. Optuna)."""
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     try:
@@ -73,7 +73,8 @@ def task(cfg: DictConfig) -> float | None:
             raise
         log.exception("job failed; the sweep goes on (its summary.json says failed)")
         return float("nan")
-    for key in ("eval/nrmse_mean", "eval/mse"):
+    keys = ("eval/nrmse_mean", "eval/mse") if cfg.objective == "auto" else (cfg.objective,)
+    for key in keys:
         if isinstance(summary.get(key), float):
             return summary[key]
     return None

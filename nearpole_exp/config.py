@@ -109,6 +109,7 @@ class RunConfig:
     seed: int = 0
     resume: str = "auto"
     task_name: str = "nearpole"
+    objective: str = "auto"
     tags: list[str] = field(default_factory=list)
     output_dir: str = "${hydra:runtime.output_dir}"
 

@@ -213,7 +213,9 @@ def test_callback_compares_on_multirun_end(sweep: Path, capsys: pytest.CaptureFi
                                              "metrics": ["eval/relerr_median/*"]}))
     assert isinstance(callback, CompareOnMultirunEnd)
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
-    callback.on_multirun_end(config)
+    with pytest.raises(SystemExit) as stop:
+        callback.on_multirun_end(config)
+    assert stop.value.code == 1, "the fake sweep has a failed job: the multirun must end with 1"
     printed = capsys.readouterr().out
     assert "sampler=importance" in printed and "(baseline)" in printed
     with open(sweep / "comparison.csv", newline="") as handle:
@@ -221,7 +223,7 @@ def test_callback_compares_on_multirun_end(sweep: Path, capsys: pytest.CaptureFi
     assert float(table["sampler=importance"]["eval/relerr_median/B0/ratio"]) == pytest.approx(5.0)
 
 
-def test_callback_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_callback_never_raises_on_a_bad_comparison(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "absent")}}})
     with caplog.at_level(logging.WARNING):
         CompareOnMultirunEnd().on_multirun_end(config)

@@ -53,8 +53,10 @@ def test_every_option_composes_and_builds(composer, group: str) -> None:
         breeder.close()
 
 
-@pytest.mark.parametrize("group", ["experiment", "debug"])
+@pytest.mark.parametrize("group", ["experiment", "debug", "hparams_search"])
 def test_presets_compose(composer, group: str) -> None:
+    if group == "hparams_search":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="optional extra [optuna]")
     for option in group_options(group):
         cfg = composer([f"{group}={option}"], name=option)
         validate(cfg)
@@ -93,6 +95,12 @@ def test_composition_rejects_bad_overrides(composer, override: str, error: type,
         composer([*TINY, override])
     text = str(err.value) + str(err.value.__cause__ or "")
     assert fragment in text
+
+
+def test_presets_override_the_primary_config(composer) -> None:
+    cfg = composer(["experiment=burgers"])
+    assert cfg.task_name == "burgers"
+    assert cfg.problem._target_.endswith("Burgers1D")
 
 
 def test_empty_pool_config_is_refused(composer) -> None:

@@ -45,7 +45,7 @@ def test_failing_job_is_marked_and_the_others_finish(tmp_path: Path) -> None:
     assert statuses == {"0_debug=default_problem.pole=0.3_seed0": "completed",
                         "1_debug=default_problem.pole=1.5_seed0": "failed"}
     failed = json.loads((sweep / "1_debug=default_problem.pole=1.5_seed0" / "summary.json").read_text())
-    assert "problem.pole must lie inside" in failed["error"]
+    assert "problem.pole: must lie inside" in failed["error"]
     assert "problem.pole=1.5" in (sweep / "comparison.md").read_text()
     assert "job failed" in proc.stdout + proc.stderr
 
