@@ -213,8 +213,12 @@ class ConditionalDDPM:
         self.device = torch.device(device)
         self.model = Denoiser(dim, config.model_dim, config.depth).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        # foreach kernels: on the CPU torch defaults to one kernel per tensor, and this small MLP's
+        # step is dominated by that per-tensor overhead (and the GIL it holds)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay)
+                                           weight_decay=config.weight_decay, foreach=True)
+        self._params = list(self.model.parameters())
+        self._ema_params = list(self.ema.parameters())
         self.schedule = NoiseSchedule(config.beta_schedule, config.timesteps, self.device)
         limit = data_limit(config.parametrisation, config.logit_eps)
         # clip x̂0 to the data range (standard DDPM practice); without it keep a loose numerical
@@ -252,7 +256,7 @@ class ConditionalDDPM:
         loss = self.loss(unit, cond, weights, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        nn.utils.clip_grad_norm_(self._params, self.config.grad_clip, foreach=True)
         self.optimizer.step()
         self.steps += 1
         self.update_ema()
@@ -262,8 +266,7 @@ class ConditionalDDPM:
     def update_ema(self) -> None:
         """ema ← d·ema + (1−d)·θ with warm-up d = min(decay, (1+n)/(10+n))."""
         d = min(self.config.ema_decay, (1 + self.steps) / (10 + self.steps))
-        for p_ema, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-            p_ema.lerp_(p, 1.0 - d)
+        torch._foreach_lerp_(self._ema_params, self._params, 1.0 - d)
 
     @torch.no_grad()
     def snapshot(self, into: Denoiser | None = None) -> Denoiser:

@@ -56,7 +56,7 @@ class RatioEstimator:
         self.device = torch.device(device)
         self.model = RatioMLP(dim, hidden, dropout).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr,
-                                           weight_decay=weight_decay)
+                                           weight_decay=weight_decay, foreach=True)
         self.label_smoothing = float(label_smoothing)
         self.steps = 0
         self.last_loss = float("nan")

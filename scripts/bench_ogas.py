@@ -1,0 +1,378 @@
+"""OGAS benchmark (issue 4): static uniform, Sobol, Breed and OGAS at equal simulation budget and
+equal gradient steps, on burgers1d, ks1d and the landscape, over seeds; plus cost and pole checks.
+
+Jobs run through the real entry point, one Hydra multirun per problem::
+
+    python -m nearpole_exp -m experiment=burgers ogas/breeder=uniform,sobol,breed,ogas seed=0,1,2 \
+        hydra.sweep.dir=<root>/burgers logger=none trainer.progress=false
+
+(``--jobs N`` runs the same jobs as N parallel single-job multiruns into the same sweep
+directory, with ``hydra.sweep.subdir=<breeder>_s<seed>``). Each sweep is aggregated with
+``nearpole_exp.compare.compare_sweep`` (baseline ``ogas/breeder=uniform``) and the markdown report
+goes to ``--out`` (default ``benchmarks/ogas.md``). Ratios are uniform/method, so > 1 is better:
+"ratio of means" divides the seed means, "per-seed" is the mean ± std over seeds of the ratio
+of the runs with the same seed.
+
+    python scripts/bench_ogas.py --jobs 2              # the whole benchmark
+    python scripts/bench_ogas.py --skip-runs           # re-aggregate existing sweeps
+    python scripts/bench_ogas.py --cost --pole --no-bench   # only the cost and pole sections
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBLEMS = ("burgers", "ks", "landscape")
+BREEDERS = ("uniform", "sobol", "breed", "ogas")
+STATS = ("max", "p99", "std", "mean")
+TARGETS = {"max": 1.64, "p99": 1.42, "mean": 1.0}
+PAPER = {"max": 1.64, "p99": 1.42, "std": 1.66, "mean": 0.97}
+COMMON = ("logger=none", "trainer.progress=false", "trainer.plots=false")
+
+
+# --------------------------------------------------------------------------- machine and jobs
+def machine() -> str:
+    """CPU model, core count and torch version of this machine."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = "no GPU used (trainer.device=cpu)"
+    return f"{model}, {cores} cores available, {platform.system()}, Python " \
+           f"{platform.python_version()}, torch {torch.__version__}; {gpu}"
+
+
+def job_command(problem: str, breeders: Sequence[str], seeds: Sequence[int], sweep: Path,
+                extra: Sequence[str], subdir: str | None = None) -> list[str]:
+    """The ``python -m nearpole_exp -m ...`` command of one multirun."""
+    cmd = [sys.executable, "-m", "nearpole_exp", "-m", f"experiment={problem}",
+           f"ogas/breeder={','.join(breeders)}", f"seed={','.join(map(str, seeds))}",
+           f"hydra.sweep.dir={sweep}", *COMMON, *extra]
+    if subdir is not None:
+        cmd.append(f"hydra.sweep.subdir={subdir}")
+    return cmd
+
+
+def run_logged(cmd: list[str], log: Path) -> int:
+    """Run ``cmd`` from the repository root with its output in ``log``; return the exit code."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as fh:
+        return subprocess.call(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def run_problem(problem: str, args: argparse.Namespace, extra: Sequence[str]) -> float:
+    """All breeders × seeds of one problem into ``<root>/<problem>``; returns the wall time."""
+    sweep = args.root / problem
+    start = time.perf_counter()
+    if args.jobs <= 1:
+        cmd = job_command(problem, args.breeders, args.seeds, sweep, extra)
+        print(" ".join(cmd[2:]), flush=True)
+        run_logged(cmd, args.root / f"{problem}.log")
+    else:
+        todo = [(b, s) for s in args.seeds for b in args.breeders]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda bs: run_logged(
+                job_command(problem, [bs[0]], [bs[1]], sweep, extra, f"{bs[0]}_s{bs[1]}"),
+                args.root / f"{problem}_{bs[0]}_s{bs[1]}.log"), todo))
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- aggregation
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.{digits}g}"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def per_seed(sweep: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """{breeder: {seed: summary}} of the completed jobs of a sweep directory."""
+    from nearpole_exp.compare import DEFAULT_EXCLUDE, find_job_dirs, read_job, sweep_excludes
+
+    dirs = find_job_dirs(sweep)
+    exclude = (*DEFAULT_EXCLUDE, *sweep_excludes(sweep, dirs[0])) if dirs else DEFAULT_EXCLUDE
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for d in dirs:
+        job = read_job(d, sweep, exclude)
+        if job.status != "completed":
+            continue
+        breeder = next((o.split("=", 1)[1] for o in job.point if o.startswith("ogas/breeder=")),
+                       "uniform")
+        out.setdefault(breeder, {})[str(job.seed)] = job.summary
+    return out
+
+
+def problem_section(problem: str, sweep: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Markdown for one problem and the per-seed ratio means {breeder: {stat: ratio}}."""
+    from nearpole_exp.compare import compare_sweep
+
+    result = compare_sweep(sweep, baseline="ogas/breeder=uniform",
+                           metrics=[f"eval/nrmse_{s}" for s in STATS] + ["time/*", "breeder/*"])
+    runs = per_seed(sweep)
+    base = runs.get("uniform", {})
+    lines = [f"### {problem}", "", f"Sweep `{sweep}`; {len(result.failures)} failed or missing "
+             "job(s).", "",
+             "Ratios uniform/method (> 1 better): ratio of seed means, then per-seed mean ± std "
+             "[min, max].", "",
+             "| breeder | seeds | " + " | ".join(f"{s} ratio" for s in STATS) + " |",
+             "|---|---|" + "---|" * len(STATS)]
+    summary: dict[str, dict[str, float]] = {}
+    for row in result.rows:
+        breeder = next((o.split("=", 1)[1] for o in row.overrides if o.startswith("ogas/breeder=")),
+                       None)
+        if breeder is None:
+            continue
+        seeds = runs.get(breeder, {})
+        cells, summary[breeder] = [], {}
+        for stat in STATS:
+            key = f"eval/nrmse_{stat}"
+            ratios = [base[s][key] / seeds[s][key] for s in seeds
+                      if s in base and seeds[s].get(key) and base[s].get(key)]
+            m, sd = mean_std(ratios)
+            summary[breeder][stat] = m
+            of_means = row.metrics[key].ratio if key in row.metrics else None
+            span = f" [{fmt(min(ratios))}, {fmt(max(ratios))}]" if ratios else ""
+            cells.append(f"**{fmt(of_means)}**; {fmt(m)} ± {fmt(sd, 2)}{span}")
+        lines.append(f"| {breeder} | {len(seeds)} | " + " | ".join(cells) + " |")
+    lines += ["", "Absolute per-trajectory nRMSE (mean ± std over seeds), wall time per job and "
+              "time inside the breeder (ask/tell, incl. waiting for the DDPM):", "",
+              "| breeder | " + " | ".join(STATS) + " | wall s/job | breeder s/job | DDPM steps |",
+              "|---|" + "---|" * (len(STATS) + 3)]
+    for breeder, seeds in runs.items():
+        cells = []
+        for key in [f"eval/nrmse_{s}" for s in STATS] + ["time/wall_s", "time/breeder_s",
+                                                         "breeder/train_steps"]:
+            m, sd = mean_std([v.get(key, float("nan")) for v in seeds.values()])
+            cells.append(f"{fmt(m)} ± {fmt(sd, 2)}" if math.isfinite(m) else "—")
+        lines.append(f"| {breeder} | " + " | ".join(cells) + " |")
+    return [*lines, ""], summary
+
+
+def verdict(problem: str, summary: dict[str, dict[str, float]]) -> str:
+    """One line per problem: OGAS's per-seed ratios against the targets."""
+    ogas = summary.get("ogas", {})
+    parts = []
+    for stat, target in TARGETS.items():
+        value = ogas.get(stat, float("nan"))
+        ok = "met" if value >= target else "NOT met"
+        parts.append(f"{stat} {fmt(value)} (target ≥ {target}: {ok})")
+    return f"- **{problem}**: " + "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- cost
+def compose(overrides: list[str]) -> Any:
+    """The packaged config composed with ``overrides`` (no Hydra run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import nearpole_exp.app  # noqa: F401  (registers the schemas)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("nearpole_exp.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
+    """``next_parameters(n_params)`` time and DDPM training steps/s of the configured OGAS
+    breeder (burgers1d box) on one CPU thread, after 400 training steps on a filled reservoir."""
+    from hydra.utils import instantiate
+
+    from nearpole_exp.rng import seed_everything
+    from nearpole_exp.runner import build_breeder
+
+    torch.set_num_threads(1)
+    seed_everything(0)
+    cfg = compose(["experiment=burgers", "ogas/breeder=ogas", "ogas.breeder.synchronous=true",
+                   "ogas.breeder.train_steps_per_ask=0"])
+    problem = instantiate(cfg.problem, _convert_="all")
+    breeder = build_breeder(cfg.ogas, problem.bounds)
+    gen = torch.Generator().manual_seed(0)
+    for n in (64, 256, 256, 256):
+        breeder.ask(n)
+        ids = torch.arange(breeder.n_asked)
+        breeder.tell(ids, torch.rand(len(ids), generator=gen))
+    start = time.perf_counter()
+    steps = breeder.trainer.run_inline(400)
+    steps_per_s = steps / (time.perf_counter() - start)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        breeder.next_parameters(n_params)
+        times.append(time.perf_counter() - start)
+        breeder.concretize_resampled_parameters(breeder.n_asked - 1)
+    ratio = breeder.stats["ratio"]
+    return [f"- `next_parameters({n_params})` on the CPU (1 thread; {ratio:.0%} bred by the "
+            f"DDPM, DDIM {cfg.ogas.model.sample_steps} steps, CFG): median "
+            f"{statistics.median(times):.3f} s, max {max(times):.3f} s over {repeats} calls "
+            f"(target < 1 s).",
+            f"- DDPM + ratio-MLP training: {steps_per_s:.0f} steps/s on one CPU thread "
+            f"(batch {cfg.ogas.data.batch_size}, model_dim {cfg.ogas.model.model_dim}, "
+            f"depth {cfg.ogas.model.depth})."]
+
+
+def wall_costs(root: Path, problem: str = "burgers") -> list[str]:
+    """Wall time of one OGAS and one uniform job (seed 0) on two cores, trainer.num_threads 0
+    (torch default) and 1, run one after another (pinned to cores 0-1 when more exist)."""
+    pin = ["taskset", "-c", "0,1"] if (os.cpu_count() or 1) > 2 and shutil.which("taskset") else []
+    rows = ["| trainer.num_threads | uniform wall s | OGAS wall s | OGAS / uniform | "
+            "OGAS breeder s |", "|---|---|---|---|---|"]
+    walls: dict[tuple[str, int], float] = {}
+    for threads in (0, 1):
+        cells = {}
+        for breeder in ("uniform", "ogas"):
+            out = root / "cost" / f"{breeder}_t{threads}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [*pin, sys.executable, "-m", "nearpole_exp", f"experiment={problem}",
+                   f"ogas/breeder={breeder}", "seed=0", f"trainer.num_threads={threads}",
+                   "trainer.device=cpu", f"hydra.run.dir={out}", *COMMON]
+            run_logged(cmd, root / "cost" / f"{breeder}_t{threads}.log")
+            summary = json.loads((out / "summary.json").read_text())
+            cells[breeder] = summary
+            walls[(breeder, threads)] = summary["time/wall_s"]
+        u, o = cells["uniform"]["time/wall_s"], cells["ogas"]["time/wall_s"]
+        rows.append(f"| {threads} | {u:.1f} | {o:.1f} | {o / u:.2f} | "
+                    f"{cells['ogas']['time/breeder_s']:.1f} |")
+    best_u = min(walls[("uniform", 0)], walls[("uniform", 1)])
+    best_o = min(walls[("ogas", 0)], walls[("ogas", 1)])
+    pinned = "pinned to cores 0-1 with taskset" if pin else "on this machine's cores"
+    return [f"Wall time of one {problem} job (seed 0), {pinned}, jobs run one after another:", "",
+            *rows, "", f"Best OGAS / best uniform: {best_o / best_u:.2f} (target ≤ 1.2)."]
+
+
+# --------------------------------------------------------------------------- near-pole problems
+def pole_concentration(root: Path, problem: str = "rational1d", radius: float = 1e-2) -> list[str]:
+    """OGAS on a pole problem with the per-sample loss as its only signal: the share of its bred
+    points within ``radius`` of a pole, against a uniform draw's share."""
+    overrides = [f"problem={problem}", "model=mlp", "trainer.initial_points=256",
+                 "trainer.points_per_round=128", "trainer.rounds=10", "trainer.steps_per_round=200",
+                 "trainer.eval_every=10", "trainer.device=cpu", "trainer.num_threads=1"]
+    lines = [f"OGAS on `{problem}` (`{' '.join(overrides)}`, loss `relative` as the only "
+             f"signal; the breeder never sees Q). Share of points within {radius:g} of a pole:",
+             "", "| seed | OGAS bred points | all OGAS points | uniform expectation | "
+             "bred / uniform | eval/relerr_median/B3 OGAS vs uniform |", "|---|---|---|---|---|---|"]
+    for seed in (0, 1):
+        runs = {}
+        for breeder in ("uniform", "ogas"):
+            out = root / "pole" / f"{breeder}_s{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, "-m", "nearpole_exp", f"ogas/breeder={breeder}",
+                   f"seed={seed}", *overrides, f"hydra.run.dir={out}", *COMMON]
+            run_logged(cmd, root / "pole" / f"{breeder}_s{seed}.log")
+            runs[breeder] = out
+        state = torch.load(runs["ogas"] / "checkpoints" / "last.pt", weights_only=True)
+        history = state["breeder"]["history"]
+        bounds = state["breeder"]["bounds"]
+        params = bounds[:, 0] + history["unit"] * (bounds[:, 1] - bounds[:, 0])
+        prob = pole_problem(problem)
+        near = prob.distance(params) < radius
+        n_poles = len(prob.poles())
+        bred = history["is_bred"]
+        width = float(bounds[0, 1] - bounds[0, 0])
+        expect = min(1.0, 2 * radius * n_poles / width)
+        share_bred = float(near[bred].float().mean()) if bool(bred.any()) else float("nan")
+        b3 = [json.loads((runs[b] / "summary.json").read_text()).get("eval/relerr_median/B3")
+              for b in ("ogas", "uniform")]
+        lines.append(f"| {seed} | {share_bred:.3f} ({int(bred.sum())} pts) | "
+                     f"{float(near.float().mean()):.3f} | {expect:.3f} | "
+                     f"{share_bred / expect:.1f}× | {fmt(b3[0])} vs {fmt(b3[1])} |")
+    return lines
+
+
+def pole_problem(problem: str) -> Any:
+    """The configured pole problem (for its distance to the nearest pole and its poles)."""
+    from hydra.utils import instantiate
+
+    return instantiate(compose([f"problem={problem}"]).problem, _convert_="all")
+
+
+# --------------------------------------------------------------------------- report
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    p.add_argument("--breeders", nargs="+", default=list(BREEDERS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=1, help="parallel single-job multiruns (1: one "
+                   "multirun per problem)")
+    p.add_argument("--threads", type=int, default=1, help="trainer.num_threads of every job")
+    p.add_argument("--root", type=Path, default=ROOT / "outputs" / "bench_ogas")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "ogas.md")
+    p.add_argument("--override", nargs="*", default=[], help="extra overrides for every job")
+    p.add_argument("--skip-runs", action="store_true", help="aggregate existing sweeps only")
+    p.add_argument("--no-bench", action="store_true", help="skip the breeder comparison")
+    p.add_argument("--cost", action="store_true", help="measure the cost section")
+    p.add_argument("--wall", action="store_true", help="with --cost: also time 2-core jobs")
+    p.add_argument("--pole", action="store_true", help="run the near-pole concentration check")
+    p.add_argument("--notes", type=Path, help="markdown appended to the report (e.g. numbers "
+                   "measured on another machine)")
+    args = p.parse_args(argv)
+    args.root = args.root.resolve()
+    extra = [f"trainer.num_threads={args.threads}", "trainer.device=cpu", *args.override]
+    started = dt.datetime.now().astimezone()
+    lines = ["# OGAS benchmark", "",
+             f"Date: {started:%Y-%m-%d %H:%M %Z}. Machine: {machine()}.", "",
+             "Command: `python scripts/bench_ogas.py " + " ".join(
+                 sys.argv[1:] if argv is None else argv) + "`", ""]
+    if not args.no_bench:
+        lines += ["Every job: `python -m nearpole_exp -m experiment=<problem> "
+                  f"ogas/breeder={','.join(args.breeders)} seed={','.join(map(str, args.seeds))} "
+                  f"hydra.sweep.dir={args.root}/<problem> {' '.join(COMMON)} {' '.join(extra)}`"
+                  + (f" (as {args.jobs} parallel single-job multiruns)" if args.jobs > 1 else ""),
+                  "", "Equal budget: every breeder labels initial_points + (rounds − 1) · "
+                  "points_per_round simulations and runs rounds · steps_per_round gradient "
+                  "steps (trainer=online and the experiment presets).", ""]
+        verdicts, sections = [], []
+        for problem in args.problems:
+            if not args.skip_runs:
+                wall = run_problem(problem, args, extra)
+                print(f"{problem}: {wall:.0f} s", flush=True)
+            section, summary = problem_section(problem, args.root / problem)
+            sections += section
+            verdicts.append(verdict(problem, summary))
+        lines += ["## Verdict (OGAS, per-seed mean ratios)", "", *verdicts,
+                  f"- Melissa paper (OGAS-Loss, 9 PDE × architecture pairs): max {PAPER['max']}, "
+                  f"p99 {PAPER['p99']}, std {PAPER['std']}, mean {PAPER['mean']}.", "",
+                  "## Per problem", "", *sections]
+    if args.cost:
+        lines += ["## Cost", "", *breeder_costs(), ""]
+        if args.wall:
+            lines += [*wall_costs(args.root), ""]
+    if args.pole:
+        lines += ["## OGAS on a near-pole problem", "", *pole_concentration(args.root), ""]
+    if args.notes is not None:
+        lines += [args.notes.read_text().rstrip(), ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
