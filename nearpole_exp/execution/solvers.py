@@ -1,0 +1,322 @@
+"""Bring your own solver: wrap a Python function or a command line as a simulator problem.
+
+Both wrappers are :class:`~nearpole_exp.problems.simulator.SimulatorProblem` subclasses, so a
+user's solver gets the same samples (one-step pairs (u_t, λ) → u_{t+1}), blow-up handling,
+held-out nRMSE evaluation and model dimensions as the built-in Burgers and KS solvers, and runs
+under any executor (in-process, process pool, submitit). The solver sees one parameter vector
+λ (float64, shape ``[p]``) at a time and returns its trajectory, frames u_0 … u_T on the grid,
+shape ``[n_steps + 1, grid]``.
+
+A Python callable, given as ``"package.module:function"`` (importable where the simulations run)
+or, from Python, as the function itself::
+
+    # my_solver.py
+    import numpy as np
+    def heat(params):                      # params = [diffusivity, amplitude]
+        x = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        t = np.arange(21)[:, None] * 0.05
+        return params[1] * np.exp(-params[0] * t) * np.sin(x)     # [21, 64]
+
+    from nearpole_exp.execution.solvers import CallableSimulator
+    problem = CallableSimulator(fn="my_solver:heat", low=[0.1, 0.5], high=[2.0, 1.5],
+                                grid=64, n_steps=20, n_eval=32)
+
+or in a Hydra problem config (``conf/problem/my_heat.yaml``)::
+
+    _target_: nearpole_exp.execution.solvers.CallableSimulator
+    fn: my_solver:heat
+    low: [0.1, 0.5]
+    high: [2.0, 1.5]
+    grid: 64
+    n_steps: 20
+    n_eval: 32
+    eval_cache: ${hydra:runtime.cwd}/heat_eval.pt   # label the held-out set once, reuse it
+
+``vectorized: true`` passes all rows at once (``[n, p]`` → ``[n, T+1, L]``) to a batched
+torch/JAX solver instead.
+
+An external program, run once per simulation in its own work directory::
+
+    _target_: nearpole_exp.execution.solvers.CommandLineSimulator
+    command: python /path/to/solver.py --params {params} --out {output}
+    low: [0.1, 0.5]
+    high: [2.0, 1.5]
+    grid: 64
+    n_steps: 20
+    timeout_s: 600
+
+``{params}`` is replaced by the path of a JSON file ``{"params": [λ_0, λ_1, …]}``, ``{output}``
+by the path where the program must save a NumPy ``.npy`` array ``[n_steps + 1, grid]``, and
+``{workdir}`` by the simulation's directory (also its working directory; under ``work_dir``,
+default the system temp dir; removed after success unless ``keep_files``). Literal braces in the
+command are written ``{{`` ``}}``. A non-zero exit status raises (the executor records the
+simulation as ``crashed`` with the program's last stderr line); running past ``timeout_s`` kills
+the program's whole process group. Pair it with ``executor=process_pool`` (or submitit) to run
+several at once.
+
+Held-out evaluation runs the solver on ``n_eval`` points once per run: keep ``n_eval`` small for
+costly solvers and set ``eval_cache`` to a file so later runs reuse those trajectories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import string
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nearpole_exp.atomic import save_torch
+from nearpole_exp.errors import check
+from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
+
+PLACEHOLDERS = ("params", "output", "workdir")
+
+
+@dataclass
+class SolverConfig(TrajectoryConfig):
+    """Parameter box (``low``/``high`` per parameter), trajectory shape, blow-up threshold and
+    an optional cache file for the held-out set."""
+
+    name: str = "user_solver"
+    low: list[float] = field(default_factory=lambda: [0.0])
+    high: list[float] = field(default_factory=lambda: [1.0])
+    grid: int = 64
+    n_steps: int = 20
+    blowup: float = 1e6
+    eval_cache: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(len(self.low) >= 1, "low", "give one lower bound per parameter")
+        check(len(self.high) == len(self.low), "high",
+              f"needs as many entries as low ({len(self.low)}), got {len(self.high)}")
+        check(all(h > lo for lo, h in zip(self.low, self.high, strict=True)), "high",
+              "every upper bound must exceed its lower bound")
+        check(self.grid >= 1, "grid", f"must be >= 1, got {self.grid}")
+        check(self.n_steps >= 1, "n_steps", f"must be >= 1, got {self.n_steps}")
+        check(self.blowup > 0, "blowup", f"must be positive, got {self.blowup}")
+
+
+class UserSimulator(SimulatorProblem):
+    """A simulator whose frames come from a user's solver, one parameter row at a time."""
+
+    config: SolverConfig  # type: ignore[assignment]
+
+    def __init__(self, config: SolverConfig) -> None:
+        super().__init__(config)  # type: ignore[arg-type]
+        self.name = config.name
+        self._bounds = torch.tensor([config.low, config.high], dtype=torch.float32).T.contiguous()
+
+    @property
+    def bounds(self) -> Tensor:
+        return self._bounds
+
+    def solve_one(self, row: np.ndarray) -> Any:
+        """Frames ``[n_steps + 1, grid]`` for one parameter vector (float64)."""
+        raise NotImplementedError
+
+    def solve_many(self, rows: np.ndarray) -> list[Any]:
+        """Frames for each row; the default calls :meth:`solve_one` per simulation."""
+        return [self.solve_one(row) for row in rows]
+
+    def simulate(self, params: Tensor) -> Tensor:
+        rows = params.detach().cpu().double().numpy()
+        frames = [self.checked(f) for f in self.solve_many(rows)]
+        shape = (len(rows), self.config.n_steps + 1, self.config.grid)
+        return torch.stack(frames) if frames else torch.zeros(shape)
+
+    def checked(self, frames: Any) -> Tensor:
+        """The solver's output as float32 ``[n_steps + 1, grid]`` (ValueError on a bad shape)."""
+        arr = torch.as_tensor(np.asarray(frames, dtype=np.float64)).float()
+        want = (self.config.n_steps + 1, self.config.grid)
+        if tuple(arr.shape) != want:
+            raise ValueError(f"{self.name}: the solver returned shape {tuple(arr.shape)}, "
+                             f"expected [n_steps + 1, grid] = {list(want)}")
+        return arr
+
+    def eval_set(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The held-out set, read from ``eval_cache`` when it holds the same points, else
+        labelled (and written there when ``eval_cache`` is set)."""
+        path = self.config.eval_cache
+        if self._eval is None and path and os.path.exists(path):
+            saved = torch.load(path, weights_only=True)
+            if torch.equal(saved["params_all"], self.eval_params()):
+                self._eval = (saved["params"], saved["inputs"], saved["targets"])
+        if self._eval is None:
+            params, inputs, targets = super().eval_set()
+            if path:
+                save_torch({"params_all": self.eval_params(), "params": params, "inputs": inputs,
+                            "targets": targets}, path)
+        return self._eval  # type: ignore[return-value]
+
+
+def resolve_callable(path: str) -> Callable[..., Any]:
+    """The object at ``"pkg.mod:function"`` (or ``"pkg.mod.function"``, ``"pkg.mod:Cls.f"``)."""
+    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"fn must look like 'package.module:function', got {path!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"fn {path!r} is not callable")
+    return obj
+
+
+@dataclass
+class CallableSimulatorConfig(SolverConfig):
+    """``fn``: import path of ``f(params [p]) -> frames [n_steps + 1, grid]``; with
+    ``vectorized``, ``f(params [n, p]) -> frames [n, n_steps + 1, grid]``."""
+
+    name: str = "callable_sim"
+    fn: str = ""
+    vectorized: bool = False
+
+
+class CallableSimulator(UserSimulator):
+    """A Python function as a simulator (see the module docstring for an example)."""
+
+    config: CallableSimulatorConfig  # type: ignore[assignment]
+
+    def __init__(self, config: CallableSimulatorConfig | None = None, **overrides: Any) -> None:
+        fn = overrides.get("fn")
+        self._fn: Callable[..., Any] | None = fn if callable(fn) else None
+        self._given = self._fn is not None
+        if callable(fn):
+            overrides["fn"] = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
+        cfg = dataclasses.replace(config or CallableSimulatorConfig(), **overrides)
+        check(bool(cfg.fn), "fn", "name the solver function, e.g. fn=my_package.solver:run")
+        super().__init__(cfg)
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The solver function (imported on first use, so workers import it themselves)."""
+        if self._fn is None:
+            self._fn = resolve_callable(self.config.fn)
+        return self._fn
+
+    def solve_one(self, row: np.ndarray) -> Any:
+        return self.fn(row)
+
+    def solve_many(self, rows: np.ndarray) -> list[Any]:
+        if not self.config.vectorized:
+            return super().solve_many(rows)
+        frames = np.asarray(self.fn(rows), dtype=np.float64)
+        if frames.ndim != 3 or frames.shape[0] != len(rows):
+            raise ValueError(f"{self.name}: a vectorized solver must return [n, n_steps + 1, grid] "
+                             f"with n = {len(rows)}, got {frames.shape}")
+        return list(frames)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the import path, not an imported function (workers import it themselves),
+        unless the function was handed over directly."""
+        state = dict(self.__dict__)
+        if not self._given:
+            state["_fn"] = None
+        return state
+
+
+@dataclass
+class CommandLineSimulatorConfig(SolverConfig):
+    """``command``: template with ``{params}``, ``{output}``, ``{workdir}``; ``timeout_s``
+    (0: none) limits each run; ``shell`` runs the command through ``/bin/sh``."""
+
+    name: str = "command_sim"
+    command: str = ""
+    work_dir: str = ""
+    timeout_s: float = 0.0
+    keep_files: bool = False
+    shell: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        fields, error = template_fields(self.command)
+        check(error is None, "command", f"is not a valid template: {error}")
+        unknown = sorted(fields - set(PLACEHOLDERS))
+        check(not unknown, "command",
+              f"unknown placeholders {unknown}: use {{params}}, {{output}}, {{workdir}} "
+              "(write literal braces as {{ and }})")
+        check(self.timeout_s >= 0, "timeout_s", f"must be >= 0 (0: no limit), got {self.timeout_s}")
+
+
+def template_fields(command: str) -> tuple[set[str], str | None]:
+    """Placeholder names used in a ``str.format`` template, and the parse error if any."""
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(command) if f is not None}, None
+    except ValueError as err:
+        return set(), str(err)
+
+
+class SolverFailed(RuntimeError):
+    """The external solver exited with an error or produced no output."""
+
+
+def run_command(argv: list[str] | str, cwd: str, timeout_s: float, shell: bool) -> None:
+    """Run a command in its own process group; on timeout kill the whole group and raise
+    TimeoutError; on a non-zero exit raise :class:`SolverFailed` with stderr's last line."""
+    with subprocess.Popen(argv, cwd=cwd, shell=shell, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, start_new_session=True, text=True) as proc:
+        try:
+            _, err = proc.communicate(timeout=timeout_s or None)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise TimeoutError(f"command ran longer than {timeout_s:g}s") from None
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    if proc.returncode != 0:
+        last = (err or "").strip().splitlines()[-1:] or ["(no stderr)"]
+        raise SolverFailed(f"exit status {proc.returncode}: {last[0][:300]}")
+
+
+class CommandLineSimulator(UserSimulator):
+    """An external program as a simulator: parameters in a JSON file, trajectory out as .npy."""
+
+    config: CommandLineSimulatorConfig  # type: ignore[assignment]
+
+    def __init__(self, config: CommandLineSimulatorConfig | None = None, **overrides: Any) -> None:
+        cfg = dataclasses.replace(config or CommandLineSimulatorConfig(), **overrides)
+        check(bool(cfg.command.strip()), "command",
+              "give the solver's command line, "
+              "e.g. 'python solver.py --params {params} --out {output}'")
+        super().__init__(cfg)
+
+    def solve_one(self, row: np.ndarray) -> Any:
+        root = self.config.work_dir or None
+        if root:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.mkdtemp(prefix="sim-", dir=root)
+        paths = {"params": os.path.join(workdir, "params.json"),
+                 "output": os.path.join(workdir, "output.npy"), "workdir": workdir}
+        with open(paths["params"], "w") as handle:
+            json.dump({"params": [float(v) for v in row]}, handle)
+        if self.config.shell:
+            quoted = {k: shlex.quote(v) for k, v in paths.items()}
+            argv: list[str] | str = self.config.command.format(**quoted)
+        else:
+            argv = [part.format(**paths) for part in shlex.split(self.config.command)]
+        run_command(argv, workdir, self.config.timeout_s, self.config.shell)
+        if not os.path.exists(paths["output"]):
+            raise SolverFailed(f"the command exited normally but wrote no {paths['output']}")
+        frames = np.load(paths["output"])
+        if not self.config.keep_files:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return frames

@@ -1,0 +1,398 @@
+"""Simulation executors, user-solver wrappers and the asynchronous-generation feed."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nearpole_exp.errors import ConfigError
+from nearpole_exp.execution import (
+    Executor,
+    ExecutorConfig,
+    InProcessExecutor,
+    ProcessPoolExecutor,
+    SimulationFeed,
+    SimulationResult,
+    SubmititExecutor,
+    merge_results,
+)
+from nearpole_exp.execution.factory import HydraProblem, PickledProblem
+from nearpole_exp.execution.solvers import (
+    CallableSimulator,
+    CommandLineSimulator,
+    SolverFailed,
+    resolve_callable,
+)
+from nearpole_exp.ogas.breeder import OGASBreeder
+from nearpole_exp.ogas.static import StaticBreeder
+from nearpole_exp.pool import Pool
+from nearpole_exp.problems.base import Samples
+from tests.sleep_solver import BOUNDS_HIGH, BOUNDS_LOW, SleepSolver, params_for, trajectory
+
+CLI = Path(__file__).with_name("cli_solver.py")
+TIMEOUT = 1.0
+
+
+def make_problem(cost_s: float = 0.0, flaky_dir: str = "", **kw: object) -> CallableSimulator:
+    return CallableSimulator(fn=SleepSolver(cost_s, flaky_dir=flaky_dir), low=BOUNDS_LOW,
+                             high=BOUNDS_HIGH, grid=16, n_steps=4, n_eval=4, **kw)
+
+
+def rows(*modes: str, speed: float = 1.0) -> torch.Tensor:
+    return torch.tensor(params_for(*modes, speed=speed), dtype=torch.float32)
+
+
+def assert_same(a: Samples, b: Samples) -> None:
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    assert torch.equal(a.source, b.source)
+
+
+def by_id(results: list[SimulationResult]) -> dict[int, SimulationResult]:
+    return {r.sim_id: r for r in results}
+
+
+def pid_gone(pid: int, wait_s: float = 5.0) -> bool:
+    """Whether process ``pid`` has exited (gone or a zombie) within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().split(") ")[1][0] in "ZX":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# ------------------------------------------------------------------------------ in-process
+def test_inprocess_results_equal_single_labels_and_merge_into_the_pool() -> None:
+    problem = make_problem()
+    params = torch.tensor([[0.3, 0.1], [1.2, -0.5], [1.8, 0.7]])
+    ex = InProcessExecutor(problem=problem)
+    ex.submit(torch.tensor([10, 11, 12]), params)
+    assert ex.in_flight() == 3
+    results = ex.poll()
+    assert [r.sim_id for r in results] == [10, 11, 12] and ex.in_flight() == 0
+    for i, res in enumerate(results):
+        assert res.ok and res.attempts == 1 and torch.equal(res.params, params[i])
+        assert_same(res.samples, problem.label(params[i : i + 1]))
+    merged, ids = merge_results(results)
+    pool = Pool()
+    pool.add(merged, n_points=len(ids))
+    assert ids.tolist() == [10, 11, 12] and len(pool) == 12
+    assert torch.equal(pool.source, torch.arange(3).repeat_interleave(4))
+    assert torch.equal(pool.targets, problem.label(params).targets)
+
+
+def test_inprocess_isolates_faults_and_keeps_nonfinite_on_request() -> None:
+    params = rows("normal", "crash", "nan")
+    ex = InProcessExecutor(problem=make_problem(), retries=2)
+    ex.submit(torch.arange(3), params)
+    res = by_id(ex.poll())
+    assert res[0].ok and res[1].failure == "crashed: RuntimeError: boom" and res[1].attempts == 3
+    assert res[2].failure == "non-finite output" and res[2].samples is None
+    assert ex.metrics()["executor/crashed"] == 1 and ex.metrics()["executor/non_finite"] == 1
+    keep = InProcessExecutor(problem=make_problem(), nonfinite="keep")
+    keep.submit(torch.arange(2), rows("normal", "nan"))
+    merged, ids = merge_results(keep.poll())
+    pool = Pool()
+    pool.add(merged, n_points=len(ids))
+    assert len(ids) == 2 and len(pool) == 4 and pool.n_rejected == 4
+    with pytest.raises(ConfigError) as err:
+        InProcessExecutor(problem=make_problem(), timeout_s=1.0)
+    assert err.value.key == "timeout_s"
+    with pytest.raises(ValueError, match="unique"):
+        keep.submit(torch.tensor([5, 5]), rows("normal", "normal"))
+
+
+# ------------------------------------------------------------------------------ process pool
+@pytest.fixture(scope="module")
+def pool_executor() -> ProcessPoolExecutor:
+    ex = ProcessPoolExecutor(problem=make_problem(cost_s=0.3), workers=2, timeout_s=TIMEOUT)
+    deadline = time.monotonic() + 60
+    while ex.n_ready < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield ex
+    ex.close()
+
+
+def test_pool_results_equal_single_labels_in_completion_order(
+        pool_executor: ProcessPoolExecutor) -> None:
+    problem = make_problem()
+    slow = rows("normal", speed=1.9)
+    fast = rows("normal", "normal", speed=0.1)
+    params = torch.cat([slow, fast])
+    pool_executor.submit(torch.tensor([0, 1, 2]), params)
+    assert pool_executor.in_flight() == 3
+    results = pool_executor.drain(timeout=30)
+    assert [r.sim_id for r in results] == [1, 2, 0]
+    assert pool_executor.in_flight() == 0 and pool_executor.poll() == []
+    for res in results:
+        assert res.ok and res.wall_s > 0
+        assert_same(res.samples, problem.label(params[res.sim_id : res.sim_id + 1]))
+
+
+def test_pool_records_timeouts_crashes_and_nonfinite_and_survives(
+        pool_executor: ProcessPoolExecutor) -> None:
+    before = pool_executor.worker_pids()
+    params = rows("hang", "crash", "exit", "nan", "normal", speed=0.1)
+    pool_executor.submit(torch.arange(100, 105), params)
+    res = by_id(pool_executor.drain(timeout=30))
+    assert sorted(res) == list(range(100, 105))
+    assert res[100].failure == f"timeout after {TIMEOUT:g}s"
+    assert TIMEOUT <= res[100].wall_s < TIMEOUT + 5.0
+    assert res[101].failure == "crashed: RuntimeError: boom"
+    assert res[102].failure == "crashed: worker process exited with code 3"
+    assert res[103].failure == "non-finite output" and res[103].samples is None
+    assert res[104].ok and res[104].samples.inputs.shape == (4, 3, 16)
+    assert all(r.attempts == 1 for r in res.values())
+    assert res[101].record() == {"sim_id": 101, "params": params[1].tolist(),
+                                 "reason": "crashed: RuntimeError: boom", "attempts": 1,
+                                 "wall_s": round(res[101].wall_s, 4)}
+    assert len(set(before) - set(pool_executor.worker_pids())) == 2  # hung and exited: replaced
+    pool_executor.submit(torch.tensor([200, 201]), rows("normal", "normal", speed=0.1))
+    assert all(r.ok for r in pool_executor.drain(timeout=30))
+
+
+def test_pool_retries_crashes(tmp_path: Path) -> None:
+    problem = make_problem(flaky_dir=str(tmp_path))
+    with ProcessPoolExecutor(problem=problem, workers=1, retries=1) as ex:
+        ex.submit(torch.tensor([0, 1]), torch.cat([rows("flaky"), rows("crash")]))
+        res = by_id(ex.drain(timeout=30))
+    assert res[0].ok and res[0].attempts == 2
+    assert_same(res[0].samples, problem.label(rows("flaky")))
+    assert res[1].failure == "crashed: RuntimeError: boom" and res[1].attempts == 2
+    assert ex.counts["retried"] == 2 and ex.counts["failed"] == 1
+
+
+def test_pool_close_kills_everything_and_is_idempotent() -> None:
+    threads = set(threading.enumerate())
+    ex = ProcessPoolExecutor(problem=make_problem(), workers=2, timeout_s=60)
+    ex.submit(torch.tensor([0, 1]), rows("hang", "normal"))
+    done: list[SimulationResult] = []
+    while not done:
+        done += ex.poll(5.0)
+    assert [r.sim_id for r in done] == [1] and ex.in_flight() == 1
+    pids = ex.worker_pids()
+    ex.close()
+    ex.close()
+    assert not set(pids) & {p.pid for p in mp.active_children()}
+    assert all(pid_gone(pid) for pid in pids)
+    assert set(threading.enumerate()) == threads
+    assert ex.poll(1.0) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.submit(torch.tensor([2]), rows("normal"))
+
+
+def test_pool_reports_a_problem_that_cannot_be_built() -> None:
+    factory = HydraProblem({"_target_": "tests.sleep_solver.no_such_problem"})
+    with ProcessPoolExecutor(factory=factory, workers=1) as ex:
+        ex.submit(torch.tensor([0]), rows("normal"))
+        with pytest.raises(RuntimeError, match="could not build the problem"):
+            ex.drain(timeout=30)
+
+
+# ------------------------------------------------------------------------------ submitit
+def test_submitit_local_job_matches_labels_and_records_faults(tmp_path: Path) -> None:
+    problem = make_problem()
+    params = rows("normal", "crash", "hang", "nan", speed=0.1)
+    with SubmititExecutor(problem=problem, cluster="local", folder=str(tmp_path / "jobs"),
+                          sims_per_job=4, timeout_s=TIMEOUT) as ex:
+        ex.submit(torch.arange(4), params)
+        res = by_id(ex.drain(timeout=60))
+    assert sorted(res) == [0, 1, 2, 3]
+    assert_same(res[0].samples, problem.label(params[:1]))
+    assert res[1].failure == "crashed: RuntimeError: boom"
+    assert res[2].failure == f"timeout after {TIMEOUT:g}s"
+    assert TIMEOUT <= res[2].wall_s < TIMEOUT + 5
+    assert res[3].failure == "non-finite output"
+
+
+def test_submitit_cancels_an_overdue_job(tmp_path: Path) -> None:
+    with SubmititExecutor(problem=make_problem(), cluster="local", folder=str(tmp_path),
+                          timeout_s=0.2, startup_grace_s=0.0, poll_interval_s=0.05) as ex:
+        ex.submit(torch.tensor([7]), rows("normal"))
+        (res,) = ex.drain(timeout=30)
+        job = ex._ending[0].job
+    assert res.failure == "timeout after 0.2s" and res.samples is None
+    deadline = time.monotonic() + 30
+    while not job.done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.done() and pid_gone(int(job.job_id))
+    reason = ex._outcomes(job)
+    assert reason.startswith(f"crashed: job {job.job_id} ended without a result")
+
+
+def test_submitit_debug_runs_in_process(tmp_path: Path) -> None:
+    problem = make_problem()
+    params = rows("normal", "crash", "nan")
+    with SubmititExecutor(problem=problem, cluster="debug", folder=str(tmp_path), sims_per_job=2,
+                          retries=1) as ex:
+        ex.submit(torch.arange(3), params)
+        res = by_id(ex.drain(timeout=30))
+    assert_same(res[0].samples, problem.label(params[:1]))
+    assert res[1].failure == "crashed: RuntimeError: boom" and res[1].attempts == 2
+    assert res[2].failure == "non-finite output" and res[2].attempts == 1
+
+
+# ------------------------------------------------------------------------------ user solvers
+def test_callable_simulator_from_an_import_path() -> None:
+    problem = CallableSimulator(fn="tests.sleep_solver:solve", low=BOUNDS_LOW, high=BOUNDS_HIGH,
+                                grid=16, n_steps=4, n_eval=4)
+    params = torch.tensor([[0.5, 0.2], [1.5, -0.3]])
+    samples = problem.label(params)
+    frames = torch.tensor(trajectory(params[1].double().numpy(), 4, 16)).float()
+    assert torch.equal(samples.targets[4:, 0], frames[1:])
+    assert torch.equal(samples.inputs[4:, 0], frames[:-1])
+    assert torch.allclose(samples.inputs[4, 1:, 0], problem.normalized(params)[1])
+    assert problem.model_dims() == {"in_channels": 3, "out_channels": 1, "length": 16}
+    clone = PickledProblem(problem)()
+    assert clone._fn is None and clone.fn is resolve_callable("tests.sleep_solver.solve")
+    assert_same(clone.label(params), samples)
+    metrics = problem.evaluate(lambda x: x[:, :1])
+    assert 0 < metrics["eval/nrmse_mean"] < 2
+
+
+def test_callable_simulator_validates_config_and_output_shape() -> None:
+    with pytest.raises(ConfigError) as err:
+        CallableSimulator(fn="tests.sleep_solver:solve", low=[0.0, 0.0], high=[1.0])
+    assert err.value.key == "high"
+    with pytest.raises(ConfigError) as err:
+        CallableSimulator(low=[0.0], high=[1.0])
+    assert err.value.key == "fn"
+    wrong = CallableSimulator(fn=SleepSolver(grid=8), low=BOUNDS_LOW, high=BOUNDS_HIGH, grid=16,
+                              n_steps=4)
+    with pytest.raises(ValueError, match=r"shape \(5, 8\), expected"):
+        wrong.label(rows("normal"))
+    batched = CallableSimulator(fn=lambda p: np.stack([trajectory(r, 4, 16) for r in p]),
+                                vectorized=True, low=BOUNDS_LOW, high=BOUNDS_HIGH, grid=16,
+                                n_steps=4)
+    two = rows("normal", "normal")
+    assert_same(batched.label(two), make_problem().label(two))
+
+
+def test_command_line_simulator_round_trips_through_a_script(tmp_path: Path) -> None:
+    script = f"{shlex.quote(sys.executable)} {shlex.quote(str(CLI))}"
+    command = f"{script} --params {{params}} --out {{output}}"
+    problem = CommandLineSimulator(command=command, low=BOUNDS_LOW, high=BOUNDS_HIGH, grid=16,
+                                   n_steps=4, work_dir=str(tmp_path / "runs"), timeout_s=20)
+    params = torch.tensor([[0.5, 0.2], [1.5, -0.3]])
+    assert_same(problem.label(params), make_problem().label(params))
+    assert list((tmp_path / "runs").iterdir()) == []
+    with pytest.raises(SolverFailed, match="exit status 2: solver diverged"):
+        problem.label(rows("crash"))
+    quick = CommandLineSimulator(command=command, low=BOUNDS_LOW, high=BOUNDS_HIGH, grid=16,
+                                 n_steps=4, work_dir=str(tmp_path / "runs"), timeout_s=0.5)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"longer than 0\.5s"):
+        quick.label(rows("hang"))
+    assert time.monotonic() - start < 10
+    with pytest.raises(ConfigError) as err:
+        CommandLineSimulator(command="solver --in {parms}", low=[0.0], high=[1.0])
+    assert err.value.key == "command"
+
+
+def test_eval_cache_labels_the_held_out_set_once(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "eval.pt"
+    first = make_problem(eval_cache=str(cache))
+    params, inputs, targets = first.eval_set()
+    assert cache.exists() and len(params) == 4
+    second = make_problem(eval_cache=str(cache))
+    monkeypatch.setattr(second, "simulate", lambda p: pytest.fail("the cache was not used"))
+    again = second.eval_set()
+    assert torch.equal(again[1], inputs) and torch.equal(again[2], targets)
+
+
+# ------------------------------------------------------------------------------ feed
+class ScriptedExecutor(Executor):
+    """Test double: each poll finishes the oldest ``per_poll`` simulations; ids in ``fail`` fail."""
+
+    def __init__(self, capacity: int = 2, per_poll: int = 1, fail: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.config = ExecutorConfig()
+        self._capacity, self.per_poll, self.fail = capacity, per_poll, set(fail)
+        self.queue: list[tuple[int, torch.Tensor]] = []
+        self.submitted: list[tuple[int, torch.Tensor]] = []
+        self.peak = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def _start(self, sim_ids: torch.Tensor, params: torch.Tensor) -> None:
+        pairs = list(zip(sim_ids.tolist(), params.clone(), strict=True))
+        self.queue += pairs
+        self.submitted += pairs
+        self.peak = max(self.peak, self.in_flight())
+
+    def _collect(self, timeout: float) -> list[SimulationResult]:
+        done, self.queue = self.queue[: self.per_poll], self.queue[self.per_poll :]
+        return [SimulationResult(i, p, None, "crashed: scripted") if i in self.fail else
+                SimulationResult(i, p, Samples(p[None], p[None], torch.zeros(1, dtype=torch.long)))
+                for i, p in done]
+
+    def _shutdown(self) -> None:
+        self.queue = []
+
+
+def test_feed_rewrites_only_unsubmitted_ids_and_keeps_the_budget() -> None:
+    torch.manual_seed(0)
+    breeder = OGASBreeder(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), synchronous=True,
+                          activate_breed=False)
+    ex = ScriptedExecutor(capacity=2, per_poll=1, fail=(3, 7))
+    feed = SimulationFeed(ex, breeder, budget=11, generation_size=4, regenerate_after=2)
+    finished: list[int] = []
+    while not feed.done:
+        finished += [r.sim_id for r in feed.pump()]
+    ids = [i for i, _ in ex.submitted]
+    assert ids == list(range(11)) and sorted(finished) == list(range(11))
+    assert ex.peak == 4 and breeder.n_asked == 11
+    ran = torch.stack([p for _, p in ex.submitted])
+    assert torch.equal(ran, breeder.parameters_of(torch.arange(11)))
+    assert feed.n_rewritten > 0 and feed.generations > 11 / 4
+    assert [f["sim_id"] for f in feed.failures] == [3, 7]
+    assert feed.metrics()["sims/failed"] == 2 and feed.metrics()["sims/finished"] == 11
+
+
+def test_feed_with_a_plain_breeder_and_the_in_process_executor() -> None:
+    torch.manual_seed(1)
+    problem = make_problem()
+    breeder = StaticBreeder(problem.bounds, design="sobol")
+    ex = InProcessExecutor(problem=problem)
+    feed = SimulationFeed(ex, breeder, budget=10, generation_size=4)
+    pool, seen = Pool(), []
+    while not feed.done:
+        merged, ids = merge_results(feed.pump())
+        if merged is not None:
+            pool.add(merged, n_points=len(ids))
+            seen += ids.tolist()
+    assert seen == list(range(10)) and breeder.n_asked == 10 and feed.generations == 3
+    assert len(pool) == 40 and ex.counts["submitted"] == 10
+
+
+def test_feed_resumes_and_resubmits_what_was_in_flight(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    breeder = OGASBreeder(torch.tensor([[0.0, 1.0]]), synchronous=True, activate_breed=False)
+    first = SimulationFeed(ScriptedExecutor(capacity=2), breeder, budget=9, generation_size=3)
+    finished = [r.sim_id for _ in range(3) for r in first.pump()]
+    torch.save(first.state_dict(), tmp_path / "feed.pt")
+    state = torch.load(tmp_path / "feed.pt", weights_only=True)
+    assert state["flight_ids"].tolist() == [3, 4, 5, 6]
+    ex = ScriptedExecutor(capacity=2)
+    second = SimulationFeed(ex, breeder, budget=9, generation_size=3)
+    second.load_state_dict(state)
+    while not second.done:
+        finished += [r.sim_id for r in second.pump()]
+    assert sorted(finished) == list(range(9))
+    assert [i for i, _ in ex.submitted][:4] == [3, 4, 5, 6]
+    assert second.n_finished == 9 and second.n_submitted == 9
