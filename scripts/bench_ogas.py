@@ -239,7 +239,7 @@ def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
             f"depth {cfg.ogas.model.depth})."]
 
 
-def wall_costs(root: Path, problem: str = "burgers") -> list[str]:
+def wall_costs(root: Path, extra: Sequence[str] = (), problem: str = "burgers") -> list[str]:
     """Wall time of one OGAS and one uniform job (seed 0) on two cores, trainer.num_threads 0
     (torch default) and 1, run one after another (pinned to cores 0-1 when more exist)."""
     pin = ["taskset", "-c", "0,1"] if (os.cpu_count() or 1) > 2 and shutil.which("taskset") else []
@@ -253,7 +253,7 @@ def wall_costs(root: Path, problem: str = "burgers") -> list[str]:
             shutil.rmtree(out, ignore_errors=True)
             cmd = [*pin, sys.executable, "-m", "nearpole_exp", f"experiment={problem}",
                    f"ogas/breeder={breeder}", "seed=0", f"trainer.num_threads={threads}",
-                   "trainer.device=cpu", f"hydra.run.dir={out}", *COMMON]
+                   "trainer.device=cpu", f"hydra.run.dir={out}", *COMMON, *extra]
             run_logged(cmd, root / "cost" / f"{breeder}_t{threads}.log")
             summary = json.loads((out / "summary.json").read_text())
             cells[breeder] = summary
@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.cost:
         lines += ["## Cost", "", *breeder_costs(), ""]
         if args.wall:
-            lines += [*wall_costs(args.root), ""]
+            lines += [*wall_costs(args.root, args.override), ""]
     if args.pole:
         lines += ["## OGAS on a near-pole problem", "", *pole_concentration(args.root), ""]
     if args.notes is not None:
