@@ -40,6 +40,8 @@ class TrainerConfig:
     q_source: str = "problem"
     q_refresh_every: int = 50
     pool_capacity: int = 0
+    max_in_flight: int = 0
+    regenerate_after: int = 0
     eval_every: int = 1
     checkpoint_every: int = 1
     device: str = "auto"
@@ -66,6 +68,8 @@ class TrainerConfig:
               "device", f"must be auto, cpu, cuda[:i] or mps, got {self.device!r}")
         check(self.precision in ("float32", "float64"), "precision",
               f"must be float32 or float64, got {self.precision!r}")
+        check(self.max_in_flight >= 0, "max_in_flight", "must be >= 0 (0: twice the executor's capacity)")
+        check(self.regenerate_after >= 0, "regenerate_after", "must be >= 0 (0: points_per_round)")
         check(self.num_threads >= 0, "num_threads", "must be >= 0 (0 keeps torch's default)")
         check(self.pool_capacity == 0 or self.pool_capacity >= self.batch_size, "pool_capacity",
               "must be 0 (unbounded) or at least batch_size")
@@ -103,6 +107,7 @@ class RunConfig:
     curriculum: Any = field(default_factory=dict)
     gradient: Any = field(default_factory=dict)
     diagnostics: Any = field(default_factory=dict)
+    executor: Any = field(default_factory=dict)
     ogas: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -161,6 +166,10 @@ def schema_from_config(config_cls: type, target_path: str) -> type:
 
 def _component_schemas() -> dict[str, dict[str, type]]:
     """Schemas per group and option; imports stay local so importing config is cheap."""
+    from nearpole_exp.execution.inprocess import InProcessConfig
+    from nearpole_exp.execution.process_pool import ProcessPoolConfig
+    from nearpole_exp.execution.solvers import CallableSimulatorConfig, CommandLineSimulatorConfig
+    from nearpole_exp.execution.submitit_executor import SubmititConfig
     from nearpole_exp.models.cnn import CNN1DConfig
     from nearpole_exp.models.delta_schedule import DeltaScheduleConfig
     from nearpole_exp.models.mlp import MLP
@@ -192,6 +201,18 @@ def _component_schemas() -> dict[str, dict[str, type]]:
             "burgers1d": schema_from_config(BurgersConfig, "nearpole_exp.problems.burgers.Burgers1D"),
             "ks1d": schema_from_config(KSConfig, "nearpole_exp.problems.ks.KuramotoSivashinsky1D"),
             "landscape": schema_from_config(LandscapeConfig, "nearpole_exp.problems.landscape.Landscape"),
+            "callable": schema_from_config(CallableSimulatorConfig,
+                                           "nearpole_exp.execution.solvers.CallableSimulator"),
+            "command": schema_from_config(CommandLineSimulatorConfig,
+                                          "nearpole_exp.execution.solvers.CommandLineSimulator"),
+        },
+        "executor": {
+            "inprocess": schema_from_config(InProcessConfig,
+                                            "nearpole_exp.execution.inprocess.InProcessExecutor"),
+            "process_pool": schema_from_config(ProcessPoolConfig,
+                                               "nearpole_exp.execution.process_pool.ProcessPoolExecutor"),
+            "submitit": schema_from_config(SubmititConfig,
+                                           "nearpole_exp.execution.submitit_executor.SubmititExecutor"),
         },
         "model": {
             "mlp": schema_from_signature(MLP, "nearpole_exp.models.mlp.MLP", model_skip),
@@ -242,7 +263,14 @@ def register_configs() -> None:
 def _check_node(cfg: DictConfig, key: str) -> None:
     """Run a group's ``__post_init__`` checks, re-raising with the full dotted key."""
     node = OmegaConf.select(cfg, key)
-    if node is None or not OmegaConf.is_config(node) or OmegaConf.get_type(node) in (dict, None):
+    if node is None or not OmegaConf.is_config(node):
+        return
+    missing = sorted(OmegaConf.missing_keys(node))
+    if missing:
+        full = missing[0] if missing[0].startswith(f"{key}.") else f"{key}.{missing[0]}"
+        hint = " (name your class, e.g. my_module.MyProblem)" if full.endswith("._target_") else ""
+        raise ConfigError(full, f"must be set, it has no default{hint}")
+    if OmegaConf.get_type(node) in (dict, None):
         return
     try:
         OmegaConf.to_object(node)
@@ -253,11 +281,10 @@ def _check_node(cfg: DictConfig, key: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check every range constraint of a composed config; raises ConfigError naming the key."""
     for key in ("problem", "trainer", "logger", "sampler", "curriculum", "gradient", "diagnostics",
+                "executor",
                 "ogas.breeder", "ogas.model", "ogas.data"):
         _check_node(cfg, key)
     check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
-    check(not OmegaConf.is_missing(cfg.problem, "_target_"), "problem._target_",
-          "name your problem class, e.g. problem._target_=my_module.MyProblem")
     trainer = cfg.trainer
     if trainer.initial_points == 0 and trainer.points_per_round == 0:
         raise ConfigError("trainer.initial_points",

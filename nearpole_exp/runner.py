@@ -19,6 +19,8 @@ from torch import Tensor
 
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from nearpole_exp.errors import ConfigError
+from nearpole_exp.execution.feed import SimulationFeed
+from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.ogas.base import Breeder
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.poles import model_q
@@ -140,6 +142,11 @@ class Runner:
         self.monitor = (instantiate(cfg.diagnostics, export_path=str(self.output_dir / "diagnostics.jsonl"),
                                     _convert_="all") if has_target(cfg.diagnostics) else None)
         self.breeder = build_breeder(cfg.ogas, self.problem.bounds)
+        self.executor = self._build_executor(cfg)
+        self.feed = None if self.executor is None else SimulationFeed(
+            self.executor, self.breeder, t.initial_points + (t.rounds - 1) * t.points_per_round,
+            generation_size=t.points_per_round or t.initial_points, max_in_flight=t.max_in_flight,
+            regenerate_after=t.regenerate_after)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.total_steps = t.rounds * t.steps_per_round
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -164,6 +171,19 @@ class Runner:
         if hasattr(self.model, "pq") and self.gradient is None:
             return "residual"
         return "relative"
+
+    def _build_executor(self, cfg: DictConfig) -> Any:
+        """The simulation executor for asynchronous generations (None: label each round in-process,
+        in one batch, before training it)."""
+        if not has_target(cfg.executor):
+            return None
+        if self.problem.kind != "simulator":
+            raise ValueError("executor=... runs simulations asynchronously; pole problems label in one "
+                             "batch in-process: use executor=batched")
+        extra: dict[str, Any] = {}
+        if "folder" in cfg.executor and not Path(cfg.executor.folder).is_absolute():
+            extra["folder"] = str(self.output_dir / cfg.executor.folder)
+        return instantiate(cfg.executor, problem=self.problem, _convert_="all", **extra)
 
     def _lr_factor(self, step: int) -> float:
         if self.cfg.trainer.lr_schedule == "constant":
@@ -191,6 +211,8 @@ class Runner:
         t = self.cfg.trainer
         n = t.initial_points if round_idx == 0 else t.points_per_round
         added = 0
+        if self.feed is not None:
+            return self.pump_simulations(wait=len(self.pool) == 0)
         prescribed = self.problem.initial_design(n, child_generator()) if round_idx == 0 and n else None
         if prescribed is not None:
             self._add(prescribed, torch.full((len(prescribed),), -1, dtype=torch.long))
@@ -211,11 +233,32 @@ class Runner:
             raise RuntimeError("the pool is empty after acquisition: every labelled sample was non-finite")
         return added
 
+    def pump_simulations(self, wait: bool) -> int:
+        """Move finished simulations into the pool and keep the executor fed; with ``wait``, block
+        until at least one sample is in the pool. Returns the simulations added."""
+        assert self.feed is not None
+        added = 0
+        while True:
+            results = self.feed.pump(timeout=1.0 if wait else 0.0)
+            merged, ids = merge_results(results)
+            if merged is not None and len(ids):
+                self._add_samples(merged, ids)
+                added += len(ids)
+            if not wait or len(self.pool) > 0 or self.feed.done:
+                break
+        if len(self.pool) == 0:
+            raise RuntimeError("no simulation succeeded: the pool is empty "
+                               "(see the failures in summary.json)")
+        return added
+
     def _add(self, points: Tensor, breeder_ids: Tensor) -> None:
-        samples = self.problem.label(points.cpu())
+        self._add_samples(self.problem.label(points.cpu()), breeder_ids)
+
+    def _add_samples(self, samples: Any, breeder_ids: Tensor) -> None:
+        """Append labelled samples of ``len(breeder_ids)`` points (breeder id −1: not the breeder's)."""
         samples.inputs = samples.inputs.to(self.dtype)
         samples.targets = samples.targets.to(self.dtype)
-        ids = self.pool.add(samples, n_points=len(points))
+        ids = self.pool.add(samples, n_points=len(breeder_ids))
         self.breeder_ids = torch.cat([self.breeder_ids, breeder_ids])
         assert len(self.breeder_ids) == int(ids[-1]) + 1
         self.pool.to(self.device)
@@ -244,6 +287,8 @@ class Runner:
     def train_step(self) -> dict[str, float]:
         """One gradient step on a batch chosen by the sampler; tells the breeder the per-sample signal."""
         t = self.cfg.trainer
+        if self.feed is not None:
+            self.pump_simulations(wait=False)
         needs_q = getattr(self.sampler, "needs_q", False)
         q_abs = self.pool_q_abs() if needs_q or self.gradient is not None or self.monitor else None
         prior = None
@@ -363,6 +408,7 @@ class Runner:
             "gradient": maybe(self.gradient),
             "monitor": maybe(self.monitor),
             "breeder": self.breeder.state_dict(),
+            "feed": maybe(self.feed),
             "pool": self.pool.state_dict(),
             "breeder_ids": self.breeder_ids,
             "rng": rng_state(),
@@ -381,6 +427,8 @@ class Runner:
             if obj is not None and state.get(name) is not None:
                 obj.load_state_dict(state[name])
         self.breeder.load_state_dict(state["breeder"])
+        if self.feed is not None and state.get("feed") is not None:
+            self.feed.load_state_dict(state["feed"])
         self.pool.load_state_dict(state["pool"])
         self.pool.to(self.device)
         self.breeder_ids = state["breeder_ids"]
@@ -413,6 +461,8 @@ class Runner:
             raise
         finally:
             self.breeder.close()
+            if self.executor is not None:
+                self.executor.close()
             reporter.finish(summary, failed=failed)
         return summary
 
@@ -447,6 +497,10 @@ class Runner:
                                        self.state.step)
                 if self.state.round % t.checkpoint_every == 0 or self.state.round == t.rounds:
                     self.save(reporter.run_id)
+        if self.feed is not None and not self.feed.done:
+            log.info("training finished with simulations in flight: waiting for them (budget accounting)")
+            while not self.feed.done:
+                self.pump_simulations(wait=True)
         if not metrics:
             metrics = self.evaluate()
         summary = {**metrics, "status": "completed", "round": self.state.round, "step": self.state.step,
@@ -454,6 +508,11 @@ class Runner:
                    "train/skipped_steps": self.state.skipped_steps, "pool/size": len(self.pool),
                    "pool/rejected": self.pool.n_rejected, "breeder/simulations": self.breeder.n_asked}
         summary.update({k: v for k, v in self.breeder.metrics().items()})
+        if self.feed is not None:
+            summary.update(self.feed.metrics())
+            summary.update(self.executor.metrics())
+            summary["sims/failures"] = list(self.feed.failures)
+            summary["time/trainer_idle_fraction"] = self.feed.pump_s / max(self.state.wall_s, 1e-9)
         if t.plots:
             paths = self.make_plots(metrics)
             reporter.images(paths, self.state.step)
@@ -477,6 +536,8 @@ class Runner:
             record["sampler/ess"] = last["ess"]
         record.update(self.sampler.metrics())
         record.update(self.breeder.metrics())
+        if self.feed is not None:
+            record.update(self.feed.metrics())
         if self.gradient is not None:
             record.update(self.gradient.metrics())
         return record

@@ -22,6 +22,11 @@ from .conftest import TINY, group_options, subprocess_env
 COMPANIONS: dict[str, list[str]] = {
     "model=cnn1d": ["problem=burgers1d", "trainer=online"],
     "problem=custom": ["problem._target_=tests.byo_problem.TwoPoles"],
+    "problem=callable": ["problem.fn=tests.sleep_solver:solve"],
+    "problem=command": ["problem.command='python tests/cli_solver.py --params {params} --out {output}'"],
+    "executor=inprocess": ["experiment=landscape"],
+    "executor=process_pool": ["experiment=landscape"],
+    "executor=submitit": ["experiment=landscape"],
 }
 
 
@@ -38,8 +43,11 @@ def test_problem_options_build(composer, option: str) -> None:
     assert problem.kind in ("pole", "simulator")
 
 
-@pytest.mark.parametrize("group", ["model", "sampler", "curriculum", "gradient", "diagnostics",
-                                   "ogas/breeder", "ogas/model", "ogas/data", "trainer", "logger"])
+GROUPS = ["model", "sampler", "curriculum", "gradient", "diagnostics", "ogas/breeder", "ogas/model",
+          "ogas/data", "executor", "trainer", "logger"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
 def test_every_option_composes_and_builds(composer, group: str) -> None:
     for option in group_options(group):
         cfg = composer([*TINY, f"{group}={option}", *companions(group, option)], name=option)

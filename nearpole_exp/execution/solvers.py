@@ -64,6 +64,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -85,6 +86,9 @@ from nearpole_exp.errors import check
 from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
 
 PLACEHOLDERS = ("params", "output", "workdir")
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,6 +125,7 @@ class UserSimulator(SimulatorProblem):
         super().__init__(config)  # type: ignore[arg-type]
         self.name = config.name
         self._bounds = torch.tensor([config.low, config.high], dtype=torch.float32).T.contiguous()
+        self._tolerant = False
 
     @property
     def bounds(self) -> Tensor:
@@ -136,9 +141,24 @@ class UserSimulator(SimulatorProblem):
 
     def simulate(self, params: Tensor) -> Tensor:
         rows = params.detach().cpu().double().numpy()
-        frames = [self.checked(f) for f in self.solve_many(rows)]
+        try:
+            outputs = self.solve_many(rows)
+        except Exception:
+            if not self._tolerant:
+                raise
+            outputs = [self._solve_or_nan(row) for row in rows]
+        frames = [self.checked(f) for f in outputs]
         shape = (len(rows), self.config.n_steps + 1, self.config.grid)
         return torch.stack(frames) if frames else torch.zeros(shape)
+
+    def _solve_or_nan(self, row: np.ndarray) -> Any:
+        """One row's frames, or NaN frames (a blown-up trajectory) when the solver raises."""
+        try:
+            return self.solve_one(row)
+        except Exception as err:
+            log.warning("%s: held-out simulation %s failed (%s); it is left out of evaluation",
+                        self.name, row.tolist(), err)
+            return np.full((self.config.n_steps + 1, self.config.grid), np.nan)
 
     def checked(self, frames: Any) -> Tensor:
         """The solver's output as float32 ``[n_steps + 1, grid]`` (ValueError on a bad shape)."""
@@ -158,7 +178,11 @@ class UserSimulator(SimulatorProblem):
             if torch.equal(saved["params_all"], self.eval_params()):
                 self._eval = (saved["params"], saved["inputs"], saved["targets"])
         if self._eval is None:
-            params, inputs, targets = super().eval_set()
+            self._tolerant = True
+            try:
+                params, inputs, targets = super().eval_set()
+            finally:
+                self._tolerant = False
             if path:
                 save_torch({"params_all": self.eval_params(), "params": params, "inputs": inputs,
                             "targets": targets}, path)
@@ -187,6 +211,10 @@ class CallableSimulatorConfig(SolverConfig):
     fn: str = ""
     vectorized: bool = False
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(bool(self.fn), "fn", "name the solver, e.g. problem.fn=my_package.solver:run")
+
 
 class CallableSimulator(UserSimulator):
     """A Python function as a simulator (see the module docstring for an example)."""
@@ -199,8 +227,8 @@ class CallableSimulator(UserSimulator):
         self._given = self._fn is not None
         if callable(fn):
             overrides["fn"] = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
-        cfg = dataclasses.replace(config or CallableSimulatorConfig(), **overrides)
-        check(bool(cfg.fn), "fn", "name the solver function, e.g. fn=my_package.solver:run")
+        cfg = (CallableSimulatorConfig(**overrides) if config is None
+               else dataclasses.replace(config, **overrides))
         super().__init__(cfg)
 
     @property
@@ -245,6 +273,8 @@ class CommandLineSimulatorConfig(SolverConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(bool(self.command.strip()), "command", "give the command line, e.g. "
+              "problem.command='python solver.py --params {params} --out {output}'")
         fields, error = template_fields(self.command)
         check(error is None, "command", f"is not a valid template: {error}")
         unknown = sorted(fields - set(PLACEHOLDERS))
@@ -293,7 +323,8 @@ class CommandLineSimulator(UserSimulator):
     config: CommandLineSimulatorConfig  # type: ignore[assignment]
 
     def __init__(self, config: CommandLineSimulatorConfig | None = None, **overrides: Any) -> None:
-        cfg = dataclasses.replace(config or CommandLineSimulatorConfig(), **overrides)
+        cfg = (CommandLineSimulatorConfig(**overrides) if config is None
+               else dataclasses.replace(config, **overrides))
         check(bool(cfg.command.strip()), "command",
               "give the solver's command line, "
               "e.g. 'python solver.py --params {params} --out {output}'")

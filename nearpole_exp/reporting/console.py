@@ -71,6 +71,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     table.add_column("metric", style="cyan")
     table.add_column("value", justify="right")
     for key in sorted(summary):
-        if key.split("/")[0] in ("eval", "sampler", "breeder", "time", "status", "train"):
+        if key.split("/")[0] in ("eval", "sampler", "breeder", "time", "status", "train", "sims") \
+                and not isinstance(summary[key], (list, dict)):
             table.add_row(key, _fmt(summary[key]))
     return table
