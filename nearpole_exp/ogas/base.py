@@ -26,6 +26,11 @@ class Breeder(ABC):
         self.n_asked = 0
 
     @property
+    def trains_in_background(self) -> bool:
+        """Whether the breeder keeps a training thread busy beside the caller."""
+        return False
+
+    @property
     def dim(self) -> int:
         return int(self.bounds.shape[0])
 

@@ -426,6 +426,10 @@ class OGASBreeder(Breeder):
         }
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
+    @property
+    def trains_in_background(self) -> bool:
+        return not self.config.breeder.synchronous
+
     def start(self) -> None:
         """Start the background trainer (no-op in synchronous mode or with breeding off)."""
         bc = self.config.breeder
