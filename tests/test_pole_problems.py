@@ -34,6 +34,11 @@ def bucket_counts(distance: torch.Tensor) -> list[int]:
     return torch.bincount(metrics.bucket_index(distance), minlength=len(BUCKETS)).tolist()
 
 
+def exact_fn(problem):
+    """The problem's own target in float64: a perfect predictor for float64 evaluation targets."""
+    return lambda x: problem.target(x.double())
+
+
 def zeros_like_target(out: int):
     return lambda x: torch.zeros(len(x), out)
 
@@ -83,7 +88,7 @@ def test_multipole_distance_is_nearest_pole():
     x = torch.tensor([[-1.0], [-0.3], [-0.1], [0.4], [0.5], [0.99]], dtype=torch.float64)
     expected = torch.tensor([0.7, 0.0, 0.15, 0.35, 0.3, 0.19], dtype=torch.float64)
     torch.testing.assert_close(p.distance(x), expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(p.poles(), torch.tensor([-0.3, 0.05, 0.8]))
+    torch.testing.assert_close(p.poles(), torch.tensor([-0.3, 0.05, 0.8], dtype=torch.float64))
 
 
 @pytest.mark.parametrize(("overrides", "key"), [
@@ -106,7 +111,7 @@ def test_multipole_evaluation_buckets_and_ple():
     x, _, dist, _ = p.eval_set()
     assert min(bucket_counts(dist)) > 0
     assert bool(((x > -1) & (x < 1)).all())
-    perfect = p.evaluate(p.target, QModel(p.q))
+    perfect = p.evaluate(exact_fn(p), QModel(p.q))
     assert_perfect(perfect)
     assert perfect["eval/ple"] < 1e-6
     assert p.evaluate(p.target)["eval/ple"] < 2e-4
@@ -171,10 +176,10 @@ def test_curve2d_eval_set_fills_every_bucket(curve):
 
 
 def test_curve2d_metrics_perfect_and_trivial(curve):
-    perfect = curve.evaluate(curve.target, QModel(curve.q))
+    perfect = curve.evaluate(exact_fn(curve), QModel(curve.q))
     assert_perfect(perfect)
     assert perfect["eval/ple"] < 1e-3
-    shifted = curve.evaluate(curve.target, QModel(lambda x: curve.q(x) - 0.05))
+    shifted = curve.evaluate(exact_fn(curve), QModel(lambda x: curve.q(x) - 0.05))
     assert 1e-3 < shifted["eval/ple"] < 0.1
     flat = curve.evaluate(zeros_like_target(1), QModel(lambda x: torch.ones(len(x))))
     assert_trivial(flat)
@@ -301,18 +306,18 @@ def test_rr_ik_eval_set_fills_every_bucket(bulk):
 
 def test_rr_ik_metrics_perfect_and_trivial():
     exact = RRIK(labels="exact", n_eval=1000)
-    perfect = exact.evaluate(exact.target, QModel(lambda x: torch.sin(x[:, 1])))
+    perfect = exact.evaluate(exact_fn(exact), QModel(lambda x: torch.sin(x[:, 1])))
     assert_perfect(perfect)
     assert perfect["eval/ple"] < 1e-6
-    shifted = exact.evaluate(exact.target, QModel(lambda x: torch.sin(x[:, 1] - 0.02)))
+    shifted = exact.evaluate(exact_fn(exact), QModel(lambda x: torch.sin(x[:, 1] - 0.02)))
     assert shifted["eval/ple"] == pytest.approx(0.02, abs=1e-4)
-    none = exact.evaluate(exact.target, QModel(lambda x: torch.ones(len(x))))
+    none = exact.evaluate(exact_fn(exact), QModel(lambda x: torch.ones(len(x))))
     assert none["eval/ple"] == pytest.approx(2 * math.pi)
     trivial = exact.evaluate(zeros_like_target(2))
     assert_trivial(trivial)
     assert trivial["eval/bucket_mse/B0"] > 1e6
     dls = RRIK(labels="dls", n_eval=1000)
-    assert_perfect(dls.evaluate(dls.target, QModel(lambda x: torch.sin(x[:, 1]))))
+    assert_perfect(dls.evaluate(exact_fn(dls), QModel(lambda x: torch.sin(x[:, 1]))))
     damped = dls.evaluate(zeros_like_target(2), QModel(lambda x: torch.sin(x[:, 1])))
     assert_trivial(damped)
     assert "eval/ple" not in damped

@@ -12,7 +12,7 @@ from torch import Tensor
 from nearpole_exp import metrics
 from nearpole_exp.errors import check
 from nearpole_exp.problems.base import Predictor
-from nearpole_exp.problems.poles import PoleProblem
+from nearpole_exp.problems.poles import PoleProblem, model_dtype, model_q, refine_roots
 
 #: Poles closer than this would share their B0…B3 neighbourhoods (upper edge of B3).
 MIN_POLE_GAP = 1e-2
@@ -93,7 +93,7 @@ class MultiPole1D(PoleProblem):
         return d.to(inputs.dtype)
 
     def poles(self) -> Tensor:
-        return self._poles.float()
+        return self._poles.double()
 
     def found_poles(self, predict: Predictor, model: torch.nn.Module | None) -> Tensor:
         """Roots of the model's Q on a fine grid, else the ``k`` highest peaks of |ŷ|.
@@ -103,10 +103,12 @@ class MultiPole1D(PoleProblem):
         """
         lo, hi = self.bounds[0].tolist()
         grid = torch.linspace(lo, hi, 20001)[:, None]
-        q_values = getattr(model, "q_values", None)
+        q_fn = model_q(model)
         with torch.no_grad():
-            if q_values is not None:
-                return metrics.roots_on_grid(grid[:, 0], q_values(grid).flatten().cpu())
+            if q_fn is not None:
+                roots = metrics.roots_on_grid(grid[:, 0], q_fn(grid).flatten())
+                return refine_roots(q_fn, roots, float(grid[1, 0] - grid[0, 0]),
+                                    model_dtype(model))
             mag = predict(grid).reshape(len(grid), -1).norm(dim=1).cpu()
         peak = (mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])
         idx = torch.nonzero(peak).flatten() + 1

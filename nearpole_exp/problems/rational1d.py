@@ -14,13 +14,16 @@ from nearpole_exp.problems.poles import PoleProblem
 
 @dataclass
 class Rational1DConfig:
-    """The pole ``a``, the interval and the smooth part's coefficients (c1, c2)."""
+    """The pole ``a``, the interval, the smooth part's coefficients (c1, c2), and an optional
+    relative training-label noise σ (``label_noise``; y·(1 + σ·ε), see PoleProblem.label)."""
 
     pole: float = 0.3
     low: float = -1.0
     high: float = 1.0
     smooth: tuple[float, float] = (0.5, 0.1)
     n_eval: int = 2000
+    label_noise: float = 0.0
+    noise_seed: int = 0
 
     def __post_init__(self) -> None:
         check(self.high > self.low, "high", f"must exceed low={self.low}, got {self.high}")
@@ -28,6 +31,7 @@ class Rational1DConfig:
               f"must lie inside ({self.low}, {self.high}), got {self.pole}")
         check(len(self.smooth) == 2, "smooth", "must be the two coefficients (c1, c2) of x and x²")
         check(self.n_eval >= 10, "n_eval", f"must be at least 10, got {self.n_eval}")
+        check(self.label_noise >= 0, "label_noise", f"must be >= 0, got {self.label_noise}")
 
 
 class Rational1D(PoleProblem):
@@ -41,6 +45,8 @@ class Rational1D(PoleProblem):
         super().__init__(cfg.low, cfg.high, cfg.n_eval)
         self.pole = float(cfg.pole)
         self.smooth = tuple(float(c) for c in cfg.smooth)
+        self.label_noise = float(cfg.label_noise)
+        self.noise_seed = int(cfg.noise_seed)
 
     def target(self, x: Tensor) -> Tensor:
         x64 = x.double()
@@ -55,4 +61,5 @@ class Rational1D(PoleProblem):
         return (inputs[:, 0].double() - self.pole).abs().to(inputs.dtype)
 
     def poles(self) -> Tensor:
-        return torch.tensor([self.pole])
+        """The pole in float64 (a float32 0.3 is 1.2e-8 off, which would floor the PLE)."""
+        return torch.tensor([self.pole], dtype=torch.float64)

@@ -221,7 +221,7 @@ class RRIK(PoleProblem):
             near = self.near_pole_points(max(self.n_eval // 10, 10))
             x = torch.cat([bulk, near])
             is_bulk = torch.cat([torch.ones(len(bulk)), torch.zeros(len(near))]).bool()
-            y = self.target(x)
+            y = self.target(x.double())
             keep = torch.isfinite(y).all(dim=1)
             self._eval = (x[keep], y[keep], self.distance(x[keep]), is_bulk[keep])
         return self._eval
@@ -229,8 +229,21 @@ class RRIK(PoleProblem):
     def evaluate(self, predict: Predictor,
                  model: torch.nn.Module | None = None) -> dict[str, float]:
         """Base metrics (``eval/mse`` on the bulk, per-bucket relerr/MSE/count on |det J|) plus
-        ``eval/ple`` for exact labels and a model with ``q_values``."""
+        ``eval/ple`` for exact labels and a model with ``q_values``.
+
+        With the recipe bulk (``eval_bulk="zeroproof"``) also ``eval/recipe_mse/B*`` and
+        ``eval/recipe_count/B*``: per-bucket MSE on the recipe's test distribution alone (the
+        base buckets add log-spaced near-singular points), ZeroProofML's protocol.
+        """
         out = super().evaluate(predict, model)
+        if self.config.eval_bulk == "zeroproof":
+            x, y, dist, bulk = self.eval_set()
+            with torch.no_grad():
+                pred = predict(x[bulk]).reshape(y[bulk].shape).cpu().double()
+            stats = metrics.bucket_metrics(pred, y[bulk].double(), dist[bulk])
+            for k in range(len(metrics.BUCKET_EDGES) - 1):
+                out[f"eval/recipe_mse/B{k}"] = stats[f"eval/bucket_mse/B{k}"]
+                out[f"eval/recipe_count/B{k}"] = stats[f"eval/bucket_count/B{k}"]
         q_values = model_q(model)
         if q_values is not None and self.config.labels == "exact":
             out["eval/ple"] = self.singular_set_error(q_values)
