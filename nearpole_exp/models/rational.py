@@ -20,10 +20,18 @@ Q_FLOOR = 1e-8
 class HybridDivide(torch.autograd.Function):
     """P/Q whose backward is bounded where |Q| < δ.
 
-    Outside the band the gradients are the exact ones of P/Q. Inside it they are those of the
-    saturated quotient P·Q/(Q² + δ²), bounded by 1/(2δ) in P and |P|/δ² in Q, so a sample on a
-    pole cannot produce an infinite or NaN gradient. The forward value is always P/Q (with Q
-    floored at 1e-8 in magnitude, keeping its sign).
+    Outside the band the gradients are the exact ones of P/Q. Inside it both exact partials are
+    scaled by Q²/(Q² + δ²): ∂/∂P = Q/(Q² + δ²) (bounded by 1/(2δ)) and ∂/∂Q = −P/(Q² + δ²)
+    (bounded by |P|/δ², ZeroProofML's saturating form), so a sample on a pole cannot produce an
+    infinite or NaN gradient and every sample's gradient keeps the direction of the exact one.
+    (The derivative of the regularised quotient P·Q/(Q² + δ²) would instead flip the sign of
+    ∂/∂Q inside the band and push |Q| up towards δ, away from any pole.) With δ above every |Q|
+    each sample's gradient is the exact one weighted by Q²/δ², so samples next to a model pole
+    cannot dominate and a root of Q can enter the domain from a pole-free start (the exact
+    quotient gradient pushes it out); as δ shrinks it becomes the quotient fit. It is not the
+    linearised fit |P − yQ|², though: with a model pole between training points the weighted
+    gradient still has spurious zeros there, so it can stall. The forward value is always P/Q
+    (with Q floored at 1e-8 in magnitude, keeping its sign).
     """
 
     @staticmethod
@@ -39,9 +47,9 @@ class HybridDivide(torch.autograd.Function):
         p, q = ctx.saved_tensors
         d2 = ctx.delta**2
         inside = q.abs() < ctx.delta
-        denom = q * q + d2
-        dp = torch.where(inside, q / denom, 1.0 / q)
-        dq = torch.where(inside, p * (d2 - q * q) / (denom * denom), -p / (q * q))
+        denom = torch.where(inside, q * q + d2, q * q)
+        dp = q / denom
+        dq = -p / denom
         gp = torch.nan_to_num(grad * dp, posinf=1e30, neginf=-1e30)
         gq = torch.nan_to_num(grad * dq, posinf=1e30, neginf=-1e30)
         return gp, gq.sum_to_size(q.shape), None
