@@ -36,7 +36,13 @@ SCHEDULES = ("exponential", "linear", "cosine")
 
 @dataclass
 class DeltaScheduleConfig:
-    """Warm-up, decay shape and adaptive widening of the hybrid-gradient band δ."""
+    """Warm-up, decay shape and adaptive widening of the hybrid-gradient band δ.
+
+    For :class:`~nearpole_exp.models.rational.RationalModel` (unit-norm Q, |Q| ≲ 2) the Hydra
+    option ``gradient=hybrid`` starts at delta_init = 10, above every |Q|, so that a pole can
+    move into the domain from a pole-free start; the library default 1e-2 suits a model that
+    already has its poles.
+    """
 
     enable: bool = True
     warmup_steps: int = 0
