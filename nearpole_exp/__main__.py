@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch is imported: idle OpenMP threads sleep instead of spinning. On a shared or small
+# CPU, spinning made a default run 5x slower (benchmarks/scaling.md, section c).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import hydra
 from omegaconf import DictConfig
 

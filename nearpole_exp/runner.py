@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from nearpole_exp.config import TrainerConfig
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.execution.feed import SimulationFeed
 from nearpole_exp.execution.samples import merge_results
@@ -129,7 +130,8 @@ class Runner:
         self.output_dir = Path(output_dir)
         self.ckpt_dir = self.output_dir / "checkpoints"
         seed_everything(int(cfg.seed))
-        t = cfg.trainer
+        self.tc: TrainerConfig = OmegaConf.to_object(cfg.trainer)  # plain attributes on the hot path
+        t = self.tc
         self.device = resolve_device(t.device)
         self.dtype = torch.float64 if t.precision == "float64" else torch.float32
         self.problem = instantiate(cfg.problem, _convert_="all")
@@ -195,7 +197,7 @@ class Runner:
         return instantiate(cfg.executor, problem=self.problem, _convert_="all", **extra)
 
     def _lr_factor(self, step: int) -> float:
-        if self.cfg.trainer.lr_schedule == "constant":
+        if self.tc.lr_schedule == "constant":
             return 1.0
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
 
@@ -217,7 +219,7 @@ class Runner:
     # ---------------------------------------------------------------- acquisition
     def acquire(self, round_idx: int) -> int:
         """Label the breeder's next generation and the sampler's proposals; returns points added."""
-        t = self.cfg.trainer
+        t = self.tc
         n = t.initial_points if round_idx == 0 else t.points_per_round
         added = 0
         if self.feed is not None:
@@ -277,10 +279,13 @@ class Runner:
     def pool_q_abs(self) -> Tensor | None:
         """|Q| of every pool sample: the problem's known Q, or the model's, refreshed on a cadence."""
         if self.q_source == "problem":
-            q = self.pool.field("q")
-            return None if q is None else q.abs()
+            if self._q_step < 0:
+                q = self.pool.field("q")
+                self._q_abs = None if q is None else q.abs()
+                self._q_step = self.state.step
+            return self._q_abs
         if self._q_abs is None or self._q_step < 0 or \
-                self.state.step - self._q_step >= self.cfg.trainer.q_refresh_every:
+                self.state.step - self._q_step >= self.tc.q_refresh_every:
             with torch.no_grad():
                 chunks = [self.model.q_values(x).abs() for x in self.pool.inputs.split(65536)]
             self._q_abs = torch.cat(chunks)
@@ -295,7 +300,7 @@ class Runner:
     # ---------------------------------------------------------------- training
     def train_step(self) -> dict[str, float]:
         """One gradient step on a batch chosen by the sampler; tells the breeder the per-sample signal."""
-        t = self.cfg.trainer
+        t = self.tc
         if self.feed is not None:
             self.pump_simulations(wait=False)
         needs_q = getattr(self.sampler, "needs_q", False)
@@ -477,7 +482,7 @@ class Runner:
         return summary
 
     def _loop(self, reporter: Reporter, start_wall: float) -> dict[str, Any]:
-        t = self.cfg.trainer
+        t = self.tc
         metrics: dict[str, float] = {}
         with progress(t.progress) as bar:
             task = bar.add_task(self.cfg.task_name, total=self.total_steps, completed=self.state.step,
