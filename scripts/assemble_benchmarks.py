@@ -1,0 +1,49 @@
+"""Write BENCHMARKS.md from the per-area reports in benchmarks/ (each written by its own script).
+
+Usage: python scripts/assemble_benchmarks.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = [
+    ("nearpole.md", "scripts/bench_nearpole.py", "near-pole strategies vs uniform, sampling speed"),
+    ("ogas.md", "scripts/bench_ogas.py", "OGAS vs uniform, Sobol and Breed at equal budget; breeder cost"),
+    ("executors.md", "scripts/bench_executors.py", "simulation executors and asynchronous generations"),
+    ("scaling.md", "scripts/bench_scaling.py", "how cost grows: pools, dimensions, budgets, sweeps"),
+]
+
+HEADER = """# Benchmarks
+
+Every figure below was measured by the script named in its section, with the command, the
+machine and the date beside it; comparisons are ratios measured in one run, and spreads are
+over seeds. This file is assembled from `benchmarks/*.md` by `python scripts/assemble_benchmarks.py`.
+
+| section | script | what |
+|---|---|---|
+"""
+
+
+def demote_headings(text: str) -> str:
+    """Every markdown heading one level down (code blocks untouched), to nest a report in this file."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        out.append("#" + line if line.startswith("#") and not fenced else line)
+    return "\n".join(out)
+
+
+def main() -> None:
+    parts = [HEADER]
+    present = [row for row in SECTIONS if (ROOT / "benchmarks" / row[0]).exists()]
+    parts += [f"| [{name}](benchmarks/{name}) | `{script}` | {what} |\n" for name, script, what in present]
+    for name, _, _ in present:
+        parts.append("\n" + demote_headings((ROOT / "benchmarks" / name).read_text().strip()) + "\n")
+    (ROOT / "BENCHMARKS.md").write_text("".join(parts))
+
+
+if __name__ == "__main__":
+    main()
