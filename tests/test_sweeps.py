@@ -60,7 +60,7 @@ def _last_round(ckpt: Path) -> int:
 def test_kill_nine_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     args = ["trainer.rounds=6", "trainer.steps_per_round=150", "trainer.initial_points=1024",
             "trainer.batch_size=128", "trainer.plots=false", "trainer.progress=false",
-            "logger=wandb", "logger.mode=offline"]
+            "logger=wandb", "logger.mode=offline", "logger.init_timeout=180"]
     reference = run_cli([*args, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
@@ -88,4 +88,5 @@ def test_kill_nine_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> N
     rounds = [json.loads(line)["round"] for line in (job / "metrics.jsonl").read_text().splitlines()]
     assert rounds[-1] == 6 and sorted(set(rounds)) == list(range(1, 7))
     run_ids = {p.name.rsplit("-", 1)[-1] for p in (job / "wandb").glob("offline-run-*")}
+    assert final["wandb_mode"] == "offline", "W&B did not start in time (see the job log)"
     assert len(run_ids) == 1 and final["wandb_run_id"] in run_ids
