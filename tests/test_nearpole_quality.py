@@ -28,7 +28,7 @@ def test_hybrid_divide_keeps_the_exact_direction_and_bounds_it():
     assert float(p.grad[inside].abs().max()) <= 1 / (2 * delta)
 
 
-def _fit_root(delta: float, b0: float, steps: int = 1000) -> float:
+def _fit_root(delta: float, b0: float, steps: int = 600) -> float:
     """Fit y = 1/(x − 0.3) + 0.5x with (c0 + c1·x + c2·x²)/(x − b) by the relative quotient loss."""
     x = torch.linspace(-1, 1, 401, dtype=torch.float64)
     x = x[(x - 0.3).abs() > 1e-3]

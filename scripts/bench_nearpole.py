@@ -1,0 +1,133 @@
+"""Issue 3 benchmark: near-pole sampling strategies at equal gradient steps, 3 seeds, real CLI.
+
+Per block (a problem preset plus fixed overrides) it runs Hydra multiruns of
+``python -m nearpole_exp`` (one fresh sweep directory per block and arm group, so
+``resume=auto`` never continues an older run), then aggregates each block with
+``nearpole_exp.compare.compare_sweep`` (mean ± std over seeds, ratios to sampler=uniform) and
+writes a markdown report.
+
+    python scripts/bench_nearpole.py --out outputs/bench_nearpole \\
+        --blocks rational1d rational1d_noisy rr_ik --report benchmarks/nearpole_tables.md
+
+Every arm of a block runs the same trainer budget (rounds × steps_per_round, batch size) from
+the block's preset; only the sampler / curriculum / gradient groups differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nearpole_exp.compare import ComparisonResult, compare_sweep, render_markdown
+
+BLOCKS: dict[str, list[str]] = {
+    "rational1d": ["experiment=nearpole_rational1d"],
+    "rational1d_noisy": ["experiment=nearpole_rational1d", "problem.label_noise=1e-6"],
+    "rr_ik": ["experiment=nearpole_rr_ik"],
+    "rr_ik_exact": ["experiment=nearpole_rr_ik", "problem.labels=exact"],
+}
+# Arm groups, one multirun each (comma lists sweep inside the group).
+ARMS: list[list[str]] = [
+    ["sampler=uniform,importance,active,hybrid"],
+    ["sampler=uniform", "curriculum=bands"],
+    ["sampler=uniform,active", "gradient=hybrid"],
+]
+COMMON = ["logger=none", "trainer.progress=false", "trainer.plots=false"]
+RELERR = [f"eval/relerr_median/B{b}" for b in range(5)]
+MSE = [f"eval/bucket_mse/B{b}" for b in range(5)]
+TABLES = {
+    "median relative error per bucket, PLE, wall time": [*RELERR, "eval/ple", "time/wall_s"],
+    "MSE per bucket and on the bulk (eval/mse)": [*MSE, "eval/mse"],
+}
+ZEROPROOF_RECIPE = ["eval/recipe_mse/B0", "eval/recipe_mse/B1", "eval/recipe_mse/B2",
+                    "eval/recipe_mse/B3", "eval/recipe_mse/B4"]
+
+
+def run_group(block: list[str], arm: list[str], seeds: str, sweep_dir: Path,
+              threads: int) -> float:
+    """One Hydra multirun into a fresh ``sweep_dir``; returns its wall time in seconds."""
+    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise SystemExit(f"{sweep_dir} is not empty: use a fresh --out")
+    cmd = [sys.executable, "-m", "nearpole_exp", "-m", *block, *arm, f"seed={seeds}",
+           f"hydra.sweep.dir={sweep_dir}", *COMMON, f"trainer.num_threads={threads}"]
+    print("$", " ".join(cmd[1:]), flush=True)
+    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def block_tables(name: str, sweep: Path) -> str:
+    """The markdown tables of one block (one compare_sweep per table's metric set).
+
+    The baseline is the point made of the block's common overrides plus sampler=uniform alone
+    (the curriculum and gradient arms also name sampler=uniform, so the token alone is
+    ambiguous).
+    """
+    common = compare_sweep(sweep, metrics=["eval/mse"], write=False).common
+    baseline = [*common, "sampler=uniform"]
+    parts = [f"### {name}", ""]
+    tables = dict(TABLES)
+    if name.startswith("rr_ik"):
+        tables["MSE per bucket on the recipe's own test distribution (ZeroProofML's protocol)"] = \
+            ZEROPROOF_RECIPE
+    for title, metrics in tables.items():
+        result: ComparisonResult = compare_sweep(sweep, baseline=baseline, metrics=metrics,
+                                                 write=False)
+        parts += [f"**{title}**", "", render_markdown(result), ""]
+    return "\n".join(parts)
+
+
+def machine() -> str:
+    """CPU model, core count and Python/torch versions, for the report."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench_nearpole"))
+    parser.add_argument("--blocks", nargs="+", default=["rational1d", "rational1d_noisy", "rr_ik"],
+                        choices=sorted(BLOCKS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per job (1 avoids oversubscription on shared CPUs)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="markdown file for the tables (default: <out>/report.md)")
+    parser.add_argument("--aggregate-only", action="store_true",
+                        help="skip the runs; aggregate an existing --out")
+    args = parser.parse_args(argv)
+    lines = [f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.", ""]
+    for name in args.blocks:
+        block = BLOCKS[name]
+        sweep = args.out / name
+        if not args.aggregate_only:
+            for i, arm in enumerate(ARMS):
+                took = run_group(block, arm, args.seeds, sweep / f"group{i}", args.threads)
+                print(f"  {name} group{i}: {took:.0f} s", flush=True)
+        lines.append(block_tables(name, sweep))
+    report = args.report or args.out / "report.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
