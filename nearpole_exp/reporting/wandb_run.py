@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,15 +76,22 @@ class WandbRun:
 
     @staticmethod
     def _init(mode: str, timeout: float, kwargs: dict[str, Any]) -> Any:
-        try:
-            import wandb
+        """``wandb.init``, retried while a resumed run's id is still held by a killed job's W&B
+        service (it notices its parent died within seconds); None when W&B cannot start."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                import wandb
 
-            Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
-            settings = wandb.Settings(init_timeout=timeout, console="off", silent=True)
-            return wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
-        except Exception as err:  # W&B unreachable or misconfigured: never fatal
-            log.warning("W&B init failed in %s mode (%s); continuing without it", mode, err)
-            return None
+                Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
+                settings = wandb.Settings(init_timeout=timeout, console="off", silent=True)
+                return wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
+            except Exception as err:  # W&B unreachable or misconfigured: never fatal
+                if "in use" in str(err) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                log.warning("W&B init failed in %s mode (%s); continuing without it", mode, err)
+                return None
 
     @property
     def id(self) -> str | None:
