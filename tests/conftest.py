@@ -65,4 +65,7 @@ def subprocess_env() -> dict[str, str]:
     """Environment for ``python -m nearpole_exp`` subprocesses (no W&B network, fast exit)."""
     env = dict(os.environ)
     env.update({"WANDB_SILENT": "true", "COLUMNS": "120", "HYDRA_FULL_ERROR": "0"})
+    # An in-process W&B run of an earlier test leaves its service address here; a child would
+    # join that service, which still holds the streams of children killed by a test.
+    env.pop("WANDB_SERVICE", None)
     return env

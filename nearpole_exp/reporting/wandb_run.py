@@ -78,7 +78,7 @@ class WandbRun:
     def _init(mode: str, timeout: float, kwargs: dict[str, Any]) -> Any:
         """``wandb.init``, retried while a resumed run's id is still held by a killed job's W&B
         service (it notices its parent died within seconds); None when W&B cannot start."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + min(timeout, 15.0)
         while True:
             try:
                 import wandb
