@@ -164,13 +164,16 @@ class Runner:
         self._check_compatible()
 
     def _resolve_loss(self, loss: str) -> str:
-        """``auto``: the residual loss for rational models (quotient loss when a δ schedule is set,
-        since δ acts on P/Q), ``relative`` for other models on pole problems, ``mse`` for simulators."""
+        """``auto``: the residual loss for rational models on labels with poles (the quotient loss
+        when a δ schedule is set, since δ acts on P/Q), ``relative`` otherwise on pole problems
+        (on RR-IK's damped labels the residual loss placed spurious poles: eval/mse 36.5 vs 0.23),
+        ``mse`` for simulators."""
         if loss != "auto":
             return loss
         if self.problem.kind != "pole":
             return "mse"
-        if hasattr(self.model, "pq") and self.gradient is None:
+        if hasattr(self.model, "pq") and self.gradient is None and \
+                getattr(self.problem, "labels_have_poles", True):
             return "residual"
         return "relative"
 

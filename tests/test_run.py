@@ -167,3 +167,10 @@ def test_resume_refuses_a_checkpoint_of_other_settings(composer) -> None:
     second = composer([*TINY, "sampler=importance"], "shared")
     with pytest.raises(ConfigError, match="sampler"):
         Runner(second, Path(second.hydra.runtime.output_dir)).run()
+
+
+@pytest.mark.parametrize(("problem", "loss"), [("rational1d", "residual"), ("rr_ik_exact", "residual"),
+                                               ("rr_ik", "relative")])
+def test_auto_loss_uses_the_residual_only_where_labels_have_poles(composer, problem, loss) -> None:
+    cfg = composer([*TINY, f"problem={problem}"], name=problem)
+    assert Runner(cfg, Path(cfg.hydra.runtime.output_dir)).loss_kind == loss

@@ -87,6 +87,7 @@ class RRIK(PoleProblem):
     def __init__(self, config: RRIKConfig | None = None, **overrides: object) -> None:
         self.config = dataclasses.replace(config or RRIKConfig(), **overrides)
         cfg = self.config
+        self.labels_have_poles = cfg.labels == "exact"
         pi = math.pi
         super().__init__([-pi, -pi, -cfg.d_max, -cfg.d_max], [pi, pi, cfg.d_max, cfg.d_max],
                          cfg.n_eval)
