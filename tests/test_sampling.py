@@ -396,3 +396,22 @@ def test_hybrid_sampler_batches_and_active_cadence():
     other.load_state_dict(roundtrip(sampler.state_dict()))
     assert torch.equal(sampler.select(500, 64, q=q).idx, other.select(500, 64, q=q).idx)
     assert torch.equal(other.active.points, sampler.active.points)
+
+
+def test_importance_weight_cache_follows_q_changes() -> None:
+    """Cached weights are reused for the same |Q| tensor and recomputed after any change."""
+    sampler = ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0, uniform_mix=0.0))
+    q = torch.linspace(-1.0, 1.0, 1001).abs()
+    first = sampler.select(len(q), 512, q=q)
+    u_first = sampler._cache.u
+    sampler.select(len(q), 512, q=q)
+    assert sampler._cache.u is u_first
+    q.add_(1.0)  # in place: |Q| >= 1 everywhere, far flatter weights
+    flat = sampler.select(len(q), 512, q=q)
+    assert sampler._cache.u is not u_first
+    near = (q[first.idx] < 1.01).float().mean()
+    assert float((q[flat.idx] < 1.01).float().mean()) < 0.1 < float(near)
+    other = torch.full((1001,), 1.0)
+    other[7] = 1e-4
+    sel = sampler.select(len(other), 512, q=other)
+    assert float((sel.idx == 7).float().mean()) > 0.05  # capped weight 100 vs 1000 others: ~9%

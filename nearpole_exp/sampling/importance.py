@@ -108,9 +108,12 @@ def importance_weights(values: Tensor, config: ImportanceSamplerConfig) -> Tenso
     return u.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _inverse_cdf(density: Tensor, k: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``k`` indices drawn ∝ ``density`` with replacement, and the density's total (float64)."""
-    cdf = torch.cumsum(density, 0, dtype=torch.float64)
+def _inverse_cdf(density: Tensor, k: int, gen: torch.Generator,
+                 cdf: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``k`` indices drawn ∝ ``density`` with replacement, and the density's total (float64);
+    ``cdf`` is the density's float64 cumulative sum when the caller has it cached."""
+    if cdf is None:
+        cdf = torch.cumsum(density, 0, dtype=torch.float64)
     total = cdf[-1]
     draws = torch.rand(k, generator=gen, device=density.device, dtype=torch.float64) * total
     idx = torch.searchsorted(cdf, draws, right=True).clamp_max_(density.numel() - 1)
@@ -134,6 +137,7 @@ def mixture_draw(
     device: torch.device,
     *,
     u: Tensor | None = None,
+    u_cdf: Tensor | None = None,
     prior: Tensor | None = None,
     weights_target: str = "prior",
 ) -> MixtureDraw:
@@ -141,7 +145,8 @@ def mixture_draw(
 
     ``ratio_i`` = target_i/π_i where the target is the prior-shaped pool distribution
     (``weights_target="prior"``, or uniform without a prior) or the uniform pool
-    (``"uniform"``, which undoes a curriculum).
+    (``"uniform"``, which undoes a curriculum). ``u_cdf``, the cumulative sum of ``u``, skips
+    the O(n) scan on every draw while ``u`` is unchanged (only used without a prior).
     """
     if n_pool <= 0:
         raise ValueError("cannot select a batch from an empty pool")
@@ -172,7 +177,7 @@ def mixture_draw(
     if n_imp > 0:
         assert u is not None
         dens = u.to(device) if r is None else u.to(device) * r
-        idx_imp, imp_total = _inverse_cdf(dens, n_imp, gen)
+        idx_imp, imp_total = _inverse_cdf(dens, n_imp, gen, u_cdf if r is None else None)
         if not bool(imp_total > 0):
             fallback = True
             dens = None
@@ -232,6 +237,20 @@ def newton_distance(q_fn: Callable[[Tensor], Tensor], x: Tensor, kappa: float = 
     return q.abs() / g.norm(dim=1).clamp_min(kappa)
 
 
+@dataclass
+class _WeightCache:
+    """Weights of one |Q| tensor, valid while it is the same object at the same version (an
+    in-place change bumps ``_version``; holding ``q`` keeps its memory from being reused)."""
+
+    q: Tensor
+    version: int
+    u: Tensor
+    cdf: Tensor
+
+    def matches(self, q: Tensor) -> bool:
+        return q is self.q and q._version == self.version
+
+
 class ImportanceSampler(BatchSampler):
     """Batches drawn ∝ a soft-capped, tempered 1/|Q|^p mixed with uniform; returns corrections.
 
@@ -249,6 +268,7 @@ class ImportanceSampler(BatchSampler):
         self._counts: Tensor | None = None
         self._n_total = 0
         self._last_q: Tensor | None = None
+        self._cache: _WeightCache | None = None
 
     # -- densities ---------------------------------------------------------------------------
     def compute_weights(self, q: Tensor) -> Tensor:
@@ -291,14 +311,30 @@ class ImportanceSampler(BatchSampler):
         dev = resolve_device(device, q)
         q = q.to(dev)
         gen = self.generator(dev)
-        u = importance_weights(q, self.config) if uniform_share < 1.0 else None
-        draw = mixture_draw(n_pool, batch_size, uniform_share, gen, dev, u=u, prior=prior,
-                            weights_target=self.config.weights_target)
+        u = u_cdf = None
+        if uniform_share < 1.0:
+            u, u_cdf = self._weights(q)
+        draw = mixture_draw(n_pool, batch_size, uniform_share, gen, dev, u=u, u_cdf=u_cdf,
+                            prior=prior, weights_target=self.config.weights_target)
         self.n_fallbacks += int(draw.fallback)
         weights = correction_weights(draw.ratio, self.config)
         sel = Selection(draw.idx, weights, effective_sample_size(weights))
         self._record(n_pool, sel, q)
         return sel
+
+    def _weights(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Importance weights of ``q`` and their cumulative sum, cached while ``q`` is the same,
+        unmodified tensor (the runner refreshes |Q| on a cadence, so most steps reuse them)."""
+        cache = self._cache
+        if cache is None or not cache.matches(q):
+            u = importance_weights(q, self.config)
+            cache = _WeightCache(q, q._version, u, torch.cumsum(u, 0, dtype=torch.float64))
+            self._cache = cache
+        return cache.u, cache.cdf
+
+    def clear_cache(self) -> None:
+        """Forget cached weights (they are also recomputed whenever ``q`` changes)."""
+        self._cache = None
 
     def select(
         self,
