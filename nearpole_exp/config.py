@@ -42,6 +42,7 @@ class TrainerConfig:
     pool_capacity: int = 0
     max_in_flight: int = 0
     regenerate_after: int = 0
+    design_weighting: float = 0.0
     eval_every: int = 1
     checkpoint_every: int = 1
     device: str = "auto"
@@ -69,6 +70,8 @@ class TrainerConfig:
         check(self.precision in ("float32", "float64"), "precision",
               f"must be float32 or float64, got {self.precision!r}")
         check(self.max_in_flight >= 0, "max_in_flight", "must be >= 0 (0: twice the executor's capacity)")
+        check(0.0 <= self.design_weighting <= 1.0, "design_weighting",
+              f"must lie in [0, 1] (0: batches uniform over the pool), got {self.design_weighting}")
         check(self.regenerate_after >= 0, "regenerate_after", "must be >= 0 (0: points_per_round)")
         check(self.num_threads >= 0, "num_threads", "must be >= 0 (0 keeps torch's default)")
         check(self.pool_capacity == 0 or self.pool_capacity >= self.batch_size, "pool_capacity",

@@ -157,6 +157,8 @@ class Runner:
         self.state = LoopState()
         self._q_abs: Tensor | None = None
         self._q_step = -1
+        self._design_prior: Tensor | None = None
+        self._design_stale = True
         self.q_source = t.q_source
         if self.q_source == "model" and hasattr(self.sampler, "q_fn"):
             self.sampler.q_fn = model_q(self.model)
@@ -277,6 +279,7 @@ class Runner:
         assert len(self.breeder_ids) == int(ids[-1]) + 1
         self.pool.to(self.device)
         self._q_step = -1
+        self._design_stale = True
 
     # ---------------------------------------------------------------- |Q| of the pool
     def pool_q_abs(self) -> Tensor | None:
@@ -294,6 +297,24 @@ class Runner:
             self._q_abs = torch.cat(chunks)
             self._q_step = self.state.step
         return self._q_abs
+
+    def design_prior(self) -> Tensor | None:
+        """Per-sample batch prior (p_design/p_pool)^α of the sample's simulation, from the breeder
+        (``trainer.design_weighting`` = α), so that batches lean back from a breeder-biased pool
+        towards the design; None when α = 0 or the breeder has no such ratio."""
+        alpha = self.tc.design_weighting
+        if alpha <= 0:
+            return None
+        if self._design_stale:
+            self._design_stale = False
+            self._design_prior = None
+            mine = torch.nonzero(self.breeder_ids >= 0)[:, 0]
+            w = self.breeder.design_weights(self.breeder_ids[mine]) if mine.numel() else None
+            if w is not None:
+                per_point = torch.ones(len(self.breeder_ids), dtype=torch.float64)
+                per_point[mine] = w.double().pow(alpha)
+                self._design_prior = per_point[self.pool.source.cpu()].to(self.device)
+        return self._design_prior
 
     def pool_distance(self) -> Tensor | None:
         """Distance to the nearest pole of every pool sample (falls back to |Q|)."""
@@ -313,6 +334,9 @@ class Runner:
             on_q = getattr(self.curriculum, "variable", "distance") == "q"
             values = self.pool_q_abs() if on_q else self.pool_distance()
             prior = None if values is None else self.curriculum.prior(values)
+        design = self.design_prior()
+        if design is not None:
+            prior = design if prior is None else prior * design
         sel = self.sampler.select(len(self.pool), t.batch_size, q=q_abs if needs_q else None,
                                   prior=prior, device=self.device)
         idx = sel.idx.to(self.device)

@@ -21,7 +21,7 @@ from nearpole_exp.ogas.history import (
     validate_signals,
 )
 from nearpole_exp.ogas.plots import plot_breeder
-from nearpole_exp.ogas.ratio import RatioEstimator, mixture_weights
+from nearpole_exp.ogas.ratio import RatioEstimator, design_over_pool, mixture_weights
 from nearpole_exp.ogas.reservoir import Reservoir
 from nearpole_exp.ogas.schedule import BreedRatioSchedule
 from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
@@ -201,6 +201,22 @@ def test_mixture_weights_formula():
     unclipped = mixture_weights(torch.tensor([0.0, 0.99, 0.99, 0.99]), 0.5, clip=100.0)
     assert float(clipped.max()) < float(unclipped.max())
     assert effective_sample_size(clipped) > effective_sample_size(unclipped)
+
+
+def test_design_over_pool_known_case():
+    """Design U[0,1], bred density 2x; a classifier at reservoir share 1/2 sees P = 2x/(1 + 2x).
+    A pool with bred share 1/4 has density 3/4 + x/2, so p_design/p_pool ∝ 1/(3/4 + x/2)."""
+    x = torch.linspace(0.05, 0.95, 10)
+    p = 2 * x / (1 + 2 * x)
+    w = design_over_pool(p, reservoir_share=0.5, pool_share=0.25, clip=100.0)
+    exact = 1 / (0.75 + 0.5 * x)
+    assert torch.allclose(w, (exact / exact.mean()).float(), rtol=1e-5)
+    # the same pool seen by a classifier trained at another share gives the same weights
+    odds = (2 * x) * (0.2 / 0.8)
+    w2 = design_over_pool(odds / (1 + odds), reservoir_share=0.2, pool_share=0.25, clip=100.0)
+    assert torch.allclose(w2, w, rtol=1e-5)
+    clipped = design_over_pool(p, 0.5, 0.25, clip=1.05)
+    assert float(clipped.max() / clipped.min()) < float(w.max() / w.min())
 
 
 def test_ratio_classifier_recovers_known_weights():

@@ -43,3 +43,16 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
     # the loss-conditioned DDPM sends its points there several times more often
     assert bred_share > 4 * design_share
     assert bred_share > 0.25
+
+    # trainer.design_weighting: the ratio classifier's p_design/p_pool pulls the batch prior
+    # back towards the design, so the weighted share of the hard corner falls towards its volume
+    runner.tc.design_weighting = 1.0
+    runner._design_stale = True
+    prior = runner.design_prior()
+    assert prior is not None and prior.shape == (len(runner.pool),)
+    sims = runner.breeder_ids[runner.pool.source.cpu()]
+    hard_sample = hard[sims]
+    pool_share = float(hard_sample.float().mean())
+    weighted_share = float((prior.cpu() * hard_sample).sum() / prior.sum())
+    assert weighted_share < 0.6 * pool_share
+    assert abs(weighted_share - runner.problem.hard_fraction) < abs(pool_share - runner.problem.hard_fraction)

@@ -41,6 +41,11 @@ class Breeder(ABC):
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
 
+    def design_weights(self, sim_ids: Tensor) -> Tensor | None:
+        """Density ratios p_design/p_asked at asked sims (mean 1 over ``sim_ids``), which weight a
+        pool of breeder-biased sims back towards the design; None when all came from the design."""
+        return None
+
     def metrics(self) -> dict[str, float]:
         """Scalars describing the breeder (``breeder/*`` names)."""
         return {}

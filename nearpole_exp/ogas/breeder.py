@@ -42,7 +42,7 @@ from nearpole_exp.ogas.history import (
     sample_targets,
     validate_signals,
 )
-from nearpole_exp.ogas.ratio import RatioEstimator
+from nearpole_exp.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.ogas.reservoir import Reservoir
 from nearpole_exp.ogas.schedule import BreedRatioSchedule
 from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
@@ -445,6 +445,24 @@ class OGASBreeder(Breeder):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.restart_from_checkpoint(state)
+
+    def design_weights(self, sim_ids: Tensor) -> Tensor | None:
+        """p_design/p_asked at asked sims from the ratio classifier (see :func:`design_over_pool`),
+        clipped at ``ratio_clip``, mean 1; None before the classifier has trained."""
+        ids = torch.as_tensor(sim_ids, dtype=torch.long)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_asked):
+            raise ValueError("sim ids out of range")
+        if self.ratio is None or ids.numel() == 0:
+            return None
+        with self._data_lock:
+            b = float(self.history.is_bred[: self.n_asked].double().mean()) if self.n_asked else 0.0
+            b_res = self.reservoir.bred_fraction()
+            unit = self.history.unit[ids].clone()
+        if not (0.0 < b < 1.0 and 0.0 < b_res < 1.0) or self.ratio.steps == 0:
+            return None
+        with self.trainer.lock:
+            p = self.ratio.p_bred(unit).cpu()
+        return design_over_pool(p, b_res, b, self.config.breeder.ratio_clip)
 
     # ------------------------------------------------------------------------- inspection
     def parameters_of(self, sim_ids: Tensor) -> Tensor:

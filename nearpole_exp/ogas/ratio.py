@@ -47,6 +47,18 @@ def mixture_weights(p_bred: Tensor, bred_fraction: float, clip: float) -> Tensor
     return w / w.mean().clamp_min(1e-12)
 
 
+def design_over_pool(p_bred: Tensor, reservoir_share: float, pool_share: float,
+                     clip: float) -> Tensor:
+    """p_design/p_pool at points where a classifier trained at bred share R̄ (``reservoir_share``)
+    says P(bred | λ): p_design/p_bred = R̄/(1 − R̄)·(1 − P)/P, and a pool with bred share b
+    (``pool_share``) has p_pool = (1 − b)·p_design + b·p_bred. Self-normalised, clipped, mean 1."""
+    p = p_bred.double().clamp(1e-6, 1.0 - 1e-6)
+    design_over_bred = (1.0 - p) / p * (reservoir_share / (1.0 - reservoir_share))
+    w = 1.0 / ((1.0 - pool_share) + pool_share / design_over_bred)
+    w = (w / w.mean()).clamp(max=clip)
+    return (w / w.mean()).float()
+
+
 class RatioEstimator:
     """RatioMLP + AdamW: BCE steps on reservoir batches, and debiasing weights with their ESS."""
 
