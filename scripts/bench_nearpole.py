@@ -8,6 +8,7 @@ writes a markdown report.
 
     python scripts/bench_nearpole.py --out outputs/bench_nearpole \\
         --blocks rational1d rational1d_noisy rr_ik --report benchmarks/nearpole_tables.md
+    python scripts/bench_nearpole.py --blocks --speed    # only the sampling-speed table
 
 Every arm of a block runs the same trainer budget (rounds × steps_per_round, batch size) from
 the block's preset; only the sampler / curriculum / gradient groups differ.
@@ -29,12 +30,17 @@ from nearpole_exp.compare import ComparisonResult, compare_sweep, render_markdow
 BLOCKS: dict[str, list[str]] = {
     "rational1d": ["experiment=nearpole_rational1d"],
     "rational1d_noisy": ["experiment=nearpole_rational1d", "problem.label_noise=1e-6"],
+    # a rational model of the truth's degrees (P 3, Q 1): no spare capacity, so how fast the
+    # pole is located within the step budget decides the near-pole error
+    "rational1d_matched": ["experiment=nearpole_rational1d", "model.p_degree=3", "model.q_degree=1"],
+    "rational1d_matched_noisy": ["experiment=nearpole_rational1d", "model.p_degree=3",
+                                 "model.q_degree=1", "problem.label_noise=1e-6"],
     "rr_ik": ["experiment=nearpole_rr_ik"],
     "rr_ik_exact": ["experiment=nearpole_rr_ik", "problem.labels=exact"],
 }
 # Arm groups, one multirun each (comma lists sweep inside the group).
 ARMS: list[list[str]] = [
-    ["sampler=uniform,importance,active,hybrid"],
+    ["sampler=uniform,importance,importance_tilted,active,hybrid"],
     ["sampler=uniform", "curriculum=bands"],
     ["sampler=uniform,active", "gradient=hybrid"],
 ]
@@ -103,7 +109,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_nearpole"))
-    parser.add_argument("--blocks", nargs="+", default=["rational1d", "rational1d_noisy", "rr_ik"],
+    parser.add_argument("--blocks", nargs="*", default=sorted(BLOCKS),
                         choices=sorted(BLOCKS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=1,
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown file for the tables (default: <out>/report.md)")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="skip the runs; aggregate an existing --out")
+    parser.add_argument("--speed", action="store_true",
+                        help="append the batch-selection timings (pools 1e4…1e7, one thread)")
     args = parser.parse_args(argv)
     lines = [f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.", ""]
     for name in args.blocks:
@@ -122,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                 took = run_group(block, arm, args.seeds, sweep / f"group{i}", args.threads)
                 print(f"  {name} group{i}: {took:.0f} s", flush=True)
         lines.append(block_tables(name, sweep))
+    if args.speed:
+        import torch
+        from bench_sampling_speed import speed_table  # scripts/ is on sys.path when run as a script
+
+        torch.set_num_threads(1)
+        lines += ["", "## Sampling speed", "",
+                  speed_table([10**4, 10**5, 10**6, 10**7], 128, 2.0, 7, torch.device("cpu"))]
     report = args.report or args.out / "report.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines), encoding="utf-8")

@@ -83,21 +83,28 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    print(speed_table([int(v) for v in args.sizes], args.batch, args.power, args.repeats, device),
+          flush=True)
+
+
+def speed_table(sizes: list[int], batch: int, power: float, repeats: int,
+                device: torch.device) -> str:
+    """The markdown timing table (with its heading line) for pools of ``sizes``."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
-    print(f"Batch selection, batch {args.batch}, p = {args.power}, best of {args.repeats}, "
-          f"{name}, torch {torch.__version__}\n")
-    print("| pool | raw multinomial (ms) | select, new q (ms) | vs raw | select (ms) | vs raw "
-          "| sample_batch (ms) | vs raw | hybrid select (ms) | vs raw |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size in args.sizes:
-        n = int(size)
-        t = bench_size(n, args.batch, args.power, args.repeats, device)
+    lines = [f"Batch selection, batch {batch}, p = {power}, best of {repeats}, {name}, "
+             f"torch {torch.__version__}", "",
+             "| pool | raw multinomial (ms) | select, new q (ms) | vs raw | select (ms) | vs raw "
+             "| sample_batch (ms) | vs raw | hybrid select (ms) | vs raw |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in sizes:
+        t = bench_size(n, batch, power, repeats, device)
         raw = "fails (> 2^24)" if t["raw"] != t["raw"] else f"{t['raw']:.3f}"
-        print(f"| {n:.0e} | {raw} | {t['cold']:.3f} | {ratio(t['cold'], t['raw'])} "
-              f"| {t['select']:.3f} | {ratio(t['select'], t['raw'])} "
-              f"| {t['sample_batch']:.3f} | {ratio(t['sample_batch'], t['raw'])} "
-              f"| {t['hybrid']:.3f} | {ratio(t['hybrid'], t['raw'])} |", flush=True)
+        lines.append(f"| {n:.0e} | {raw} | {t['cold']:.3f} | {ratio(t['cold'], t['raw'])} "
+                     f"| {t['select']:.3f} | {ratio(t['select'], t['raw'])} "
+                     f"| {t['sample_batch']:.3f} | {ratio(t['sample_batch'], t['raw'])} "
+                     f"| {t['hybrid']:.3f} | {ratio(t['hybrid'], t['raw'])} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 
@@ -415,3 +416,26 @@ def test_importance_weight_cache_follows_q_changes() -> None:
     other[7] = 1e-4
     sel = sampler.select(len(other), 512, q=other)
     assert float((sel.idx == 7).float().mean()) > 0.05  # capped weight 100 vs 1000 others: ~9%
+
+
+def test_weights_target_none_tilts_the_objective() -> None:
+    """Without corrections every weight is 1 and the weighted batch mean estimates the mean under
+    the sampling density (here ∝ 1/(|x|² + 1/max_weight·a_ref²)), not the uniform pool mean."""
+    x = torch.linspace(-1.0, 1.0, 2001, dtype=torch.float64)
+    q = x.abs()
+    cfg = ImportanceSamplerConfig(weight_power=2.0, max_weight=1e4, uniform_mix=0.2,
+                                  weights_target="none")
+    sampler = ImportanceSampler(cfg)
+    sel = sampler.select(len(q), 200_000, q=q)
+    assert torch.equal(sel.weights, torch.ones(200_000))
+    assert sel.ess == pytest.approx(200_000)
+    pi = sampler.compute_weights(q)  # the density the batch follows (uniform_mix 0.2)
+    f = q  # estimate E[|x|]
+    expected_tilted = float((pi * f).sum())
+    estimate = float((sel.weights.double() * f[sel.idx]).mean())
+    assert estimate == pytest.approx(expected_tilted, rel=0.03)
+    assert estimate < 0.5 * float(f.mean())  # far below the uniform mean 0.5
+    corrected = ImportanceSampler(dataclasses.replace(cfg, weights_target="prior"))
+    sel_c = corrected.select(len(q), 200_000, q=q)
+    unbiased = float((sel_c.weights.double() * f[sel_c.idx]).mean())
+    assert unbiased == pytest.approx(float(f.mean()), rel=0.03)
