@@ -582,4 +582,8 @@ class Runner:
             record.update(self.feed.metrics())
         if self.gradient is not None:
             record.update(self.gradient.metrics())
+        if self._design_prior is not None:
+            # share of the pool the design-weighted batches effectively draw from (1: uniform)
+            prior = self._design_prior
+            record["train/design_ess"] = float(prior.sum() ** 2 / (prior.pow(2).sum() * len(prior)))
         return record

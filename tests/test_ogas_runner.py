@@ -3,6 +3,7 @@ reaches the breeder, and its DDPM-bred points land in the hard corner far more t
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
     assert summary["breeder/simulations"] == 128 + 5 * 64
     assert math.isfinite(summary["eval/nrmse_max"])
     assert summary["breeder/train_steps"] >= 100
+    assert runner.tc.design_weighting == 0.5 and runner._design_prior is not None  # online preset
+    rounds = [json.loads(line) for line in (runner.output_dir / "metrics.jsonl").read_text().splitlines()]
+    ess = [r["train/design_ess"] for r in rounds if "train/design_ess" in r]
+    assert ess and all(0.2 < v < 1.0 for v in ess)
 
     data = runner.breeder.plot_data()
     told = torch.isfinite(data["signal"])
