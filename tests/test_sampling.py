@@ -14,7 +14,7 @@ from nearpole_exp.errors import ConfigError
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.poles import PoleProblem
 from nearpole_exp.problems.rational1d import Rational1D
-from nearpole_exp.sampling.active import ActiveSampler, ActiveSamplerConfig
+from nearpole_exp.sampling.active import ActiveSampler, ActiveSamplerConfig, first_new, row_groups
 from nearpole_exp.sampling.hybrid import HybridSampler, HybridSamplerConfig
 from nearpole_exp.sampling.importance import (
     ImportanceSampler,
@@ -439,3 +439,22 @@ def test_weights_target_none_tilts_the_objective() -> None:
     sel_c = corrected.select(len(q), 200_000, q=q)
     unbiased = float((sel_c.weights.double() * f[sel_c.idx]).mean())
     assert unbiased == pytest.approx(float(f.mean()), rel=0.03)
+
+
+def test_row_groups_and_first_new_match_torch_unique() -> None:
+    """The sort-based grouping is exact: same partition as torch.unique(dim=0), first copies kept."""
+    gen = torch.Generator().manual_seed(0)
+    existing = torch.randint(0, 6, (500, 3), generator=gen)
+    candidates = torch.cat([existing[:50], torch.randint(0, 6, (400, 3), generator=gen)])
+    both = torch.cat([existing, candidates])
+    groups = row_groups(both)
+    _, inverse = torch.unique(both, dim=0, return_inverse=True)
+    same = groups[:, None] == groups[None, :]
+    assert torch.equal(same, inverse[:, None] == inverse[None, :])
+    mask = first_new(existing, candidates)
+    seen = {tuple(r) for r in existing.tolist()}
+    expected = []
+    for row in candidates.tolist():
+        expected.append(tuple(row) not in seen)
+        seen.add(tuple(row))
+    assert mask.tolist() == expected
