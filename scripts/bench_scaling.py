@@ -568,7 +568,10 @@ def render_sampling(r: dict[str, Any]) -> list[str]:
     lines = [f"Batch {r['batch']}, device {r['device']}, float32 |Q| of a 1D pool, best of "
              "k interleaved calls. Raw = `w = |q|^-2` then `torch.multinomial` (≤ 2^24 "
              "categories) or cumsum + searchsorted (above). Samplers include the floor, soft cap, "
-             "median reference, uniform mixture, correction weights and draw statistics.", "",
+             "median reference, uniform mixture, correction weights and draw statistics. The "
+             "samplers reuse their weights and cumulative sum while |Q| is the same tensor, so "
+             "this is the steady state between |Q| refreshes; a refresh costs about 2× the raw "
+             "draw at 1e6 (benchmarks/nearpole.md, sampling speed).", "",
              "| pool | raw (ms) | importance select (ms) | vs raw | hybrid select (ms) | vs raw "
              "| importance ns / pool sample |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["throughput"]:
@@ -757,11 +760,14 @@ PROFILES = """## Profiles (cProfile / torch.profiler, 2026-11-22, this machine)
   `cfg.trainer` in `Runner.train_step` ~15 %, the diagnostic monitor ~15 %, the rest small ops.
   Start-up: torch ~2.5 s, torch._dynamo imported by the first optimiser ~1.5–3 s, matplotlib
   ~1 s (now imported only when plotting).
-* Pool of 10^6–10^7 with importance batches: per step the sampler recomputes the weights, a
-  float64 cumulative sum and |Q| of the whole pool (O(N), ~14 ns per sample), and
-  `Pool.record_draws` did an O(N) bincount (now O(batch)).
+* Pool of 10^6–10^7 with importance batches: per step the sampler recomputed the weights and a
+  float64 cumulative sum of the whole pool (O(N), ~14 ns per sample), and `Pool.record_draws`
+  did an O(N) bincount (now O(batch)). Since session 2 the weights and their cumulative sum are
+  cached per |Q| tensor (recomputed when |Q| is refreshed or changed in place), so a draw
+  between refreshes is O(batch · log N); section a times the steady state.
 * ActiveSampler at tens of thousands of points: `first_new`'s `torch.unique(dim=0)` over every
-  known point is ~85 % of each `propose`, so refining to 65536 points 256 at a time is O(N²).
+  known point was ~85 % of each `propose`, so refining to 65536 points 256 at a time is O(N²);
+  it is now a column-wise stable sort (exact, 5.5× faster at 10^6 keys: 7.6 s → 1.4 s).
 * DDPM step (width 64): ~40 small tensors, so AdamW's per-tensor kernels (`foreach` loops per
   tensor on the CPU) take ~25 % of the step; `next_parameters` is compute in the denoiser
   (25 DDIM steps × 2 guidance passes), linear in n.
