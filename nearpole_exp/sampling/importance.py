@@ -26,13 +26,17 @@ defaults every sample with |Q| < 0.1 got the same weight, a two-level step funct
    by 1/s.
 
 The uniform and importance parts of a batch are stratified (round(s·B) uniform draws), and the
-correction weights use the realised share, so they stay exactly unbiased.
-``weights_target="none"`` drops the corrections on purpose: the loss then follows the sampling
-density, i.e. the objective itself leans towards the poles (a tilted fit). On rational1d with a
-rational model of the truth's degrees that converges far faster than the uniform objective at
-equal steps (benchmarks/nearpole.md); with corrections the expected gradient is uniform's. All draws are with
+correction weights use the realised share, so they stay exactly unbiased. All draws are with
 replacement, so ``batch_size`` may exceed the pool size. Importance draws use the inverse CDF
 (cumulative sum + searchsorted), which has no 2^24 category limit unlike ``torch.multinomial``.
+The weights and their cumulative sum are cached per |Q| tensor, so draws between refreshes of
+|Q| cost O(batch · log N).
+
+``weights_target="none"`` drops the corrections on purpose: the loss then follows the sampling
+density, i.e. the objective itself leans towards the poles (a tilted fit). With corrections the
+expected gradient is uniform's; tilted, a rational model of the truth's degrees locates the pole
+far faster at equal steps (benchmarks/nearpole.md), while one with spare denominator degrees
+converges more slowly than under the uniform objective.
 """
 
 from __future__ import annotations
