@@ -220,7 +220,8 @@ def test_submitit_local_job_matches_labels_and_records_faults(tmp_path: Path) ->
 def test_submitit_cancels_an_overdue_job(tmp_path: Path) -> None:
     with SubmititExecutor(problem=make_problem(), cluster="local", folder=str(tmp_path),
                           timeout_s=0.2, startup_grace_s=0.0, poll_interval_s=0.05) as ex:
-        ex.submit(torch.tensor([7]), rows("normal"))
+        # a hanging simulation: a fast one can finish before the kill lands (seen once in CI)
+        ex.submit(torch.tensor([7]), rows("hang"))
         (res,) = ex.drain(timeout=30)
         job = ex._ending[0].job
     assert res.failure == "timeout after 0.2s" and res.samples is None
