@@ -175,6 +175,7 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     from nearpole_exp.execution.submitit_executor import SubmititConfig
     from nearpole_exp.models.cnn import CNN1DConfig
     from nearpole_exp.models.delta_schedule import DeltaScheduleConfig
+    from nearpole_exp.models.linear_rational import LinearRationalModel
     from nearpole_exp.models.mlp import MLP
     from nearpole_exp.models.rational import RationalModel
     from nearpole_exp.ogas.config import BreedConfig, BreederConfig, DataConfig, DDPMConfig
@@ -222,6 +223,9 @@ def _component_schemas() -> dict[str, dict[str, type]]:
             "rational": schema_from_signature(RationalModel, "nearpole_exp.models.rational.RationalModel",
                                               model_skip),
             "cnn1d": schema_from_config(CNN1DConfig, "nearpole_exp.models.cnn.CNN1D"),
+            "linear_rational": schema_from_signature(
+                LinearRationalModel, "nearpole_exp.models.linear_rational.LinearRationalModel",
+                model_skip),
         },
         "sampler": {
             "uniform": schema_from_signature(UniformSampler, "nearpole_exp.sampling.base.UniformSampler"),

@@ -21,6 +21,7 @@ from .conftest import TINY, group_options, subprocess_env
 # Options that only make sense with another choice: the companion overrides they need.
 COMPANIONS: dict[str, list[str]] = {
     "model=cnn1d": ["problem=burgers1d", "trainer=online"],
+    "model=linear_rational": ["problem=rr_ik"],
     "problem=custom": ["problem._target_=tests.byo_problem.TwoPoles"],
     "problem=callable": ["problem.fn=tests.sleep_solver:solve"],
     "problem=command": ["problem.command='python tests/cli_solver.py --params {params} --out {output}'"],
