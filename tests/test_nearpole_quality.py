@@ -152,7 +152,8 @@ def test_linear_rational_model_is_linear_in_d_with_a_positive_denominator():
     with torch.no_grad():
         model.square_terms.weight.zero_()
         model.square_terms.weight[0, 3] = 1.0  # features: cos θ1, cos θ2, sin θ1, sin θ2
-    q = model.q_values(torch.tensor([[0.3, 0.0, 0.1, 0.1]], dtype=torch.float64))
+    with torch.no_grad():
+        q = model.q_values(torch.tensor([[0.3, 0.0, 0.1, 0.1]], dtype=torch.float64))
     assert 0 < float(q) < 1e-2
     with pytest.raises(ConfigError) as err:
         LinearRationalModel(4, 2, context_dims=[0, 1, 2, 3])
