@@ -48,6 +48,15 @@ def _parallel_launcher(hc: object) -> bool:
     return "joblib" in target or "submitit" in target
 
 
+def _invalid(err: ConfigError, mode: RunMode, output_dir: Path) -> float:
+    """One line naming the key; exit 2 in a single run, a failed job (NaN) in a sweep."""
+    log.error("Invalid config: %s", err)
+    if mode == RunMode.RUN:
+        raise SystemExit(2) from None
+    record_failure(output_dir, err)
+    return float("nan")
+
+
 def task(cfg: DictConfig) -> float | None:
     """Run one job; returns the ``objective`` metric (for sweepers that optimise, e.g. Optuna)."""
     hc = HydraConfig.get()
@@ -55,17 +64,17 @@ def task(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
     except ConfigError as err:
-        log.error("Invalid config: %s", err)
-        if hc.mode == RunMode.RUN:
-            raise SystemExit(2) from None
-        record_failure(output_dir, err)
-        return float("nan")
+        return _invalid(err, hc.mode, output_dir)
     if _parallel_launcher(hc) and cfg.trainer.progress:
         with open_dict(cfg):
             cfg.trainer.progress = False
     print_config(cfg, output_dir / "config_tree.log")
     try:
-        summary = Runner(cfg, output_dir).run()
+        runner = Runner(cfg, output_dir)
+    except ConfigError as err:  # values only the built problem reveals, e.g. model.context_dims
+        return _invalid(err, hc.mode, output_dir)
+    try:
+        summary = runner.run()
     except Exception as err:
         if not (output_dir / "summary.json").exists() or _status(output_dir) != "failed":
             record_failure(output_dir, err)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -99,6 +100,17 @@ def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
     return instantiate(node, bounds=bounds, _convert_="all", **extra)
 
 
+def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
+    """The model for a problem's dimensions; a bad value that only the dimensions reveal (e.g.
+    ``context_dims`` beyond the inputs) raises a ConfigError keyed under ``model``."""
+    try:
+        return instantiate(node, **dims, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__.under("model") from None
+        raise
+
+
 def residual_loss(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
     """Linearised rational loss |P − y·Q|² / (1 + |y|²) per sample (Q normalised, so no trivial zero).
 
@@ -135,8 +147,8 @@ class Runner:
         self.device = resolve_device(t.device)
         self.dtype = torch.float64 if t.precision == "float64" else torch.float32
         self.problem = instantiate(cfg.problem, _convert_="all")
-        self.model = instantiate(cfg.model, **self.problem.model_dims(), _convert_="all").to(
-            device=self.device, dtype=self.dtype)
+        self.model = build_model(cfg.model, self.problem.model_dims()).to(device=self.device,
+                                                                          dtype=self.dtype)
         self.sampler = instantiate(cfg.sampler, _convert_="all")
         self.curriculum = instantiate(cfg.curriculum, _convert_="all") if has_target(cfg.curriculum) else None
         self.gradient = instantiate(cfg.gradient, _convert_="all") if has_target(cfg.gradient) else None
@@ -213,6 +225,13 @@ class Runner:
             raise ValueError("trainer.q_source=model needs a model with q_values (model=rational)")
         if self.loss_kind == "residual" and not hasattr(self.model, "pq"):
             raise ValueError("trainer.loss=residual needs a rational model (model=rational)")
+        if self.gradient is not None and not getattr(self.model, "hybrid_division", False):
+            raise ConfigError("gradient", "the δ schedule sets the band of a P/Q division that this "
+                              "model does not have: use model=rational, or gradient=exact")
+        if self.tc.design_weighting > 0 and not self.breeder.has_design_ratio:
+            log.warning("trainer.design_weighting=%g has no effect: %s has no design density ratio "
+                        "(ogas/breeder=ogas with learn_sampling_ratio provides one)",
+                        self.tc.design_weighting, type(self.breeder).__name__)
         if self.loss_kind == "residual" and self.gradient is not None:
             raise ValueError("the gradient schedule acts on the quotient P/Q, which trainer.loss=residual "
                              "never forms: use trainer.loss=relative (or auto) with it")

@@ -126,7 +126,9 @@ def test_schema_types_are_enforced_on_assignment(composer) -> None:
 
 @pytest.mark.parametrize(
     ("override", "fragment"),
-    [("sampler=importnce", "sampler/importnce"), ("trainer.batch_size=-3", "trainer.batch_size")],
+    [("sampler=importnce", "sampler/importnce"), ("trainer.batch_size=-3", "trainer.batch_size"),
+     # only the built problem reveals it: rational1d has one input, no room for two context dims
+     ("model=linear_rational", "model.context_dims")],
 )
 def test_cli_bad_config_exits_nonzero_with_clear_line(tmp_path: Path, override: str, fragment: str) -> None:
     proc = subprocess.run(

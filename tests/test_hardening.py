@@ -66,6 +66,8 @@ def test_bad_values_fail_before_anything_is_built(composer, overrides: list[str]
         (["trainer.q_source=model", "model=mlp"], "q_values"),
         (["problem=landscape", "model=mlp", "trainer=online", "sampler=importance"], "trainer.q_source"),
         (["gradient=hybrid", "trainer.loss=residual"], "quotient"),
+        (["gradient=hybrid", "model=mlp"], "gradient=exact"),
+        (["gradient=hybrid", "model=linear_rational", "problem=rr_ik"], "gradient=exact"),
     ],
 )
 def test_incompatible_choices_are_refused_with_the_key_to_change(composer, overrides, message) -> None:

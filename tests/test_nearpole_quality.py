@@ -155,6 +155,11 @@ def test_linear_rational_model_is_linear_in_d_with_a_positive_denominator():
     with torch.no_grad():
         q = model.q_values(torch.tensor([[0.3, 0.0, 0.1, 0.1]], dtype=torch.float64))
     assert 0 < float(q) < 1e-2
+    with torch.no_grad():  # softplus underflowing to 0 exactly on the singular line: still finite
+        model.floor_head.bias.fill_(-1e4)
+        model.floor_head.weight.zero_()
+        on_line = torch.tensor([[0.3, 0.0, 0.1, 0.1]], dtype=torch.float64)
+        assert float(model.q_values(on_line)) > 0 and bool(torch.isfinite(model(on_line)).all())
     with pytest.raises(ConfigError) as err:
         LinearRationalModel(4, 2, context_dims=[0, 1, 2, 3])
     assert err.value.key == "context_dims"

@@ -62,3 +62,18 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
     weighted_share = float((prior.cpu() * hard_sample).sum() / prior.sum())
     assert weighted_share < 0.6 * pool_share
     assert abs(weighted_share - runner.problem.hard_fraction) < abs(pool_share - runner.problem.hard_fraction)
+
+
+def test_design_weighting_without_a_ratio_is_reported(composer, caplog) -> None:
+    """Breed biases its pool but has no design density ratio: the setting is named as inert."""
+    base = ["experiment=landscape", "logger=none", "trainer.progress=false", "trainer.device=cpu",
+            "trainer.design_weighting=0.5"]
+    cfg = composer([*base, "ogas/breeder=breed"])
+    with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    assert "trainer.design_weighting=0.5 has no effect: BreedBreeder" in caplog.text
+    caplog.clear()
+    cfg = composer([*base, "ogas/breeder=sobol"])  # a static design: ratio 1, nothing to report
+    with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    assert "design_weighting" not in caplog.text

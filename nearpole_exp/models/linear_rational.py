@@ -65,8 +65,9 @@ class LinearRationalModel(nn.Module):
         h = self.body(phi)
         a = self.matrix(h).view(len(x), self.out_features, len(self.linear))
         p = torch.einsum("noi,ni->no", a, x[:, self.linear]) * self.floor
+        # the 1e-9·floor keeps q > 0 where softplus underflows to 0 and a square term vanishes
         q = self.square_terms(phi).pow(2).sum(dim=1) \
-            + self.floor * nn.functional.softplus(self.floor_head(h)[:, 0])
+            + self.floor * (nn.functional.softplus(self.floor_head(h)[:, 0]) + 1e-9)
         return p, q
 
     def q_values(self, x: Tensor) -> Tensor:

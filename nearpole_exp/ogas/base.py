@@ -41,9 +41,15 @@ class Breeder(ABC):
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
 
+    @property
+    def has_design_ratio(self) -> bool:
+        """Whether :meth:`design_weights` can weight this breeder's points back to its design."""
+        return False
+
     def design_weights(self, sim_ids: Tensor) -> Tensor | None:
         """Density ratios p_design/p_asked at asked sims (mean 1 over ``sim_ids``), which weight a
-        pool of breeder-biased sims back towards the design; None when all came from the design."""
+        pool of breeder-biased sims back towards the design; None when there is no ratio (yet)
+        or every point came from the design (ratio 1)."""
         return None
 
     def metrics(self) -> dict[str, float]:

@@ -446,6 +446,10 @@ class OGASBreeder(Breeder):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.restart_from_checkpoint(state)
 
+    @property
+    def has_design_ratio(self) -> bool:
+        return self.ratio is not None
+
     def design_weights(self, sim_ids: Tensor) -> Tensor | None:
         """p_design/p_asked at asked sims from the ratio classifier (see :func:`design_over_pool`),
         clipped at ``ratio_clip``, mean 1; None before the classifier has trained."""

@@ -18,6 +18,11 @@ class StaticBreeder(Breeder):
         super().__init__(bounds)
         self.stream = UnitDesign(design, self.dim, child_generator())
 
+    @property
+    def has_design_ratio(self) -> bool:
+        """Every point comes from the design, so the ratio is 1 (design weighting changes nothing)."""
+        return True
+
     def ask(self, n: int) -> Tensor:
         unit = self.stream.draw(n)
         self.n_asked += n
