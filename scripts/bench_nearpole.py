@@ -99,16 +99,9 @@ def block_tables(name: str, sweep: Path) -> str:
 def machine() -> str:
     """CPU model, core count and Python/torch versions, for the report."""
     import torch
+    from bench_common import cpu_model
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
             f"torch {torch.__version__}")
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_common import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ("burgers", "ks", "landscape")
@@ -50,14 +51,7 @@ COMMON = ("logger=none", "trainer.progress=false", "trainer.plots=false")
 # --------------------------------------------------------------------------- machine and jobs
 def machine() -> str:
     """CPU model, core count and torch version of this machine."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = "no GPU used (trainer.device=cpu)"
     return f"{model}, {cores} cores available, {platform.system()}, Python " \

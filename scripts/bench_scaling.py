@@ -50,6 +50,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # after OMP_WAIT_POLICY, which OpenMP reads when torch loads it
+from bench_common import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTINOMIAL_LIMIT = 2**24
@@ -102,11 +103,7 @@ def load_meter(record: dict[str, Any]) -> Iterator[None]:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    model = platform.processor() or platform.machine()
-    if shutil.which("lscpu"):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        found = re.search(r"Model name:\s*(.+)", out)
-        model = found.group(1).strip() if found else model
+    model = cpu_model()
     mem = ""
     if Path("/proc/meminfo").exists():
         kb = int(re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text()).group(1))
