@@ -56,6 +56,16 @@ class ExecutorConfig:
 
 
 @dataclass
+class PendingSimulation:
+    """A queued simulation of an executor: its id, parameters, tries so far and time spent."""
+
+    sim_id: int
+    params: Tensor
+    attempts: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
 class SimulationResult:
     """One finished simulation: its samples (as ``problem.label(params[None])`` makes them,
     ``source`` all 0) or the reason it failed (``crashed: …``, ``timeout after Xs``,

@@ -42,7 +42,13 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.execution.base import Executor, ExecutorConfig, ExecutorError, SimulationResult
+from nearpole_exp.execution.base import (
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    PendingSimulation,
+    SimulationResult,
+)
 from nearpole_exp.execution.factory import ProblemFactory, as_factory
 from nearpole_exp.execution.samples import (
     crash_reason,
@@ -101,14 +107,6 @@ def _worker_main(conn: Connection, factory: ProblemFactory, threads: int, nonfin
         conn.send(("done", sim_id, out.payload, out.failure, out.wall_s))
 
 
-@dataclass
-class _Task:
-    sim_id: int
-    params: Tensor
-    attempts: int = 0
-    wall_s: float = 0.0
-
-
 class _Worker:
     """One worker process, its pipe and the simulation it is running."""
 
@@ -120,7 +118,7 @@ class _Worker:
         child.close()
         self.born = time.monotonic()
         self.ready = False
-        self.task: _Task | None = None
+        self.task: PendingSimulation | None = None
         self.started = 0.0
 
     def kill(self) -> None:
@@ -147,7 +145,7 @@ class ProcessPoolExecutor(Executor):
         self._ctx = mp.get_context(self._start_method())
         if self._ctx.get_start_method() == "forkserver":
             self._ctx.set_forkserver_preload(PRELOAD + self.factory.modules)
-        self._pending: collections.deque[_Task] = collections.deque()
+        self._pending: collections.deque[PendingSimulation] = collections.deque()
         self._lock = threading.Lock()
         self._results: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
@@ -180,7 +178,7 @@ class ProcessPoolExecutor(Executor):
     # ------------------------------------------------------------------ caller side
     def _start(self, sim_ids: Tensor, params: Tensor) -> None:
         with self._lock:
-            self._pending.extend(_Task(int(i), row) for i, row in zip(sim_ids.tolist(), params,
+            self._pending.extend(PendingSimulation(int(i), row) for i, row in zip(sim_ids.tolist(), params,
                                                                        strict=True))
         self._wake()
 
@@ -293,14 +291,14 @@ class ProcessPoolExecutor(Executor):
         if task is not None:
             self._fail(task, reason if reason.startswith("timeout") else f"crashed: {reason}")
 
-    def _fail(self, task: _Task, reason: str) -> None:
+    def _fail(self, task: PendingSimulation, reason: str) -> None:
         if task.attempts <= self.config.retries:
             with self._lock:
                 self._pending.appendleft(task)
         else:
             self._emit(task, None, reason)
 
-    def _emit(self, task: _Task, samples: Any, failure: str | None) -> None:
+    def _emit(self, task: PendingSimulation, samples: Any, failure: str | None) -> None:
         self._results.put(SimulationResult(task.sim_id, task.params, samples, failure,
                                            task.attempts, task.wall_s))
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.execution.base import Executor, ExecutorConfig, SimulationResult
+from nearpole_exp.execution.base import Executor, ExecutorConfig, PendingSimulation, SimulationResult
 from nearpole_exp.execution.factory import ProblemFactory, as_factory
 from nearpole_exp.execution.samples import (
     Outcome,
@@ -106,17 +106,9 @@ def run_job(factory: ProblemFactory, sim_ids: list[int], rows: np.ndarray, soft_
 
 
 @dataclass
-class _Task:
-    sim_id: int
-    params: Tensor
-    attempts: int = 0
-    wall_s: float = 0.0
-
-
-@dataclass
 class _Job:
     job: Any
-    tasks: list[_Task]
+    tasks: list[PendingSimulation]
     submitted: float
     started: float | None = None
 
@@ -131,7 +123,7 @@ class SubmititExecutor(Executor):
         self.factory = as_factory(problem, factory)
         self.folder = Path(self.config.folder).absolute()
         self.executor = self._make_executor()
-        self._pending: collections.deque[_Task] = collections.deque()
+        self._pending: collections.deque[PendingSimulation] = collections.deque()
         self._jobs: list[_Job] = []
         self._ending: list[_Job] = []
         self._ready: list[SimulationResult] = []
@@ -168,14 +160,14 @@ class SubmititExecutor(Executor):
 
     # ------------------------------------------------------------------ submit / poll
     def _start(self, sim_ids: Tensor, params: Tensor) -> None:
-        self._pending.extend(_Task(int(i), row)
+        self._pending.extend(PendingSimulation(int(i), row)
                              for i, row in zip(sim_ids.tolist(), params, strict=True))
         self._launch()
 
     def _launch(self) -> None:
         """Send pending simulations out as jobs, up to ``max_jobs`` outstanding."""
         c = self.config
-        chunks: list[list[_Task]] = []
+        chunks: list[list[PendingSimulation]] = []
         room = (c.max_jobs - len(self._jobs)) if c.max_jobs else math.inf
         while self._pending and len(chunks) < room:
             size = min(c.sims_per_job, len(self._pending))
@@ -265,7 +257,7 @@ class SubmititExecutor(Executor):
             task.wall_s += wall_s / len(entry.tasks)
             self._fail(task, reason)
 
-    def _fail(self, task: _Task, reason: str) -> None:
+    def _fail(self, task: PendingSimulation, reason: str) -> None:
         if task.attempts <= self.config.retries:
             self._pending.appendleft(task)
         else:
