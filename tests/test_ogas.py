@@ -59,11 +59,13 @@ def tell_twice(b: OGASBreeder, x: torch.Tensor, gen: torch.Generator) -> None:
     b.tell(torch.cat([ids, ids]), torch.cat([difficulty(unit, gen), difficulty(unit, gen)]))
 
 
-@pytest.mark.parametrize(("strategy", "param", "condition"), [
-    ("proportional", "logit", "minmax"),
-    ("uniform_quantile", "box", "rank"),
+@pytest.mark.parametrize(("strategy", "param", "condition", "bred_factor"), [
+    ("proportional", "logit", "minmax", 10),
+    ("proportional", "mirror", "minmax", 10),
+    # targets spread evenly over the loss quantiles: less concentrated by design
+    ("uniform_quantile", "box", "rank", 7),
 ])
-def test_generated_parameters_concentrate_on_the_hard_corner(strategy, param, condition):
+def test_generated_parameters_concentrate_on_the_hard_corner(strategy, param, condition, bred_factor):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model = DDPMConfig(model_dim=64, depth=2, timesteps=50, lr=2e-3, sample_steps=10,
@@ -82,7 +84,7 @@ def test_generated_parameters_concentrate_on_the_hard_corner(strategy, param, co
     share_all = float(corner(x1).float().mean())
     share_bred = float(corner(x1[bred]).float().mean())
     assert share_all >= 5 * volume, share_all
-    assert share_bred >= 10 * volume, share_bred
+    assert share_bred >= bred_factor * volume, share_bred
     m = b.metrics()
     assert m["breeder/ratio"] == pytest.approx(0.8)
     assert m["breeder/generation"] == 2.0

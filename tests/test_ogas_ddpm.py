@@ -9,7 +9,7 @@ import torch
 
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.ogas.config import DDPMConfig
-from nearpole_exp.ogas.ddpm import ConditionalDDPM, decode, encode, make_betas
+from nearpole_exp.ogas.ddpm import ConditionalDDPM, decode, encode, fold, make_betas, mirror_augment
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,7 +44,7 @@ def test_cosine_schedule_midpoint():
     assert abs(float(alpha_bar[499]) - 0.5) < 0.02
 
 
-@pytest.mark.parametrize("param", ["box", "logit"])
+@pytest.mark.parametrize("param", ["box", "logit", "mirror"])
 def test_encode_decode_round_trip(param):
     u = torch.rand(1000, 3, generator=torch.Generator().manual_seed(0)) * 0.998 + 0.001
     back = decode(encode(u, param, 1e-4), param)
@@ -56,6 +56,42 @@ def test_logit_decode_is_inside_for_any_input():
     u = decode(x, "logit")
     assert bool(((u >= 0) & (u <= 1)).all())
     assert decode(torch.tensor([[3.0]]), "box").item() == 2.0  # box decoding can leave [0, 1]
+
+
+def test_mirror_augmentation_folds_back_and_is_continuous_across_the_faces():
+    gen = torch.Generator().manual_seed(0)
+    x = 2 * torch.rand(400_000, 2, generator=gen) - 1
+    aug = mirror_augment(x, 0.5, gen)
+    assert torch.equal(fold(aug), x)  # folding gives back the data exactly
+    assert float(aug.abs().max()) <= 1.5
+    # a coordinate flips with probability ½(1 − d/0.5) within 0.5 of a face: ⅛ of them overall
+    assert abs(float((aug != x).float().mean()) - 0.125) < 0.003
+    # density p(1 − r) just inside a face and p·r just outside: both → p/2 at the face
+    # (p = ½ per unit length here; band means of 1 − r and r over 0.05: 0.525 and 0.475)
+    inside = float(((aug[:, 0] > 0.95) & (aug[:, 0] <= 1.0)).float().mean())
+    outside = float(((aug[:, 0] > 1.0) & (aug[:, 0] <= 1.05)).float().mean())
+    assert inside == pytest.approx(0.5 * 0.05 * 0.525, rel=0.03)
+    assert outside == pytest.approx(0.5 * 0.05 * 0.475, rel=0.03)
+    assert decode(torch.tensor([[1.2, -1.5, 0.3]]), "mirror")[0].tolist() == pytest.approx([0.9, 0.25, 0.65])
+
+
+def test_mirror_parametrisation_covers_a_face_without_piling_onto_it():
+    """Data uniform on [0.5, 1]²: the generated points stay inside and the band along the face
+    holds about its share (0.2 of the data lies within 0.1 of x = 1)."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    model = ConditionalDDPM(2, tiny(guidance_scale=1.0, parametrisation="mirror", timesteps=100,
+                                    sample_steps=25, ema_decay=0.99, lr=1e-3))
+    unit = 0.5 + 0.5 * torch.rand(8192, 2, generator=gen)
+    cond = torch.zeros(8192)
+    for _ in range(800):
+        idx = torch.randint(0, 8192, (128,), generator=gen)
+        model.train_step(unit[idx], cond[idx], None, gen)
+    out = model.decode(model.generate(torch.zeros(2000), gen))
+    assert bool(((out >= 0) & (out <= 1)).all())
+    assert float((out > 0.45).all(dim=1).float().mean()) > 0.9
+    band = float((out[:, 0] > 0.9).float().mean())
+    assert 0.13 < band < 0.3, band
 
 
 def _two_clusters(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,3 +190,6 @@ def test_ddpm_config_validation_names_the_field():
     with pytest.raises(ConfigError) as err:
         DDPMConfig(parametrisation="tanh")
     assert err.value.key == "parametrisation"
+    with pytest.raises(ConfigError) as err:
+        DDPMConfig(mirror_margin=1.5)
+    assert err.value.key == "mirror_margin"

@@ -197,14 +197,14 @@ class OGASBreeder(Breeder):
     def _generate(self, targets: Tensor) -> tuple[Tensor, Tensor, int, int]:
         """DDPM children for ``targets``: (unit points, valid mask, #OOB candidates, #candidates).
 
-        ``logit`` points are always inside. ``box`` points outside are regenerated with fresh
+        ``logit`` and ``mirror`` points are always inside. ``box`` points outside are regenerated with fresh
         noise up to ``max_oob_attempts`` times (``resample_oob``) and the rest marked invalid
         (the caller replaces them by design draws), or clipped when ``resample_oob`` is False.
         """
         bc = self.config.breeder
         model = self._snapshot()
         unit = self.ddpm.decode(self.ddpm.generate(targets, self.sample_generator, model)).cpu()
-        if self.config.model.parametrisation == "logit":
+        if self.config.model.parametrisation != "box":
             return unit.clamp(0.0, 1.0), torch.ones(unit.shape[0], dtype=torch.bool), 0, len(unit)
         oob = self._out_of_box(unit)
         n_oob, n_cand = int(oob.sum()), unit.shape[0]

@@ -19,7 +19,7 @@ LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
 SCHEDULE_ON = ("generation", "budget")
 BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
-PARAMETRISATIONS = ("box", "logit")
+PARAMETRISATIONS = ("box", "logit", "mirror")
 CONDITIONS = ("minmax", "rank")
 BREED_OOB = ("resample", "reflect")
 
@@ -122,7 +122,12 @@ class DDPMConfig:
     """The conditional DDPM over normalised parameters: MLP denoiser, schedule, sampler, CFG.
 
     ``parametrisation="logit"`` diffuses logit(unit λ) so decoded points are always inside the
-    box; ``"box"`` diffuses 2·unit−1 ∈ [−1, 1] (Melissa). ``clip_denoised`` clips the predicted
+    box (the map's stretch makes generations denser towards the faces); ``"box"`` diffuses
+    2·unit−1 ∈ [−1, 1] (Melissa; smoothing thins generations at the faces); ``"mirror"`` diffuses
+    2·unit−1 with training points reflected across a face within ``mirror_margin`` of it (see
+    :func:`~nearpole_exp.ogas.ddpm.mirror_augment`) and folds samples back, so they are inside
+    and even up to the faces. ``guidance_scale`` s: ε_∅ + s(ε_c − ε_∅); 1 is the conditional
+    model, s > 1 extrapolates past it. ``clip_denoised`` clips the predicted
     x̂0 to the data range at every sampling step, which also keeps box samples inside; with
     ``box`` and ``clip_denoised=False`` (Melissa-like) samples can leave the box and the breeder's
     OOB loop handles them.
@@ -135,7 +140,7 @@ class DDPMConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    guidance_scale: float = 2.0
+    guidance_scale: float = 1.0
     cond_drop_prob: float = 0.1
     sampler: str = "ddim"
     sample_steps: int = 25
@@ -143,6 +148,7 @@ class DDPMConfig:
     ema_decay: float = 0.995
     parametrisation: str = "logit"
     logit_eps: float = 1e-4
+    mirror_margin: float = 0.5
     clip_denoised: bool = True
 
     def __post_init__(self) -> None:
@@ -164,6 +170,7 @@ class DDPMConfig:
         check(self.parametrisation in PARAMETRISATIONS, "parametrisation",
               f"must be one of {PARAMETRISATIONS}")
         check(0.0 < self.logit_eps < 0.01, "logit_eps", "must lie in (0, 0.01)")
+        check(0.0 < self.mirror_margin <= 1.0, "mirror_margin", "must lie in (0, 1]")
 
 
 @dataclass

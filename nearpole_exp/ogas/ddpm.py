@@ -20,23 +20,46 @@ LOGIT_SCALE = math.pi / math.sqrt(3.0)  # std of the logistic law: logit(U(0,1))
 
 
 def encode(unit: Tensor, parametrisation: str, eps: float) -> Tensor:
-    """Unit-cube points → diffusion space (``box``: 2u−1; ``logit``: logit(u) / LOGIT_SCALE)."""
-    if parametrisation == "box":
+    """Unit-cube points → diffusion space (``box``, ``mirror``: 2u−1; ``logit``: logit(u) / LOGIT_SCALE)."""
+    if parametrisation in ("box", "mirror"):
         return 2.0 * unit - 1.0
     return torch.logit(unit.clamp(eps, 1.0 - eps)) / LOGIT_SCALE
 
 
 def decode(x: Tensor, parametrisation: str) -> Tensor:
-    """Diffusion space → unit cube (``logit`` lands inside (0, 1) by construction)."""
+    """Diffusion space → unit cube (``logit`` and ``mirror`` land inside [0, 1] by construction)."""
     if parametrisation == "box":
         return (x + 1.0) / 2.0
+    if parametrisation == "mirror":
+        return (fold(x) + 1.0) / 2.0
     return torch.sigmoid(x * LOGIT_SCALE)
 
 
-def data_limit(parametrisation: str, eps: float) -> float:
-    """Largest |x| of encoded data, used to clip the predicted x0 while sampling."""
+def fold(x: Tensor) -> Tensor:
+    """Reflect coordinates in [−3, 3] back into [−1, 1] across the face they crossed."""
+    y = torch.where(x < -1.0, -2.0 - x, x)
+    return torch.where(y > 1.0, 2.0 - y, y).clamp(-1.0, 1.0)
+
+
+def mirror_augment(x: Tensor, margin: float, generator: torch.Generator) -> Tensor:
+    """Reflect each coordinate of x ∈ [−1, 1] across its nearest face with probability
+    ½·max(0, 1 − d/margin), d the distance to that face.
+
+    The augmented law is continuous across the faces (½ p on both sides) and ``fold`` maps it
+    back to the data law exactly, so a DDPM trained on it has no boundary to smooth over: it
+    neither piles points onto the faces (the logit map's stretch) nor thins them there (box).
+    """
+    p = 0.5 * (1.0 - (1.0 - x.abs()) / margin).clamp_min(0.0)
+    flip = torch.rand(x.shape, generator=generator, device=x.device) < p
+    return torch.where(flip, 2.0 * torch.sign(x) - x, x)
+
+
+def data_limit(parametrisation: str, eps: float, margin: float = 0.0) -> float:
+    """Largest |x| of encoded (and, for ``mirror``, reflected) data, used to clip x̂0 while sampling."""
     if parametrisation == "box":
         return 1.0
+    if parametrisation == "mirror":
+        return 1.0 + margin
     return math.log((1.0 - eps) / eps) / LOGIT_SCALE
 
 
@@ -220,7 +243,7 @@ class ConditionalDDPM:
         self._params = list(self.model.parameters())
         self._ema_params = list(self.ema.parameters())
         self.schedule = NoiseSchedule(config.beta_schedule, config.timesteps, self.device)
-        limit = data_limit(config.parametrisation, config.logit_eps)
+        limit = data_limit(config.parametrisation, config.logit_eps, config.mirror_margin)
         # clip x̂0 to the data range (standard DDPM practice); without it keep a loose numerical
         # guard, since few-step DDIM divides by √ᾱ_T ≈ 5e-4 on its first step
         self.x_max = limit if config.clip_denoised else 3.0 * limit
@@ -236,6 +259,8 @@ class ConditionalDDPM:
              generator: torch.Generator) -> Tensor:
         """Σ w_j ‖ε − ε_θ(x_t, t, c_j)‖² / Σ w_j with random t, noise and condition dropout."""
         x0 = self.encode(unit.to(self.device))
+        if self.config.parametrisation == "mirror":
+            x0 = mirror_augment(x0, self.config.mirror_margin, generator)
         cond = cond.to(self.device)
         n = x0.shape[0]
         t = torch.randint(0, self.config.timesteps, (n,), generator=generator, device=self.device)
