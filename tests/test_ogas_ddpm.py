@@ -193,3 +193,10 @@ def test_ddpm_config_validation_names_the_field():
     with pytest.raises(ConfigError) as err:
         DDPMConfig(mirror_margin=1.5)
     assert err.value.key == "mirror_margin"
+    with pytest.raises(ConfigError, match="only with parametrisation=mirror") as err:
+        DDPMConfig(mirror_margin=0.3)  # logit: the margin would be ignored
+    assert err.value.key == "mirror_margin"
+    with pytest.raises(ConfigError, match="only with parametrisation=logit") as err:
+        DDPMConfig(parametrisation="box", logit_eps=1e-3)
+    assert err.value.key == "logit_eps"
+    assert DDPMConfig(parametrisation="mirror", mirror_margin=0.3).mirror_margin == 0.3

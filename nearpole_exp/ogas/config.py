@@ -21,6 +21,8 @@ BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
 CONDITIONS = ("minmax", "rank")
+LOGIT_EPS = 1e-4  # defaults of the parametrisation-specific DDPM fields
+MIRROR_MARGIN = 0.5
 BREED_OOB = ("resample", "reflect")
 
 
@@ -147,8 +149,8 @@ class DDPMConfig:
     ddim_eta: float = 0.0
     ema_decay: float = 0.995
     parametrisation: str = "logit"
-    logit_eps: float = 1e-4
-    mirror_margin: float = 0.5
+    logit_eps: float = LOGIT_EPS
+    mirror_margin: float = MIRROR_MARGIN
     clip_denoised: bool = True
 
     def __post_init__(self) -> None:
@@ -171,6 +173,10 @@ class DDPMConfig:
               f"must be one of {PARAMETRISATIONS}")
         check(0.0 < self.logit_eps < 0.01, "logit_eps", "must lie in (0, 0.01)")
         check(0.0 < self.mirror_margin <= 1.0, "mirror_margin", "must lie in (0, 1]")
+        check(self.parametrisation == "logit" or self.logit_eps == LOGIT_EPS, "logit_eps",
+              f"is used only with parametrisation=logit, not {self.parametrisation}")
+        check(self.parametrisation == "mirror" or self.mirror_margin == MIRROR_MARGIN, "mirror_margin",
+              f"is used only with parametrisation=mirror, not {self.parametrisation}")
 
 
 @dataclass
