@@ -569,6 +569,7 @@ class Runner:
                    "train/skipped_steps": self.state.skipped_steps, "pool/size": len(self.pool),
                    "pool/rejected": self.pool.n_rejected, "breeder/simulations": self.breeder.n_asked}
         summary.update({k: v for k, v in self.breeder.metrics().items()})
+        summary.update(self.problem.summary_info())
         if self.feed is not None:
             summary.update(self.feed.metrics())
             summary.update(self.executor.metrics())

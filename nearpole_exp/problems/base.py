@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -78,6 +78,11 @@ class Problem(ABC):
     def distance(self, inputs: Tensor) -> Tensor | None:
         """Distance of model inputs to the nearest pole, or None when unknown."""
         return None
+
+    def summary_info(self) -> dict[str, Any]:
+        """Facts about how the problem was set up that a run's summary should carry (e.g. a
+        simulator knowingly run under-resolved); none by default."""
+        return {}
 
     def plots(self, predict: Predictor, outdir: str) -> list[str]:
         """Write problem-specific PNG plots to ``outdir`` and return their paths."""

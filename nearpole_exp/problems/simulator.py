@@ -33,9 +33,11 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
-from nearpole_exp.errors import check
+from nearpole_exp.errors import ConfigError, check
 from nearpole_exp.ogas.designs import halton
+from nearpole_exp.problems import resolution
 from nearpole_exp.problems.base import Predictor, Problem, Samples
+from nearpole_exp.problems.resolution import Requirement
 
 RMS_FLOOR = 1e-6
 
@@ -55,12 +57,20 @@ class TrajectoryConfig:
 
 @dataclass
 class SimulatorConfig(TrajectoryConfig):
-    """Grid, horizon and time stepping of a batched 1D simulator (dt = dt_save / substeps)."""
+    """Training grid, horizon and time stepping of a batched 1D simulator.
+
+    ``grid`` is where the surrogate sees the field; the solver runs on ``sim_grid`` points
+    (a multiple of ``grid``) with ``substeps`` steps per saved frame (dt = dt_save / substeps).
+    Left unset (null), both follow the problem's resolution rule per simulation; set, they must
+    resolve the whole box, unless ``allow_under_resolved`` says the run is knowingly not the PDE.
+    """
 
     grid: int = 64
     n_steps: int = 25
     dt_save: float = 0.1
-    substeps: int = 10
+    sim_grid: int | None = None
+    substeps: int | None = None
+    allow_under_resolved: bool = False
     n_modes: int = 3
     amp_low: float = -1.0
     amp_high: float = 1.0
@@ -72,13 +82,37 @@ class SimulatorConfig(TrajectoryConfig):
               f"must be even and at least 8, got {self.grid}")
         check(self.n_steps >= 1, "n_steps", f"must be positive, got {self.n_steps}")
         check(self.dt_save > 0, "dt_save", f"must be positive, got {self.dt_save}")
-        check(self.substeps >= 1, "substeps", f"must be positive, got {self.substeps}")
+        if self.sim_grid is not None:
+            check(self.sim_grid >= self.grid and self.sim_grid % self.grid == 0, "sim_grid",
+                  f"must be a multiple of grid ({self.grid}), got {self.sim_grid}")
+        if self.substeps is not None:
+            check(self.substeps >= 1, "substeps", f"must be positive, got {self.substeps}")
         check(self.n_modes >= 1, "n_modes", f"must be positive, got {self.n_modes}")
         check((self.n_modes + 1) // 2 <= math.ceil(self.grid / 3) - 1, "n_modes",
               f"initial-condition modes must lie in the dealiased band of grid={self.grid}")
         check(self.amp_high > self.amp_low, "amp_high",
               f"must exceed amp_low ({self.amp_low}), got {self.amp_high}")
         check(self.blowup > 0, "blowup", f"must be positive, got {self.blowup}")
+
+    def box_requirement(self) -> Requirement | None:
+        """What the hardest row of the box needs (None: the problem has no resolution rule)."""
+        return None
+
+    def resolution_shortfall(self) -> tuple[str, str] | None:
+        """(key, message) when a fixed ``sim_grid``/``substeps`` does not resolve the box."""
+        req = self.box_requirement()
+        if req is None:
+            return None
+        return resolution.shortfall(req, self.grid, self.dt_save, self.sim_grid, self.substeps)
+
+    def check_resolution(self) -> None:
+        """Refuse fixed settings that do not resolve the box, unless the run opted in."""
+        gap = self.resolution_shortfall()
+        if gap is not None and not self.allow_under_resolved:
+            key, message = gap
+            raise ConfigError(key, f"{message}; leave it unset (null) to follow the resolution "
+                                   "rule per simulation, narrow the box, or set "
+                                   "allow_under_resolved=true")
 
 
 def nrmse(pred: Tensor, target: Tensor) -> Tensor:
