@@ -184,6 +184,7 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     from nearpole_exp.problems.curve2d import Curve2DConfig
     from nearpole_exp.problems.ks import KSConfig
     from nearpole_exp.problems.landscape import LandscapeConfig
+    from nearpole_exp.problems.landscape_multi import MultiRegionLandscapeConfig
     from nearpole_exp.problems.multipole1d import MultiPole1DConfig
     from nearpole_exp.problems.rational1d import Rational1DConfig
     from nearpole_exp.problems.rr_ik import RRIKConfig
@@ -205,6 +206,8 @@ def _component_schemas() -> dict[str, dict[str, type]]:
             "burgers1d": schema_from_config(BurgersConfig, "nearpole_exp.problems.burgers.Burgers1D"),
             "ks1d": schema_from_config(KSConfig, "nearpole_exp.problems.ks.KuramotoSivashinsky1D"),
             "landscape": schema_from_config(LandscapeConfig, "nearpole_exp.problems.landscape.Landscape"),
+            "landscape_multi": schema_from_config(
+                MultiRegionLandscapeConfig, "nearpole_exp.problems.landscape_multi.MultiRegionLandscape"),
             "callable": schema_from_config(CallableSimulatorConfig,
                                            "nearpole_exp.execution.solvers.CallableSimulator"),
             "command": schema_from_config(CommandLineSimulatorConfig,

@@ -25,6 +25,7 @@ from nearpole_exp.errors import ConfigError
 from nearpole_exp.execution.feed import SimulationFeed
 from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.ogas.base import Breeder
+from nearpole_exp.ogas.placement import PlacementLog
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.poles import model_q
 from nearpole_exp.reporting import plots
@@ -175,6 +176,9 @@ class Runner:
         if self.q_source == "model" and hasattr(self.sampler, "q_fn"):
             self.sampler.q_fn = model_q(self.model)
         self.loss_kind = self._resolve_loss(t.loss)
+        ideal = self.problem.ideal_placement()
+        self.placement = None if ideal is None else PlacementLog(ideal, self.problem.bounds)
+        self._placement_record: dict[str, float] = {}
         self._check_compatible()
 
     def _resolve_loss(self, loss: str) -> str:
@@ -257,7 +261,10 @@ class Runner:
             first_id = self.breeder.n_asked
             params = self.breeder.ask(n)
             self.state.breeder_s += time.perf_counter() - start
-            self._add(params, torch.arange(first_id, first_id + len(params)))
+            ids = torch.arange(first_id, first_id + len(params))
+            if self.placement is not None:
+                self._placement_record = self.placement.record(params, self.breeder.bred_mask(ids))
+            self._add(params, ids)
             added += len(params)
         if len(self.pool):
             proposed = self.sampler.propose(self.problem, self.pool, round_idx)
@@ -451,6 +458,8 @@ class Runner:
         breeder_plots = getattr(self.breeder, "plots", None)
         if breeder_plots is not None:
             paths += list(breeder_plots(str(outdir)))
+        if self.placement is not None:
+            paths += self.placement.plot(str(outdir))
         return paths
 
     # ---------------------------------------------------------------- state
@@ -469,6 +478,7 @@ class Runner:
             "monitor": maybe(self.monitor),
             "breeder": self.breeder.state_dict(),
             "feed": maybe(self.feed),
+            "placement": maybe(self.placement),
             "pool": self.pool.state_dict(),
             "breeder_ids": self.breeder_ids,
             "rng": rng_state(),
@@ -489,6 +499,8 @@ class Runner:
         self.breeder.load_state_dict(state["breeder"])
         if self.feed is not None and state.get("feed") is not None:
             self.feed.load_state_dict(state["feed"])
+        if self.placement is not None and state.get("placement") is not None:
+            self.placement.load_state_dict(state["placement"])
         self.pool.load_state_dict(state["pool"])
         self.pool.to(self.device)
         self.breeder_ids = state["breeder_ids"]
@@ -570,6 +582,8 @@ class Runner:
                    "pool/rejected": self.pool.n_rejected, "breeder/simulations": self.breeder.n_asked}
         summary.update({k: v for k, v in self.breeder.metrics().items()})
         summary.update(self.problem.summary_info())
+        if self.placement is not None:
+            summary.update(self.placement.summary())
         if self.feed is not None:
             summary.update(self.feed.metrics())
             summary.update(self.executor.metrics())
@@ -598,6 +612,8 @@ class Runner:
             record["sampler/ess"] = last["ess"]
         record.update(self.sampler.metrics())
         record.update(self.breeder.metrics())
+        record.update(self._placement_record)
+        self._placement_record = {}
         if self.feed is not None:
             record.update(self.feed.metrics())
         if self.gradient is not None:

@@ -40,7 +40,8 @@ import torch
 from bench_common import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBLEMS = ("burgers", "ks", "landscape")
+PROBLEMS = ("burgers", "ks", "landscape", "landscape_multi")
+PDE_PROBLEMS = ("burgers", "ks")
 BREEDERS = ("uniform", "sobol", "breed", "ogas")
 STATS = ("max", "p99", "std", "mean")
 TARGETS = {"max": 1.64, "p99": 1.42, "mean": 1.0}
@@ -167,21 +168,65 @@ def problem_section(problem: str, sweep: Path) -> tuple[list[str], dict[str, dic
             m, sd = mean_std([v.get(key, float("nan")) for v in seeds.values()])
             cells.append(f"{fmt(m)} ± {fmt(sd, 2)}" if math.isfinite(m) else "—")
         lines.append(f"| {breeder} | " + " | ".join(cells) + " |")
+    lines += placement_table(runs)
+    for breeder, seeds in runs.items():
+        wall, base_wall = mean_std([v.get("time/wall_s", float("nan")) for v in seeds.values()]), \
+            mean_std([v.get("time/wall_s", float("nan")) for v in base.values()])
+        summary.setdefault(breeder, {})["wall"] = wall[0] / base_wall[0] if base else float("nan")
     return [*lines, ""], summary
 
 
-def verdict(label: str, ratios: dict[str, float]) -> str:
-    """One line: OGAS's ratios (``ratios[stat]``) against the targets."""
+PLACEMENT = (("placement_bred/hard_mass", "bred hard mass"), ("placement_bred/tv", "bred TV"),
+             ("placement_bred/hard_tv", "bred TV inside"), ("placement/hard_mass", "all hard mass"),
+             ("placement/regions_found", "regions found"))
+
+
+def placement_table(runs: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Where the points went against the ideal tilted density (problems that know it): means
+    over generations ≥ 1 and seeds, with the ideal's hard mass and the TV noise floor."""
+    rows = [(b, seeds) for b, seeds in runs.items()
+            if any("placement/hard_mass" in v for v in seeds.values())]
+    if not rows:
+        return []
+    first = next(iter(rows[0][1].values()))
+    regions = sorted(k.rsplit("/", 1)[1] for k in first if k.startswith("placement/region_mass/"))
+    head = [label for _, label in PLACEMENT] + [f"region {r} mass" for r in regions]
+    lines = ["", "Placement against the ideal tilted density p* (mean over generations ≥ 1, "
+             f"then mean ± std over seeds; ideal hard mass {fmt(first['placement/ideal_hard_mass'])}"
+             f", TV floor of a generation's bred points ≈ {fmt(first.get('placement_bred/tv_floor'))}; "
+             "region masses of all points, ideal "
+             + ", ".join(fmt(first.get(f"placement/ideal_region_mass/{r}")) for r in regions)
+             + "):", "",
+             "| breeder | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for breeder, seeds in rows:
+        keys = [k for k, _ in PLACEMENT] + [f"placement/region_mass/{r}" for r in regions]
+        cells = []
+        for key in keys:
+            m, sd = mean_std([v.get(key, float("nan")) for v in seeds.values()])
+            cells.append(f"{fmt(m)} ± {fmt(sd, 2)}" if math.isfinite(m) else "—")
+        lines.append(f"| {breeder} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict(label: str, ratios: dict[str, float], breed: dict[str, float] | None = None) -> str:
+    """One line: OGAS's ratios (``ratios[stat]``) against the targets, against Breed's max and
+    p99 ratios where given, and its wall time against uniform's."""
     parts = []
     for stat, target in TARGETS.items():
         value = ratios.get(stat, float("nan"))
         ok = "met" if value >= target else "NOT met"
         parts.append(f"{stat} {fmt(value)} (target ≥ {target}: {ok})")
+    for stat in ("max", "p99") if breed else ():
+        ok = "met" if ratios.get(stat, float("nan")) >= breed.get(stat, float("nan")) else "NOT met"
+        parts.append(f"{stat} vs Breed's {fmt(breed.get(stat))} ({ok})")
+    if "wall" in ratios:
+        ok = "met" if ratios["wall"] <= 1.2 else "NOT met"
+        parts.append(f"wall {fmt(ratios['wall'])}× uniform's (target ≤ 1.2: {ok})")
     return f"- **{label}**: " + "; ".join(parts)
 
 
 def across_problems(summaries: list[dict[str, dict[str, float]]]) -> dict[str, float]:
-    """OGAS's per-problem ratios averaged over the problems (the paper's headline is such an
+    """OGAS's per-problem ratios averaged over the PDE problems (the paper's headline is such an
     average, over 9 PDE × architecture pairs)."""
     return {stat: statistics.fmean([s.get("ogas", {}).get(stat, float("nan")) for s in summaries])
             for stat in TARGETS}
@@ -356,10 +401,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{problem}: {wall:.0f} s", flush=True)
             section, summary = problem_section(problem, args.root / problem)
             sections += section
-            verdicts.append(verdict(problem, summary.get("ogas", {})))
-            summaries.append(summary)
+            verdicts.append(verdict(problem, summary.get("ogas", {}), summary.get("breed")))
+            if problem in PDE_PROBLEMS:
+                summaries.append(summary)
         if len(summaries) > 1:
-            verdicts.append(verdict(f"average over the {len(summaries)} problems",
+            verdicts.append(verdict(f"average over the {len(summaries)} PDE problems",
                                     across_problems(summaries)))
         lines += ["## Verdict (OGAS, per-seed mean ratios)", "", *verdicts,
                   f"- Melissa paper (OGAS-Loss, 9 PDE × architecture pairs): max {PAPER['max']}, "

@@ -41,6 +41,11 @@ class Breeder(ABC):
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
 
+    def bred_mask(self, sim_ids: Tensor) -> Tensor | None:
+        """Which of the asked sims ``sim_ids`` were bred (not design draws); None when the
+        breeder does not breed."""
+        return None
+
     @property
     def has_design_ratio(self) -> bool:
         """Whether :meth:`design_weights` can weight this breeder's points back to its design."""

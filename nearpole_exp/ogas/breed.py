@@ -121,6 +121,9 @@ class BreedBreeder(Breeder):
         if ids.numel():
             self.history.update(ids, vals.clamp(max=self.config.max_loss_value))
 
+    def bred_mask(self, sim_ids: Tensor) -> Tensor:
+        return self.history.is_bred[torch.as_tensor(sim_ids, dtype=torch.long)].clone()
+
     def metrics(self) -> dict[str, float]:
         return {
             "breeder/ratio": self.stats["ratio"],

@@ -44,7 +44,7 @@ from nearpole_exp.ogas.history import (
 )
 from nearpole_exp.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.ogas.reservoir import Reservoir
-from nearpole_exp.ogas.schedule import BreedRatioSchedule
+from nearpole_exp.ogas.schedule import AdaptiveBreedRatio, BreedRatioSchedule
 from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
 from nearpole_exp.rng import child_generator
 
@@ -103,6 +103,10 @@ class OGASBreeder(Breeder):
         self.schedule = BreedRatioSchedule(bc.start_breed_ratio, bc.end_breed_ratio,
                                            bc.breakpoint, bc.schedule_on, bc.total_budget,
                                            bc.budget_breakpoint)
+        self.adaptive = (AdaptiveBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
+                                            bc.adaptive_ess_target, bc.adaptive_gain)
+                         if bc.adaptive_ratio else None)
+        self._ess_sum, self._ess_count = 0.0, 0
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
         self.queues = MinMaxQueues(dc.min_max_queue_length)
         self.reservoir = Reservoir(dc.buffer_size, self.dim)
@@ -164,6 +168,8 @@ class OGASBreeder(Breeder):
             self.ratio.step(unit, is_bred)
             weights, ess = self.ratio.weights(unit, bred_fraction, bc.ratio_clip)
             self.stats["ratio_ess"] = ess
+            self._ess_sum += ess
+            self._ess_count += 1
         loss = self.ddpm.train_step(unit, cond, weights, self.train_generator)
         prev = self.stats["ddpm_loss"]
         self.stats["ddpm_loss"] = loss if math.isnan(prev) else 0.9 * prev + 0.1 * loss
@@ -249,7 +255,7 @@ class OGASBreeder(Breeder):
             n = max(bc.total_budget - self.n_asked, 0)
         if bc.synchronous and bc.activate_breed:
             self.trainer.run_inline(bc.train_steps_per_ask)
-        target_ratio = self.schedule.ratio(consumed=self.n_asked) if bc.activate_breed else 0.0
+        target_ratio = self._target_ratio() if bc.activate_breed else 0.0
         with self._data_lock:
             can_breed = self.reservoir.size >= bc.min_reservoir_size
         n_bred = math.floor(n * target_ratio + 1e-9) if can_breed else 0
@@ -279,6 +285,20 @@ class OGASBreeder(Breeder):
             generate_s=time.perf_counter() - t0,
         )
         return self._to_box(self._staged["unit"])
+
+    def _target_ratio(self) -> float:
+        """R of the generation being drawn: the schedule's, or the adaptive controller's after
+        feeding it the mean ESS since the last generation (1 while nothing bred is scored)."""
+        if self.adaptive is None:
+            return self.schedule.ratio(consumed=self.n_asked)
+        if self.schedule.generation == 0:
+            return 0.0
+        if self.schedule.generation >= 2:
+            ess = self._ess_sum / self._ess_count if self._ess_count else 1.0
+            self.adaptive.update(ess)
+            self.stats["adaptive_ess"] = ess
+        self._ess_sum, self._ess_count = 0.0, 0
+        return self.adaptive.value
 
     def concretize_resampled_parameters(self, last_submitted_sim_id: int) -> tuple[int, int]:
         """Write the staged generation at ids ``last_submitted_sim_id+1 …`` (overwriting ids
@@ -320,6 +340,9 @@ class OGASBreeder(Breeder):
                 "bounds": self.bounds.clone(),
                 "n_asked": self.n_asked,
                 "schedule": self.schedule.state_dict(),
+                "adaptive": None if self.adaptive is None else {
+                    **self.adaptive.state_dict(), "ess_sum": self._ess_sum,
+                    "ess_count": self._ess_count},
                 "history": self.history.state_dict(),
                 "queues": self.queues.state_dict(),
                 "reservoir": self.reservoir.state_dict(),
@@ -353,6 +376,10 @@ class OGASBreeder(Breeder):
         with self.trainer.lock, self._data_lock:
             self.n_asked = int(state["n_asked"])
             self.schedule.load_state_dict(state["schedule"])
+            if self.adaptive is not None and state.get("adaptive") is not None:
+                self.adaptive.load_state_dict(state["adaptive"])
+                self._ess_sum = float(state["adaptive"]["ess_sum"])
+                self._ess_count = int(state["adaptive"]["ess_count"])
             self.history.load_state_dict(state["history"])
             self.queues.load_state_dict(state["queues"])
             self.reservoir.load_state_dict(state["reservoir"])
@@ -424,6 +451,8 @@ class OGASBreeder(Breeder):
             "breeder/dropped_values": self.stats["dropped_values"],
             "breeder/generate_s": self.stats["generate_s"],
         }
+        if self.adaptive is not None:
+            out["breeder/adaptive_ess"] = self.stats.get("adaptive_ess", float("nan"))
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
     @property
@@ -469,6 +498,11 @@ class OGASBreeder(Breeder):
         return design_over_pool(p, b_res, b, self.config.breeder.ratio_clip)
 
     # ------------------------------------------------------------------------- inspection
+    def bred_mask(self, sim_ids: Tensor) -> Tensor:
+        ids = torch.as_tensor(sim_ids, dtype=torch.long)
+        with self._data_lock:
+            return self.history.is_bred[ids].clone()
+
     def parameters_of(self, sim_ids: Tensor) -> Tensor:
         """Box coordinates of asked sims (Melissa's parameter table lookup)."""
         ids = torch.as_tensor(sim_ids, dtype=torch.long)

@@ -58,6 +58,11 @@ class BreederConfig:
     schedule_on: str = "generation"
     total_budget: int | None = None
     budget_breakpoint: float = 0.3
+    # adaptive ratio: from generation 1 at start_breed_ratio, R ← clip(R + gain·(ESS − target),
+    # 0, end_breed_ratio) each generation, ESS the ratio classifier's mean since the last one
+    adaptive_ratio: bool = False
+    adaptive_ess_target: float = 0.5
+    adaptive_gain: float = 0.5
     # target difficulties: P(c_j) ∝ max(c_j, 0)^alpha, or c* ~ U[Q_quantile(c), max c]
     loss_sampling_strategy: str = "proportional"
     loss_sampling_alpha: float = 1.0
@@ -97,6 +102,10 @@ class BreederConfig:
         check(0.0 <= self.loss_sampling_quantile < 1.0, "loss_sampling_quantile",
               "must lie in [0, 1)")
         check(self.ratio_clip > 1.0, "ratio_clip", "must exceed 1")
+        check(0.0 < self.adaptive_ess_target < 1.0, "adaptive_ess_target", "must lie in (0, 1)")
+        check(self.adaptive_gain > 0.0, "adaptive_gain", "must be positive")
+        check(not self.adaptive_ratio or self.learn_sampling_ratio, "adaptive_ratio",
+              "is driven by the ratio classifier's ESS: needs learn_sampling_ratio=true")
         check(not (self.learn_sampling_ratio and self.train_only_with_non_breed_samples),
               "train_only_with_non_breed_samples",
               "is an alternative to learn_sampling_ratio: enable at most one")

@@ -120,3 +120,59 @@ def plot_breeder(history_like: Any, outdir: str | Path) -> list[Path]:
         gens = np.arange(max(len(v) for v in ratios.values()))
         paths.append(_line(gens, ratios, "generation", "share", out / "breed_ratio.png"))
     return paths
+
+
+def plot_placement(log: Any, outdir: str) -> list[str]:
+    """Each generation's points (bred filled, design hollow) over the ideal density p* on the
+    first two axes, hard regions outlined, with the generation's TV and hard mass in the title."""
+    diag = log.diagnostic
+    ideal = diag.ideal
+    if ideal.axes < 2 or not log.generations:
+        return []
+    side = 96
+    axis = (torch.arange(side, dtype=torch.float64) + 0.5) / side
+    grid = torch.full((side * side, ideal.dim), 0.5, dtype=torch.float64)
+    grid[:, :2] = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
+    if ideal.axes > 2:
+        grid[:, 2 : ideal.axes] = ((ideal.lows[0, 2:] + ideal.highs[0, 2:]) / 2).double()
+    density = _np(ideal.density(grid).reshape(side, side).T)
+    n = len(log.generations)
+    cols = min(n + 1, 5)
+    rows = int(np.ceil((n + 1) / cols))
+    fig = Figure(figsize=(3.2 * cols, 3.1 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for k, ax in enumerate(axes):
+        if k > n:
+            ax.set_axis_off()
+            continue
+        ax.imshow(density, origin="lower", extent=(0, 1, 0, 1), cmap="Greys", alpha=0.6)
+        for lo, hi in zip(ideal.lows, ideal.highs, strict=True):
+            ax.add_patch(_box_patch(lo, hi))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("λ_0 (unit box)")
+        ax.set_ylabel("λ_1 (unit box)")
+        if k == 0:
+            ax.set_title(f"ideal p* (hard mass {float(ideal.region_masses.sum()):.2f})", fontsize=9)
+            continue
+        unit, bred = _np(log.generations[k - 1]), _np(log.bred[k - 1])
+        ax.scatter(unit[~bred, 0], unit[~bred, 1], s=6, facecolors="none", edgecolors="tab:blue",
+                   linewidths=0.6, label="design")
+        ax.scatter(unit[bred, 0], unit[bred, 1], s=6, c="tab:red", label="bred")
+        h = log.history[k - 1]
+        tv, hard = h.get("placement/tv", float("nan")), h["placement/hard_mass"]
+        ax.set_title(f"generation {k - 1}: TV {tv:.2f}, hard mass {hard:.2f}", fontsize=9)
+        if k == 1:
+            ax.legend(fontsize=7, loc="lower left")
+    path = Path(outdir) / "placement.png"
+    fig.suptitle("Generated points vs the ideal tilted density (grey), hard regions outlined")
+    fig.savefig(path, dpi=80)
+    return [str(path)]
+
+
+def _box_patch(lo: torch.Tensor, hi: torch.Tensor) -> Any:
+    from matplotlib.patches import Rectangle
+
+    lo0, lo1 = float(lo[0]), float(lo[1])
+    return Rectangle((lo0, lo1), float(hi[0]) - lo0, float(hi[1]) - lo1, fill=False,
+                     edgecolor="black", linewidth=1.0)

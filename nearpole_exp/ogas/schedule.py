@@ -49,3 +49,32 @@ class BreedRatioSchedule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generation = int(state["generation"])
+
+
+class AdaptiveBreedRatio:
+    """Breed ratio steered by the ratio classifier's effective sample size (a feature the
+    originals lack): R ← clip(R + gain·(ESS − target), 0, ceiling) once per generation.
+
+    The ESS fraction of the debiasing weights falls as the reservoir drifts from the design;
+    holding it at ``target`` breeds as much as the history can still be reweighted to the
+    design, so the ramp adapts to how concentrated the bred points are instead of being fixed
+    in advance. The fixed point R* solves ESS(R*) = target (or sits at a bound).
+    """
+
+    def __init__(self, initial: float, ceiling: float, target: float, gain: float) -> None:
+        self.value = float(initial)
+        self.ceiling = float(ceiling)
+        self.target = float(target)
+        self.gain = float(gain)
+
+    def update(self, ess: float) -> float:
+        """Move R by the ESS error of the last generation (ignored when not finite)."""
+        if ess == ess and abs(ess) != float("inf"):
+            self.value = min(max(self.value + self.gain * (ess - self.target), 0.0), self.ceiling)
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value = float(state["value"])

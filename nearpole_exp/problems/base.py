@@ -38,6 +38,26 @@ class Samples:
         return int(self.inputs.shape[0])
 
 
+@dataclass(frozen=True)
+class IdealPlacement:
+    """Where a problem's points should ideally go, on the unit box (analytic landscapes).
+
+    ``density`` evaluates the ideal tilted density p* at points ``[n, d]``; ``lows``/``highs``
+    ``[R, m]`` bound the hard regions over the first ``m`` axes (p* does not depend on the rest);
+    ``region_masses`` ``[R]`` is p*'s mass in each region.
+    """
+
+    density: Callable[[Tensor], Tensor]
+    lows: Tensor
+    highs: Tensor
+    region_masses: Tensor
+    dim: int
+
+    @property
+    def axes(self) -> int:
+        return int(self.lows.shape[1])
+
+
 class Problem(ABC):
     """A learning problem: acquisition box, oracle, model dimensions and evaluation."""
 
@@ -77,6 +97,10 @@ class Problem(ABC):
 
     def distance(self, inputs: Tensor) -> Tensor | None:
         """Distance of model inputs to the nearest pole, or None when unknown."""
+        return None
+
+    def ideal_placement(self) -> IdealPlacement | None:
+        """The ideal sampling density and hard regions, where known (None by default)."""
         return None
 
     def summary_info(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.problems.base import Predictor
+from nearpole_exp.problems.base import IdealPlacement, Predictor
 from nearpole_exp.problems.simulator import TrajectoryConfig, TrajectoryProblem
 
 
@@ -119,6 +119,15 @@ class Landscape(TrajectoryProblem):
         """The ideal tilted sampling density p*(λ) = g(λ)/Z on the unit box, ``[n]``."""
         whole, _ = self._axis_integrals()
         return self.difficulty(params) / whole**self.active
+
+    def ideal_placement(self) -> IdealPlacement:
+        """p* and the hard corner [x0, 1]^m with its ideal mass (the box is the unit cube)."""
+        m = self.active
+        return IdealPlacement(density=self.ideal_density,
+                              lows=torch.full((1, m), self.corner, dtype=torch.float64),
+                              highs=torch.ones(1, m, dtype=torch.float64),
+                              region_masses=torch.tensor([self.ideal_hard_mass], dtype=torch.float64),
+                              dim=self.config.dim)
 
     def target(self, params: Tensor, phase: Tensor) -> Tensor:
         """f(λ, t) for points ``[..., d]`` and phases broadcastable to ``[...]`` (float32)."""
