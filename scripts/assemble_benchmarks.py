@@ -9,6 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = [
+    ("solvers.md", "scripts/validate_simulators.py, scripts/bench_solvers.py",
+     "the PDE solvers against independent references, and against exponax's speed"),
     ("nearpole.md", "scripts/bench_nearpole.py", "near-pole strategies vs uniform, sampling speed"),
     ("ogas.md", "scripts/bench_ogas.py", "OGAS vs uniform, Sobol and Breed at equal budget; breeder cost"),
     ("executors.md", "scripts/bench_executors.py", "simulation executors and asynchronous generations"),

@@ -11,7 +11,11 @@ Three reports, each printing a markdown table:
         how they spread across it (outer fifth of the first axis vs inner fifth);
     python scripts/ogas_placement.py burgers outputs/bench_ogas3/burgers
         per run of a Burgers sweep (preset settings): the pool's share and the held-out mean
-        nRMSE in viscosity bins, from the final checkpoint.
+        nRMSE in viscosity bins, from the final checkpoint;
+    python scripts/ogas_placement.py tails outputs/bench_ogas4/ks
+        per breeder of any simulator sweep (each run rebuilt from its own .hydra config): where
+        the held-out trajectories above each run's p99 sit, in five bins of the physical
+        parameter (ν or L) over its box, summed over seeds.
 """
 
 from __future__ import annotations
@@ -103,9 +107,39 @@ def burgers(root: Path) -> list[str]:
     return rows
 
 
+def tails(root: Path) -> list[str]:
+    """Counts of the above-p99 held-out trajectories per fifth of the first parameter's box."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from nearpole_exp.runner import build_model
+
+    counts: dict[str, list[int]] = {}
+    box = ""
+    for run in sorted(p for p in root.iterdir() if (p / "checkpoints/last.pt").exists()):
+        cfg = OmegaConf.load(run / ".hydra/config.yaml")
+        problem = instantiate(cfg.problem, _convert_="all")
+        model = build_model(cfg.model, problem.model_dims())
+        model.load_state_dict(torch.load(run / "checkpoints/last.pt", weights_only=True)["model"])
+        model.eval()
+        scores, _, _ = problem.eval_scores(lambda x, m=model: m(x.float()))
+        first = problem.eval_set()[0][:, 0].double()
+        lo, hi = (float(v) for v in problem.bounds[0])
+        tail = first[scores >= torch.quantile(scores, 0.99)]
+        edges = torch.linspace(lo, hi, 6, dtype=torch.float64)
+        binned = [int(((tail >= a) & (tail <= b if i == 4 else tail < b)).sum())
+                  for i, (a, b) in enumerate(itertools.pairwise(edges.tolist()))]
+        breeder = run.name.rsplit("_s", 1)[0]
+        counts[breeder] = [a + b for a, b in zip(counts.get(breeder, [0] * 5), binned, strict=True)]
+        box = " | ".join(f"[{a:.3g}, {b:.3g})" for a, b in itertools.pairwise(edges.tolist()))
+    rows = [f"| breeder | {box} |", "|---|" + "---:|" * 5]
+    rows += [f"| {b} | " + " | ".join(map(str, c)) + " |" for b, c in counts.items()]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("report", choices=("faces", "landscape", "burgers"))
+    parser.add_argument("report", choices=("faces", "landscape", "burgers", "tails"))
     parser.add_argument("root", nargs="?", type=Path, help="a sweep directory (landscape, burgers)")
     args = parser.parse_args()
     if args.report == "faces":
@@ -113,7 +147,8 @@ def main() -> None:
     elif args.root is None:
         parser.error(f"{args.report} needs the sweep directory")
     else:
-        rows = landscape(args.root) if args.report == "landscape" else burgers(args.root)
+        report = {"landscape": landscape, "burgers": burgers, "tails": tails}[args.report]
+        rows = report(args.root)
     print("\n".join(rows))
 
 

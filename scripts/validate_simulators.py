@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 
 import numpy as np
@@ -67,7 +68,11 @@ def validate(problem: PseudoSpectralProblem, points: torch.Tensor,
 
 def report(name: str, problem: PseudoSpectralProblem, points: torch.Tensor) -> None:
     start = time.perf_counter()
-    refs = [reference(problem, row) for row in points]
+    refs = []
+    for i, row in enumerate(points):
+        refs.append(reference(problem, row))
+        print(f"reference {i + 1}/{len(points)} at {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
     print(f"\n### {name}: {len(points)} points (references {time.perf_counter() - start:.0f} s)\n")
     print("| setting | within 1e-3 | worst error | at | median | solve time |")
     print("|---|---:|---:|---|---:|---:|")
