@@ -50,6 +50,16 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
     assert bred_share > 4 * design_share
     assert bred_share > 0.25
 
+    # the placement diagnostic saw the same: per generation in metrics.jsonl, mean in the summary
+    placed = [r for r in rounds if "placement/generation" in r]
+    assert [int(r["placement/generation"]) for r in placed] == list(range(6))
+    assert "placement_bred/hard_mass" not in placed[0]  # generation 0 is the design
+    assert abs(placed[0]["placement/hard_mass"] - runner.problem.hard_fraction) < 0.06
+    assert summary["placement_bred/hard_mass"] > 4 * runner.problem.hard_fraction
+    assert math.isclose(summary["placement/ideal_hard_mass"], runner.problem.ideal_hard_mass)
+    paths = runner.make_plots({})
+    assert any(p.endswith("placement.png") and Path(p).stat().st_size > 10_000 for p in paths)
+
     # trainer.design_weighting: the ratio classifier's p_design/p_pool pulls the batch prior
     # back towards the design, so the weighted share of the hard corner falls towards its volume
     runner.tc.design_weighting = 1.0
