@@ -1,4 +1,5 @@
-"""Write BENCHMARKS.md from the per-area reports in benchmarks/ (each written by its own script).
+"""Write BENCHMARKS.md from the per-area reports in benchmarks/ (each written by its own script;
+links relative to benchmarks/ are rewritten relative to the repository root).
 
 Usage: python scripts/assemble_benchmarks.py
 """
@@ -43,7 +44,8 @@ def main() -> None:
     present = [row for row in SECTIONS if (ROOT / "benchmarks" / row[0]).exists()]
     parts += [f"| [{name}](benchmarks/{name}) | `{script}` | {what} |\n" for name, script, what in present]
     for name, _, _ in present:
-        parts.append("\n" + demote_headings((ROOT / "benchmarks" / name).read_text().strip()) + "\n")
+        text = (ROOT / "benchmarks" / name).read_text().strip().replace("](../", "](")
+        parts.append("\n" + demote_headings(text) + "\n")
     (ROOT / "BENCHMARKS.md").write_text("".join(parts))
 
 
