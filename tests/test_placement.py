@@ -183,3 +183,38 @@ def test_region_errors_are_reported():
     metrics = p.evaluate(lambda x: torch.full((len(x), 1), 2.0))
     assert {f"eval/region_error/{r}" for r in range(3)} <= set(metrics)
     assert metrics["eval/region_error/0"] > metrics["eval/easy_region_error"]
+
+
+# --- child jitter -----------------------------------------------------------------------------
+
+
+def test_jitter_is_gaussian_inside_and_mirrored_at_a_face():
+    from nearpole_exp.ogas.breed import jitter
+
+    gen = torch.Generator().manual_seed(7)
+    centre = jitter(torch.full((200_000, 2), 0.5), 0.05, gen)
+    assert abs(float(centre.mean()) - 0.5) < 1e-3 and abs(float(centre.std()) - 0.05) < 1e-3
+    face = jitter(torch.full((200_000, 1), 1.0), 0.05, gen)
+    assert float(face.max()) <= 1.0 and float(face.min()) >= 0.0
+    # reflected at 1: the law of 1 − |z|·σ, a half-normal with mean 1 − σ·√(2/π)
+    assert abs(float(face.mean()) - (1 - 0.05 * math.sqrt(2 / math.pi))) < 1e-3
+
+
+def test_ogas_child_jitter_moves_only_bred_points():
+    def generation(sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        b = tiny_breeder(child_jitter=sigma, end_breed_ratio=0.5, breakpoint=2)
+        gen = torch.Generator().manual_seed(0)
+        x = b.ask(64)
+        b.tell(torch.arange(64), 0.1 + ((x[:, 0] > 0.8) & (x[:, 1] > 0.8)).float()
+               + 0.01 * torch.rand(64, generator=gen))
+        x = b.ask(64)
+        return x, b.bred_mask(torch.arange(64, 128))
+
+    plain, bred_plain = generation(0.0)
+    jittered, bred = generation(0.05)
+    assert int(bred.sum()) == int(bred_plain.sum()) == 32
+    assert bool(((jittered >= 0) & (jittered <= 1)).all())
+    assert not torch.equal(plain[bred_plain].sort(dim=0).values, jittered[bred].sort(dim=0).values)
+    with pytest.raises(ConfigError):
+        tiny_breeder(child_jitter=0.9)

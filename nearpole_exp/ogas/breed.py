@@ -21,7 +21,7 @@ from nearpole_exp.ogas.history import SimHistory, validate_signals
 from nearpole_exp.ogas.schedule import BreedRatioSchedule
 from nearpole_exp.rng import child_generator
 
-__all__ = ["BreedBreeder", "BreedConfig", "fitness_weights", "reflect_unit"]
+__all__ = ["BreedBreeder", "BreedConfig", "fitness_weights", "jitter", "reflect_unit"]
 
 FORMAT_VERSION = 1
 
@@ -30,6 +30,11 @@ def reflect_unit(unit: Tensor) -> Tensor:
     """Fold coordinates into [0, 1] by mirror reflection at the faces (period 2)."""
     folded = torch.remainder(unit, 2.0)
     return torch.where(folded > 1.0, 2.0 - folded, folded)
+
+
+def jitter(unit: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
+    """Gaussian perturbations of unit-box points, std ``sigma`` per axis, reflected at the faces."""
+    return reflect_unit(unit + sigma * torch.randn(unit.shape, generator=generator))
 
 
 def fitness_weights(signal: Tensor, power: float) -> Tensor:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.ogas.base import Breeder
+from nearpole_exp.ogas.breed import jitter
 from nearpole_exp.ogas.config import (
     BreederConfig,
     DataConfig,
@@ -270,6 +271,8 @@ class OGASBreeder(Breeder):
                                      self.generator)
             bred_unit, valid, n_oob, n_cand = self._generate(targets)
             bred_unit, targets = bred_unit[valid], targets[valid]
+            if bc.child_jitter > 0:
+                bred_unit = jitter(bred_unit, bc.child_jitter, self.generator)
         n_valid = bred_unit.shape[0]
         design_unit = self.design.draw(n - n_valid)
         unit = torch.cat([bred_unit, design_unit])

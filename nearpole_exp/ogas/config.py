@@ -76,6 +76,9 @@ class BreederConfig:
     ratio_mlp_weight_decay: float = 0.01
     ratio_mlp_label_smoothing: float = 0.0
     ratio_mlp_lr: float = 1e-3
+    # bred points perturbed by N(0, child_jitter²) per unit-box axis, reflected at the faces: a
+    # kernel smoothing of the DDPM's samples over the conditional's support (0: off)
+    child_jitter: float = 0.0
     # out-of-bounds generations (box parametrisation only): regenerate, then design draws
     resample_oob: bool = True
     max_oob_attempts: int = 3
@@ -104,6 +107,7 @@ class BreederConfig:
         check(self.ratio_clip > 1.0, "ratio_clip", "must exceed 1")
         check(0.0 < self.adaptive_ess_target < 1.0, "adaptive_ess_target", "must lie in (0, 1)")
         check(self.adaptive_gain > 0.0, "adaptive_gain", "must be positive")
+        check(0.0 <= self.child_jitter <= 0.5, "child_jitter", "must lie in [0, 0.5]")
         check(not self.adaptive_ratio or self.learn_sampling_ratio, "adaptive_ratio",
               "is driven by the ratio classifier's ESS: needs learn_sampling_ratio=true")
         check(not (self.learn_sampling_ratio and self.train_only_with_non_breed_samples),
