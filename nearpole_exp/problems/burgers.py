@@ -5,7 +5,7 @@ amplitudes of the initial condition u_0 = Σ c_j φ_j over φ = sin x, cos x, si
 The default amplitudes are positive ([0.2, 1]) so no trajectory has a vanishing RMS (which
 would make nRMSE meaningless). Small ν with large amplitudes steepens into shocks: the hard
 region where a surrogate's tail errors live. Each simulation runs on the grid and time step
-its own ν and max|u0| need (``problems/resolution.py``: up to 1280 points at ν = 0.01), and
+its own ν and max|u0| need (``problems/resolution.py``: up to 1536 points at ν = 0.01), and
 the surrogate sees the field at the ``grid`` training points; the solver agrees with the exact
 Cole–Hopf solution to < 1e-3 relative L2 on every frame over the default box
 (``scripts/validate_simulators.py``).

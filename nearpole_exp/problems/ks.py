@@ -3,7 +3,7 @@
 Parameters λ = (Lx, c_1…c_k): the domain length and the amplitudes of a truncated Fourier
 initial condition u_0 = Σ c_j φ_j(2πx/Lx) over φ = sin, cos, sin 2·, cos 2·, …. Short domains
 (few unstable modes, k² − k⁴ > 0 for k = 2πj/Lx < 1) settle to steady cells; long domains are
-chaotic (the intended hard region). Each simulation runs with grid spacing ≤ 0.55 and dt ≤ 0.1
+chaotic (the intended hard region). Each simulation runs with grid spacing ≤ 0.55 and dt ≤ 0.05
 (``problems/resolution.py``; 192 points at Lx = 100) and the surrogate sees the field at the
 ``grid`` training points, so a longer domain is coarser *for the surrogate* only. ``warmup``
 integrates (unsaved) before frame 0, so frames can start near the attractor.
