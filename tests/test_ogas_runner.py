@@ -87,3 +87,18 @@ def test_design_weighting_without_a_ratio_is_reported(composer, caplog) -> None:
     with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
         Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     assert "design_weighting" not in caplog.text
+
+
+def test_placement_history_survives_a_checkpoint(composer, tmp_path) -> None:
+    base = ["experiment=landscape_multi", "ogas/breeder=breed", "seed=1", "logger=none",
+            "trainer.device=cpu", "trainer.progress=false", "trainer.plots=false",
+            "trainer.rounds=3", "trainer.steps_per_round=20", "trainer.initial_points=64",
+            "trainer.points_per_round=32", "problem.n_eval=32"]
+    cfg = composer(base)
+    runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    summary = runner.run()
+    assert len(runner.placement.history) == 3 and "placement/region_mass/2" in summary
+    other = Runner(cfg, tmp_path)
+    other.load_state_dict(runner.state_dict(None))
+    assert other.placement.history == runner.placement.history
+    assert other.placement.summary() == runner.placement.summary()
