@@ -152,6 +152,13 @@ def test_adaptive_ratio_needs_the_ratio_classifier():
     with pytest.raises(ConfigError) as err:
         tiny_breeder(adaptive_ess_target=1.5)
     assert err.value.key == "breeder.adaptive_ess_target"
+    for settings, key in (({"adaptive_gain": 0.3}, "adaptive_gain"),  # ignored without adaptive_ratio
+                          ({"adaptive_ratio": True, "breakpoint": 2}, "breakpoint"),  # ramp replaced
+                          ({"adaptive_ratio": True, "schedule_on": "budget", "total_budget": 100},
+                           "breakpoint")):
+        with pytest.raises(ConfigError) as err:
+            tiny_breeder(**settings)
+        assert err.value.key == f"breeder.{key}"
 
 
 # --- the multi-region landscape -------------------------------------------------------------

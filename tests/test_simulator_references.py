@@ -174,3 +174,22 @@ def test_an_explicit_opt_in_builds_and_says_so():
                                        "problem/sim_grid_max": 384, "problem/substeps_max": 20}
     auto = Burgers1D().summary_info()
     assert auto["problem/under_resolved"] is False and auto["problem/sim_grid_max"] == 1536
+
+
+@pytest.mark.parametrize(("make", "kwargs", "key"), [
+    (Burgers1D, {"nu_low": 1e-5}, "nu_low"),            # the rule would ask for ~1.4e6 points
+    (KuramotoSivashinsky1D, {"length_high": 1e5}, "length_high"),
+    (Burgers1D, {"amp_high": float("inf")}, "amp_high"),
+    (Burgers1D, {"nu_high": float("inf")}, "nu_high"),
+    (KuramotoSivashinsky1D, {"amp_low": float("nan")}, "amp_low"),
+])
+def test_an_unaffordable_or_non_finite_box_is_refused_naming_its_key(make, kwargs, key):
+    with pytest.raises(ConfigError) as err:
+        make(**kwargs)
+    assert err.value.key == key
+
+
+def test_an_unaffordable_box_can_still_run_knowingly_under_resolved():
+    p = Burgers1D(nu_low=1e-5, sim_grid=64, substeps=10, allow_under_resolved=True, n_steps=2)
+    assert p.summary_info()["problem/under_resolved"] is True
+    assert p.simulate(torch.tensor([[1e-5, 0.5, 0.5, 0.5]])).shape == (1, 3, 64)

@@ -21,6 +21,9 @@ BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
 CONDITIONS = ("minmax", "rank")
+ADAPTIVE_ESS_TARGET = 0.5
+ADAPTIVE_GAIN = 0.5
+RAMP_BREAKPOINT = 4
 LOGIT_EPS = 1e-4  # defaults of the parametrisation-specific DDPM fields
 MIRROR_MARGIN = 0.5
 BREED_OOB = ("resample", "reflect")
@@ -54,15 +57,15 @@ class BreederConfig:
     activate_breed: bool = True
     start_breed_ratio: float = 0.0
     end_breed_ratio: float = 0.7
-    breakpoint: int = 4
+    breakpoint: int = RAMP_BREAKPOINT
     schedule_on: str = "generation"
     total_budget: int | None = None
     budget_breakpoint: float = 0.3
     # adaptive ratio: from generation 1 at start_breed_ratio, R ← clip(R + gain·(ESS − target),
     # 0, end_breed_ratio) each generation, ESS the ratio classifier's mean since the last one
     adaptive_ratio: bool = False
-    adaptive_ess_target: float = 0.5
-    adaptive_gain: float = 0.5
+    adaptive_ess_target: float = ADAPTIVE_ESS_TARGET
+    adaptive_gain: float = ADAPTIVE_GAIN
     # target difficulties: P(c_j) ∝ max(c_j, 0)^alpha, or c* ~ U[Q_quantile(c), max c]
     loss_sampling_strategy: str = "proportional"
     loss_sampling_alpha: float = 1.0
@@ -108,6 +111,13 @@ class BreederConfig:
         check(0.0 < self.adaptive_ess_target < 1.0, "adaptive_ess_target", "must lie in (0, 1)")
         check(self.adaptive_gain > 0.0, "adaptive_gain", "must be positive")
         check(0.0 <= self.child_jitter <= 0.5, "child_jitter", "must lie in [0, 0.5]")
+        for key, default in (("adaptive_ess_target", ADAPTIVE_ESS_TARGET),
+                             ("adaptive_gain", ADAPTIVE_GAIN)):
+            check(self.adaptive_ratio or getattr(self, key) == default, key,
+                  "is used only with adaptive_ratio=true")
+        check(not self.adaptive_ratio or (self.schedule_on == "generation"
+                                          and self.breakpoint == RAMP_BREAKPOINT), "breakpoint",
+              "the ramp (breakpoint, schedule_on) is replaced by adaptive_ratio=true: leave it unset")
         check(not self.adaptive_ratio or self.learn_sampling_ratio, "adaptive_ratio",
               "is driven by the ratio classifier's ESS: needs learn_sampling_ratio=true")
         check(not (self.learn_sampling_ratio and self.train_only_with_non_breed_samples),

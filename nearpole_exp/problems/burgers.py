@@ -42,9 +42,13 @@ class BurgersConfig(SimulatorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.nu_low > 0, "nu_low", f"must be positive, got {self.nu_low}")
+        check(math.isfinite(self.nu_high), "nu_high", f"must be finite, got {self.nu_high}")
         check(self.nu_high > self.nu_low, "nu_high",
               f"must exceed nu_low ({self.nu_low}), got {self.nu_high}")
         self.check_resolution()
+
+    def hardest_key(self) -> str:
+        return "nu_low"
 
     def box_requirement(self) -> Requirement:
         u_max = resolution.sup_bound(self.n_modes, self.amp_low, self.amp_high)

@@ -12,6 +12,7 @@ integrates (unsaved) before frame 0, so frames can start near the attractor.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,10 +37,15 @@ class KSConfig(SimulatorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.length_low > 0, "length_low", f"must be positive, got {self.length_low}")
+        check(math.isfinite(self.length_high), "length_high",
+              f"must be finite, got {self.length_high}")
         check(self.length_high > self.length_low, "length_high",
               f"must exceed length_low ({self.length_low}), got {self.length_high}")
         check(self.warmup >= 0, "warmup", f"must be non-negative, got {self.warmup}")
         self.check_resolution()
+
+    def hardest_key(self) -> str:
+        return "length_high"
 
     def box_requirement(self) -> Requirement:
         return resolution.ks_requirement(torch.tensor([self.length_high]))

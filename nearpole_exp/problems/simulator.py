@@ -40,6 +40,8 @@ from nearpole_exp.problems.base import Predictor, Problem, Samples
 from nearpole_exp.problems.resolution import Requirement
 
 RMS_FLOOR = 1e-6
+MAX_SIM_POINTS = 1 << 15
+MAX_SUBSTEPS = 10_000
 
 
 @dataclass
@@ -90,6 +92,8 @@ class SimulatorConfig(TrajectoryConfig):
         check(self.n_modes >= 1, "n_modes", f"must be positive, got {self.n_modes}")
         check((self.n_modes + 1) // 2 <= math.ceil(self.grid / 3) - 1, "n_modes",
               f"initial-condition modes must lie in the dealiased band of grid={self.grid}")
+        for key in ("amp_low", "amp_high", "dt_save"):
+            check(math.isfinite(getattr(self, key)), key, f"must be finite, got {getattr(self, key)}")
         check(self.amp_high > self.amp_low, "amp_high",
               f"must exceed amp_low ({self.amp_low}), got {self.amp_high}")
         check(self.blowup > 0, "blowup", f"must be positive, got {self.blowup}")
@@ -105,8 +109,24 @@ class SimulatorConfig(TrajectoryConfig):
             return None
         return resolution.shortfall(req, self.grid, self.dt_save, self.sim_grid, self.substeps)
 
+    def hardest_key(self) -> str:
+        """The box setting that makes the hardest row hard (named when the box is unaffordable)."""
+        return "grid"
+
     def check_resolution(self) -> None:
-        """Refuse fixed settings that do not resolve the box, unless the run opted in."""
+        """Refuse fixed settings that do not resolve the box, unless the run opted in, and boxes
+        whose resolution rule asks for more than ``MAX_SIM_POINTS`` points or ``MAX_SUBSTEPS``
+        steps per frame (a stray ν = 1e-6 must not mean a grid of millions)."""
+        req = self.box_requirement()
+        if req is not None:
+            points = float(req.points.max())
+            steps = self.dt_save / float(req.dt.min())
+            affordable = ((self.sim_grid is not None or points <= MAX_SIM_POINTS)
+                          and (self.substeps is not None or steps <= MAX_SUBSTEPS))
+            check(affordable, self.hardest_key(),
+                  f"the box's hardest row needs {points:.3g} points and {steps:.3g} steps per "
+                  f"saved frame (limits {MAX_SIM_POINTS} and {MAX_SUBSTEPS}): narrow the box, or "
+                  "fix sim_grid and substeps with allow_under_resolved=true")
         gap = self.resolution_shortfall()
         if gap is not None and not self.allow_under_resolved:
             key, message = gap
