@@ -177,6 +177,10 @@ class Runner:
             self.sampler.q_fn = model_q(self.model)
         self.loss_kind = self._resolve_loss(t.loss)
         ideal = self.problem.ideal_placement()
+        if ideal is not None and self.feed is not None:
+            log.warning("the placement diagnostic scores generations of executor=batched runs only: "
+                        "this run (%s) has none", type(self.executor).__name__)
+            ideal = None
         self.placement = None if ideal is None else PlacementLog(ideal, self.problem.bounds)
         self._placement_record: dict[str, float] = {}
         self._check_compatible()

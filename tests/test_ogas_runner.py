@@ -102,3 +102,14 @@ def test_placement_history_survives_a_checkpoint(composer, tmp_path) -> None:
     other.load_state_dict(runner.state_dict(None))
     assert other.placement.history == runner.placement.history
     assert other.placement.summary() == runner.placement.summary()
+
+
+def test_placement_is_off_and_said_so_under_an_asynchronous_executor(composer, caplog) -> None:
+    cfg = composer(["experiment=landscape", "executor=inprocess", "logger=none",
+                    "trainer.progress=false", "trainer.device=cpu"])
+    with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
+        runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    try:
+        assert runner.placement is None and "placement diagnostic" in caplog.text
+    finally:
+        runner.executor.close()
