@@ -32,8 +32,9 @@ def reflect_unit(unit: Tensor) -> Tensor:
     return torch.where(folded > 1.0, 2.0 - folded, folded)
 
 
-def jitter(unit: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
-    """Gaussian perturbations of unit-box points, std ``sigma`` per axis, reflected at the faces."""
+def jitter(unit: Tensor, sigma: float | Tensor, generator: torch.Generator) -> Tensor:
+    """Gaussian perturbations of unit-box points, std ``sigma`` per axis (a number, or a tensor
+    broadcasting against ``unit``), reflected at the faces."""
     return reflect_unit(unit + sigma * torch.randn(unit.shape, generator=generator))
 
 

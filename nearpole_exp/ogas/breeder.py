@@ -46,6 +46,7 @@ from nearpole_exp.ogas.history import (
 from nearpole_exp.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.ogas.reservoir import Reservoir
 from nearpole_exp.ogas.schedule import AdaptiveBreedRatio, BreedRatioSchedule
+from nearpole_exp.ogas.smoothing import adaptive_bandwidth, knn_mean
 from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
 from nearpole_exp.rng import child_generator
 
@@ -138,12 +139,22 @@ class OGASBreeder(Breeder):
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         return lo + unit * (hi - lo)
 
-    def _reservoir_conditions(self) -> Tensor:
-        """Conditions of all live reservoir entries (caller holds the data lock)."""
+    def _reservoir_conditions(self, idx: Tensor | None = None) -> Tensor:
+        """Conditions of the live reservoir entries ``idx`` (all by default; caller holds the
+        data lock). Scores are neighbour-averaged first when ``smoothing_neighbours`` > 1; only
+        the rows asked for are smoothed unless the condition (rank, 3σ clip) needs them all."""
         dc = self.config.data
         n = self.reservoir.size
-        return conditions(self.reservoir.signal[:n], self.queues, dc.condition,
-                          dc.normalize_losses, dc.clip_loss_norm_to_3_sigma)
+        signal, unit = self.reservoir.signal[:n], self.reservoir.unit[:n]
+        elementwise = dc.condition == "minmax" and not dc.clip_loss_norm_to_3_sigma
+        if dc.smoothing_neighbours > 1:
+            rows = idx if idx is not None and elementwise else torch.arange(n)
+            signal = knn_mean(unit[rows], unit, signal, dc.smoothing_neighbours)
+            if idx is not None and elementwise:
+                return conditions(signal, self.queues, dc.condition, dc.normalize_losses, False)
+        cond = conditions(signal, self.queues, dc.condition, dc.normalize_losses,
+                          dc.clip_loss_norm_to_3_sigma)
+        return cond if idx is None else cond[idx]
 
     def _train_step(self) -> bool:
         """One ratio-MLP step and one weighted DDPM step on a reservoir batch; False if no data."""
@@ -160,7 +171,7 @@ class OGASBreeder(Breeder):
                                          generator=self.batch_generator)]
             else:
                 idx = torch.randint(0, n, (dc.batch_size,), generator=self.batch_generator)
-            cond = self._reservoir_conditions()[idx]
+            cond = self._reservoir_conditions(idx)
             unit = self.reservoir.unit[idx].clone()
             is_bred = self.reservoir.is_bred[idx].clone()
             bred_fraction = self.reservoir.bred_fraction()
@@ -273,6 +284,9 @@ class OGASBreeder(Breeder):
             bred_unit, targets = bred_unit[valid], targets[valid]
             if bc.child_jitter > 0:
                 bred_unit = jitter(bred_unit, bc.child_jitter, self.generator)
+            elif bc.child_jitter_scale > 0:
+                sigma = adaptive_bandwidth(bred_unit, bc.child_jitter_scale)
+                bred_unit = jitter(bred_unit, sigma[:, None], self.generator)
         n_valid = bred_unit.shape[0]
         design_unit = self.design.draw(n - n_valid)
         unit = torch.cat([bred_unit, design_unit])

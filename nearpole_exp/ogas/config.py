@@ -82,6 +82,10 @@ class BreederConfig:
     # bred points perturbed by N(0, child_jitter²) per unit-box axis, reflected at the faces: a
     # kernel smoothing of the DDPM's samples over the conditional's support (0: off)
     child_jitter: float = 0.0
+    # the same with a per-point std child_jitter_scale · r_k, r_k the distance to the k-th
+    # nearest other bred point of the generation, k = ⌈√n⌉: the width follows the targeted
+    # region's size instead of being fixed in box units (0: off)
+    child_jitter_scale: float = 0.0
     # out-of-bounds generations (box parametrisation only): regenerate, then design draws
     resample_oob: bool = True
     max_oob_attempts: int = 3
@@ -111,6 +115,10 @@ class BreederConfig:
         check(0.0 < self.adaptive_ess_target < 1.0, "adaptive_ess_target", "must lie in (0, 1)")
         check(self.adaptive_gain > 0.0, "adaptive_gain", "must be positive")
         check(0.0 <= self.child_jitter <= 0.5, "child_jitter", "must lie in [0, 0.5]")
+        check(0.0 <= self.child_jitter_scale <= 10.0, "child_jitter_scale",
+              "must lie in [0, 10]")
+        check(self.child_jitter == 0.0 or self.child_jitter_scale == 0.0, "child_jitter_scale",
+              "is an alternative to child_jitter: set one of them")
         for key, default in (("adaptive_ess_target", ADAPTIVE_ESS_TARGET),
                              ("adaptive_gain", ADAPTIVE_GAIN)):
             check(self.adaptive_ratio or getattr(self, key) == default, key,
@@ -221,8 +229,12 @@ class DataConfig:
     max_loss_value: float = 5.0
     min_observations: int = 1
     condition: str = "minmax"
+    # each sim's score averaged over its k nearest reservoir sims in the unit box before it
+    # becomes a condition (1: the sim's own score, Melissa's)
+    smoothing_neighbours: int = 1
 
     def __post_init__(self) -> None:
+        check(self.smoothing_neighbours >= 1, "smoothing_neighbours", "must be >= 1")
         check(self.buffer_size >= 2, "buffer_size", "must be >= 2")
         check(self.batch_size >= 2, "batch_size", "must be >= 2")
         check(0.0 < self.ema_loss_alpha <= 1.0, "ema_loss_alpha", "must lie in (0, 1]")

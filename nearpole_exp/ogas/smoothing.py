@@ -1,0 +1,49 @@
+"""Neighbour-averaged difficulty: a sim's loss is a one-sample, noisy estimate of the local
+difficulty E[loss | λ]; averaging it over the k nearest scored sims in the unit box gives the
+generator a smooth conditional to learn, so high targets cover a whole hard region instead of
+the neighbourhoods of its few worst sims."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+CHUNK = 1024
+
+
+def knn_mean(query: Tensor, points: Tensor, values: Tensor, k: int) -> Tensor:
+    """Mean of ``values`` over the ``k`` nearest ``points`` (Euclidean) of each ``query`` row.
+
+    ``query`` [m, d], ``points`` [n, d], ``values`` [n] → [m]; k is capped at n, and k ≤ 1
+    returns the nearest point's value. Rows are processed in chunks to bound memory.
+    """
+    n = points.shape[0]
+    if query.shape[0] == 0 or n == 0:
+        return torch.zeros(query.shape[0], dtype=values.dtype)
+    k = max(1, min(int(k), n))
+    out = []
+    for rows in query.split(CHUNK):
+        idx = torch.cdist(rows, points).topk(k, dim=1, largest=False).indices
+        out.append(values[idx].mean(dim=1))
+    return torch.cat(out)
+
+
+def knn_radius(points: Tensor, k: int) -> Tensor:
+    """Distance of each of ``points`` [n, d] to its k-th nearest other point ([n]; k capped at
+    n − 1, zeros when n < 2)."""
+    n = points.shape[0]
+    if n < 2:
+        return torch.zeros(n, dtype=points.dtype)
+    k = max(1, min(int(k), n - 1))
+    out = []
+    for rows in points.split(CHUNK):
+        out.append(torch.cdist(rows, points).topk(k + 1, dim=1, largest=False).values[:, k])
+    return torch.cat(out)
+
+
+def adaptive_bandwidth(points: Tensor, scale: float) -> Tensor:
+    """Per-point kernel widths ``scale`` · r_k with k = ⌈√n⌉ (adaptive-bandwidth smoothing: a
+    point in a sparse or wide cloud gets a wide kernel, one in a small dense region a narrow
+    one, so the width follows the size of the region the generator targets)."""
+    k = max(1, int(torch.tensor(float(points.shape[0])).sqrt().ceil()))
+    return scale * knn_radius(points, k)

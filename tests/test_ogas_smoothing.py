@@ -1,0 +1,104 @@
+"""Neighbour-averaged conditions and adaptive-bandwidth child jitter of the OGAS breeder, each
+checked on a case whose answer is known."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nearpole_exp.errors import ConfigError
+from nearpole_exp.ogas import DataConfig, DDPMConfig, OGASBreeder
+from nearpole_exp.ogas.smoothing import adaptive_bandwidth, knn_mean, knn_radius
+
+
+def test_knn_mean_limits_and_a_linear_field():
+    gen = torch.Generator().manual_seed(0)
+    points, values = torch.rand(300, 2, generator=gen), torch.randn(300, generator=gen)
+    assert torch.equal(knn_mean(points, points, values, 1), values)
+    assert torch.allclose(knn_mean(points, points, values, 10_000), values.mean().expand(300),
+                          atol=1e-6)
+    # on an even 1-D grid the 3 nearest points of an interior point are itself and its two
+    # neighbours, whose mean of a linear field is the point's own value
+    grid = torch.linspace(0, 1, 101)[:, None]
+    line = 3.0 * grid[:, 0] - 1.0
+    assert torch.allclose(knn_mean(grid[1:-1], grid, line, 3), line[1:-1], atol=1e-5)
+    assert knn_mean(torch.empty(0, 2), points, values, 4).shape == (0,)
+
+
+def test_knn_radius_on_a_grid_and_degenerate_sizes():
+    axis = torch.arange(10, dtype=torch.float32) * 0.1
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
+    r1 = knn_radius(grid, 1)
+    assert torch.allclose(r1, torch.full((100,), 0.1), atol=1e-6)
+    # the 4 axis neighbours of an interior point are at 0.1, the 5th on a diagonal at 0.1·√2
+    interior = ((grid > 0.05) & (grid < 0.85)).all(dim=1)
+    assert torch.allclose(knn_radius(grid, 5)[interior], torch.full((64,), 0.1 * 2**0.5), atol=1e-6)
+    assert knn_radius(grid[:1], 3).tolist() == [0.0]
+
+
+def test_adaptive_bandwidth_follows_the_region_size():
+    gen = torch.Generator().manual_seed(1)
+    small = 0.5 + 0.05 * torch.rand(400, 2, generator=gen)
+    large = 0.2 * torch.rand(400, 2, generator=gen)
+    ratio = float(adaptive_bandwidth(large, 1.0).mean() / adaptive_bandwidth(small, 1.0).mean())
+    assert 3.6 < ratio < 4.4  # same count in a box 4x as wide: widths 4x
+    assert torch.allclose(adaptive_bandwidth(small, 2.0), 2 * adaptive_bandwidth(small, 1.0))
+
+
+def breeder(**opts) -> OGASBreeder:
+    data = opts.pop("data", {})
+    model = DDPMConfig(model_dim=32, depth=2, timesteps=30, sample_steps=5)
+    base = {"synchronous": True, "train_steps_per_ask": 100, "min_train_steps": 30,
+            "end_breed_ratio": 0.5, "breakpoint": 2}
+    return OGASBreeder(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), model=model,
+                       data=DataConfig(batch_size=64, buffer_size=2000, **data), **{**base, **opts})
+
+
+def scored(b: OGASBreeder, n: int = 400) -> torch.Tensor:
+    """Ask ``n`` points and tell a noisy score that is high in the corner; return the points."""
+    gen = torch.Generator().manual_seed(3)
+    x = b.ask(n)
+    hard = ((x[:, 0] > 0.7) & (x[:, 1] > 0.7)).float()
+    b.tell(torch.arange(n), 0.2 + hard * torch.rand(n, generator=gen) * 2)
+    return x
+
+
+def test_smoothed_conditions_average_the_noise_and_agree_per_batch():
+    torch.manual_seed(0)
+    raw = breeder()
+    torch.manual_seed(0)
+    smooth = breeder(data={"smoothing_neighbours": 8})
+    x = scored(raw)
+    assert torch.equal(scored(smooth), x)
+    hard = (x[:, 0] > 0.75) & (x[:, 1] > 0.75)
+    with raw._data_lock, smooth._data_lock:
+        c_raw, c_smooth = raw._reservoir_conditions(), smooth._reservoir_conditions()
+        idx = torch.tensor([5, 17, 200, 399])
+        assert torch.allclose(smooth._reservoir_conditions(idx), c_smooth[idx], atol=1e-6)
+    # inside the corner the scores are i.i.d. uniform: averaging 8 cuts their spread ~√8-fold
+    assert float(c_smooth[hard].std()) < 0.6 * float(c_raw[hard].std())
+    # and the easy bulk keeps its (constant) level
+    far = (x[:, 0] < 0.5) & (x[:, 1] < 0.5)
+    assert torch.allclose(c_smooth[far], c_raw[far], atol=1e-6)
+
+
+def test_adaptive_jitter_moves_only_bred_points_and_excludes_fixed_jitter():
+    def second_generation(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        b = breeder(child_jitter_scale=scale)
+        scored(b, 64)
+        return b.ask(64), b.bred_mask(torch.arange(64, 128))
+
+    plain, bred_plain = second_generation(0.0)
+    jittered, bred = second_generation(2.0)
+    def rows(x: torch.Tensor) -> torch.Tensor:
+        return x[torch.argsort(x[:, 0])]
+
+    assert int(bred.sum()) == int(bred_plain.sum()) == 32
+    assert bool(((jittered >= 0) & (jittered <= 1)).all())
+    assert torch.equal(rows(plain[~bred_plain]), rows(jittered[~bred]))
+    assert not torch.equal(rows(plain[bred_plain]), rows(jittered[bred]))
+    with pytest.raises(ConfigError, match="child_jitter_scale"):
+        breeder(child_jitter=0.1, child_jitter_scale=1.0)
+    with pytest.raises(ConfigError, match="smoothing_neighbours"):
+        breeder(data={"smoothing_neighbours": 0})
