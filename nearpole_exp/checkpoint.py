@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from nearpole_exp.atomic import save_torch
+from nearpole_exp.config import is_non_defining
+from nearpole_exp.errors import ConfigError
 
 FORMAT_VERSION = 1
 
@@ -39,3 +42,29 @@ def find_checkpoint(resume: str, output_dir: str | Path) -> Path | None:
     if not candidate.exists():
         raise FileNotFoundError(f"resume: no checkpoint at {candidate}")
     return candidate
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a checkpoint depends on: everything but logging, paths and devices."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=False))
+    return {k: str(v) for k, v in flat.items() if not is_non_defining(k)}
+
+
+def check_resumable(saved: dict[str, Any] | None, current: dict[str, Any], path: Path) -> None:
+    """Refuse to continue a checkpoint written under different settings (it would mix two runs)."""
+    if saved is None:
+        return
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {saved.get(k)} -> {current.get(k)}" for k in changed[:6])
+        raise ConfigError("resume", f"{path} was written with other settings ({shown}); "
+                                    "use resume=never or another hydra.run.dir")

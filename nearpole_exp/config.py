@@ -21,11 +21,17 @@ from nearpole_exp.errors import ConfigError, check
 
 _SCALARS = (int, float, bool, str)
 LOSSES = ("auto", "mse", "relative", "nrmse", "residual")
+# Keys that do not define an experiment: changing them neither invalidates a checkpoint nor makes
+# another sweep point (nor another W&B group). A key matches itself and everything below it.
+NON_DEFINING_KEYS = ("resume", "logger", "hydra", "output_dir", "tags", "trainer.progress",
+                     "trainer.plots", "trainer.device", "trainer.num_threads")
+# replicates of one sweep point differ only in this key
+REPLICATE_KEY = "seed"
 
 
 @dataclass
 class TrainerConfig:
-    """The loop's budget and cadences (see DESIGN.md, "One loop for both")."""
+    """The loop's budget and cadences (see docs/architecture.md, "The loop")."""
 
     rounds: int = 10
     steps_per_round: int = 200
@@ -125,6 +131,22 @@ class RunConfig:
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
 
+def is_non_defining(key: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a config or override key (``a.b``, ``group/option``) is, or lies under, a key of
+    :data:`NON_DEFINING_KEYS` or ``extra``."""
+    return any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in (*NON_DEFINING_KEYS, *extra))
+
+
+def override_exclude_keys() -> list[str]:
+    """Hydra's ``override_dirname.exclude_keys`` (exact override keys) for the non-defining keys
+    and the seed: each key, plus the sub-keys a command line sets (logger fields, Hydra's dirs)."""
+    keys = [REPLICATE_KEY, *NON_DEFINING_KEYS]
+    keys += [f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)]
+    keys += ["hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra/launcher",
+             "hydra.launcher.n_jobs", "hydra.verbose"]
+    return keys
+
+
 def _omegaconf_type(hint: Any) -> Any:
     """The annotation OmegaConf can check for ``hint``, or Any when it cannot."""
     if hint in _SCALARS:
@@ -167,100 +189,76 @@ def schema_from_config(config_cls: type, target_path: str) -> type:
                                       bases=(config_cls,))
 
 
-def _component_schemas() -> dict[str, dict[str, type]]:
-    """Schemas per group and option; imports stay local so importing config is cheap."""
-    from nearpole_exp.execution.inprocess import InProcessConfig
-    from nearpole_exp.execution.process_pool import ProcessPoolConfig
-    from nearpole_exp.execution.solvers import CallableSimulatorConfig, CommandLineSimulatorConfig
-    from nearpole_exp.execution.submitit_executor import SubmititConfig
-    from nearpole_exp.models.cnn import CNN1DConfig
-    from nearpole_exp.models.delta_schedule import DeltaScheduleConfig
-    from nearpole_exp.models.linear_rational import LinearRationalModel
-    from nearpole_exp.models.mlp import MLP
-    from nearpole_exp.models.rational import RationalModel
-    from nearpole_exp.ogas.config import BreedConfig, BreederConfig, DataConfig, DDPMConfig
-    from nearpole_exp.ogas.static import StaticBreeder
-    from nearpole_exp.problems.burgers import BurgersConfig
-    from nearpole_exp.problems.curve2d import Curve2DConfig
-    from nearpole_exp.problems.ks import KSConfig
-    from nearpole_exp.problems.landscape import LandscapeConfig
-    from nearpole_exp.problems.landscape_multi import MultiRegionLandscapeConfig
-    from nearpole_exp.problems.multipole1d import MultiPole1DConfig
-    from nearpole_exp.problems.rational1d import Rational1DConfig
-    from nearpole_exp.problems.rr_ik import RRIKConfig
-    from nearpole_exp.sampling.active import ActiveSamplerConfig
-    from nearpole_exp.sampling.base import UniformSampler
-    from nearpole_exp.sampling.curriculum import CurriculumConfig
-    from nearpole_exp.sampling.diagnostics import DiagnosticConfig
-    from nearpole_exp.sampling.hybrid import HybridSamplerConfig
-    from nearpole_exp.sampling.importance import ImportanceSamplerConfig
+# the config groups whose options build a component (their schemas: _component_schemas)
+COMPONENT_GROUPS = ("problem", "model", "sampler", "curriculum", "gradient", "diagnostics",
+                    "executor", "ogas/breeder", "ogas/model", "ogas/data")
+# constructor arguments the runner supplies itself, per group (not config keys)
+RUNTIME_ARGS = {"model": ("in_features", "out_features", "input_bounds"), "ogas/breeder": ("bounds",)}
 
-    model_skip = ("in_features", "out_features", "input_bounds")
-    return {
-        "problem": {
-            "rational1d": schema_from_config(Rational1DConfig, "nearpole_exp.problems.rational1d.Rational1D"),
-            "multipole1d": schema_from_config(MultiPole1DConfig,
-                                              "nearpole_exp.problems.multipole1d.MultiPole1D"),
-            "curve2d": schema_from_config(Curve2DConfig, "nearpole_exp.problems.curve2d.Curve2D"),
-            "rr_ik": schema_from_config(RRIKConfig, "nearpole_exp.problems.rr_ik.RRIK"),
-            "burgers1d": schema_from_config(BurgersConfig, "nearpole_exp.problems.burgers.Burgers1D"),
-            "ks1d": schema_from_config(KSConfig, "nearpole_exp.problems.ks.KuramotoSivashinsky1D"),
-            "landscape": schema_from_config(LandscapeConfig, "nearpole_exp.problems.landscape.Landscape"),
-            "landscape_multi": schema_from_config(
-                MultiRegionLandscapeConfig, "nearpole_exp.problems.landscape_multi.MultiRegionLandscape"),
-            "callable": schema_from_config(CallableSimulatorConfig,
-                                           "nearpole_exp.execution.solvers.CallableSimulator"),
-            "command": schema_from_config(CommandLineSimulatorConfig,
-                                          "nearpole_exp.execution.solvers.CommandLineSimulator"),
-        },
-        "executor": {
-            "inprocess": schema_from_config(InProcessConfig,
-                                            "nearpole_exp.execution.inprocess.InProcessExecutor"),
-            "process_pool": schema_from_config(ProcessPoolConfig,
-                                               "nearpole_exp.execution.process_pool.ProcessPoolExecutor"),
-            "submitit": schema_from_config(SubmititConfig,
-                                           "nearpole_exp.execution.submitit_executor.SubmititExecutor"),
-        },
-        "model": {
-            "mlp": schema_from_signature(MLP, "nearpole_exp.models.mlp.MLP", model_skip),
-            "rational": schema_from_signature(RationalModel, "nearpole_exp.models.rational.RationalModel",
-                                              model_skip),
-            "cnn1d": schema_from_config(CNN1DConfig, "nearpole_exp.models.cnn.CNN1D"),
-            "linear_rational": schema_from_signature(
-                LinearRationalModel, "nearpole_exp.models.linear_rational.LinearRationalModel",
-                model_skip),
-        },
-        "sampler": {
-            "uniform": schema_from_signature(UniformSampler, "nearpole_exp.sampling.base.UniformSampler"),
-            "importance": schema_from_config(ImportanceSamplerConfig,
-                                             "nearpole_exp.sampling.importance.ImportanceSampler"),
-            "active": schema_from_config(ActiveSamplerConfig, "nearpole_exp.sampling.active.ActiveSampler"),
-            "hybrid": schema_from_config(HybridSamplerConfig, "nearpole_exp.sampling.hybrid.HybridSampler"),
-        },
-        "curriculum": {
-            "bands": schema_from_config(CurriculumConfig, "nearpole_exp.sampling.curriculum.BandCurriculum"),
-        },
-        "gradient": {
-            "hybrid": schema_from_config(DeltaScheduleConfig,
-                                         "nearpole_exp.models.delta_schedule.DeltaSchedule"),
-        },
-        "diagnostics": {
-            "default": schema_from_config(DiagnosticConfig,
-                                          "nearpole_exp.sampling.diagnostics.DiagnosticMonitor"),
-        },
-        "ogas/breeder": {
-            "static": schema_from_signature(StaticBreeder, "nearpole_exp.ogas.static.StaticBreeder",
-                                            ("bounds",)),
-            "breed": schema_from_config(BreedConfig, "nearpole_exp.ogas.breed.BreedBreeder"),
-            "ogas": schema_from_config(BreederConfig, "nearpole_exp.ogas.breeder.OGASBreeder"),
-        },
-        "ogas/model": {"ddpm": DDPMConfig},
-        "ogas/data": {"default": DataConfig},
-    }
+
+def _option_files() -> list[tuple[str, DictConfig]]:
+    """(group, YAML) of every option shipped in ``nearpole_exp.conf``."""
+    from importlib.resources import files
+
+    root = files("nearpole_exp.conf")
+    found = []
+    for group in COMPONENT_GROUPS:
+        folder = root.joinpath(group)
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".yaml"):
+                found.append((group, OmegaConf.create(entry.read_text())))
+    return found
+
+
+def _schema_name(node: DictConfig) -> str | None:
+    """The ``base_<name>`` an option's defaults list starts with (None: the option has none)."""
+    defaults = node.get("defaults") or []
+    first = defaults[0] if len(defaults) else None
+    return first[len("base_"):] if isinstance(first, str) and first.startswith("base_") else None
+
+
+def schema_of(cls: type, target_path: str, group: str) -> type:
+    """A component's schema: from the config dataclass it declares (``config_class``), else from
+    its constructor's keyword arguments (less those the runner supplies)."""
+    config_cls = getattr(cls, "config_class", None)
+    if config_cls is not None:
+        return schema_from_config(config_cls, target_path)
+    return schema_from_signature(cls, target_path, RUNTIME_ARGS.get(group, ()))
+
+
+def _component_schemas() -> dict[str, dict[str, type]]:
+    """Schemas per group and ``base_<name>``, found from the shipped YAML options: each names its
+    class (``_target_``) and the class declares its schema; an ``ogas/<part>`` option takes the
+    dataclass the breeders declare for that part (``config_parts``)."""
+    from hydra.utils import get_class
+
+    schemas: dict[str, dict[str, type]] = {}
+    parts: dict[str, type] = {}
+    options = _option_files()
+    for group, node in options:
+        name, target = _schema_name(node), node.get("_target_")
+        if name is None or target is None:
+            continue
+        cls = get_class(target)
+        schemas.setdefault(group, {})[name] = schema_of(cls, target, group)
+        parts.update({f"ogas/{part}": dc for part, dc in getattr(cls, "config_parts", {}).items()})
+    for group, node in options:
+        name = _schema_name(node)
+        if group in parts and name is not None:
+            schemas.setdefault(group, {})[name] = parts[group]
+    return schemas
+
+
+def register_resolvers() -> None:
+    """The resolver behind ``hydra.job.config.override_dirname.exclude_keys`` (needed to read a
+    saved ``multirun.yaml`` too)."""
+    if not OmegaConf.has_resolver("non_defining_overrides"):
+        OmegaConf.register_new_resolver("non_defining_overrides", override_exclude_keys)
 
 
 def register_configs() -> None:
     """Store the top-level schema and one ``base_<option>`` schema per group option."""
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
@@ -290,9 +288,7 @@ def _check_node(cfg: DictConfig, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check every range constraint of a composed config; raises ConfigError naming the key."""
-    for key in ("problem", "trainer", "logger", "sampler", "curriculum", "gradient", "diagnostics",
-                "executor",
-                "ogas.breeder", "ogas.model", "ogas.data"):
+    for key in ("trainer", "logger", *(group.replace("/", ".") for group in COMPONENT_GROUPS)):
         _check_node(cfg, key)
     check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
     trainer = cfg.trainer

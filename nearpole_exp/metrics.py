@@ -1,4 +1,4 @@
-"""Metric formulas shared by all problems (names follow DESIGN.md)."""
+"""Metric formulas shared by all problems (names: docs/architecture.md, "Metric names")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import torch
 from torch import Tensor
 
 BUCKET_EDGES = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, float("inf"))
+
+
+def effective_sample_size(weights: Tensor) -> float:
+    """Kish effective sample size of a weight vector."""
+    total = weights.sum()
+    return float(total * total / (weights * weights).sum().clamp_min(1e-300))
 
 
 def bucket_index(distance: Tensor, edges: tuple[float, ...] = BUCKET_EDGES) -> Tensor:
@@ -94,7 +100,7 @@ def roots_on_grid(grid: Tensor, values: Tensor, touch_tol: float = 0.0) -> Tenso
 
 
 def trajectory_metrics(nrmse: Tensor) -> dict[str, float]:
-    """Statistics of per-trajectory nRMSE over a held-out set (DESIGN.md names)."""
+    """Statistics of per-trajectory nRMSE over a held-out set (docs/architecture.md names)."""
     v = nrmse.double()
     q = torch.quantile(v, torch.tensor([0.5, 0.95, 0.99], dtype=v.dtype))
     return {

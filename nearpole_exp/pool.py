@@ -9,14 +9,17 @@ from torch import Tensor
 
 from nearpole_exp.problems.base import Samples
 
-_FIELDS = ("inputs", "targets", "source", "q", "distance", "draws")
+_FIELDS = ("inputs", "targets", "source", "sim_id", "q", "distance", "draws")
+NO_SIM = -1  # the sim id of a point the breeder did not ask for (a sampler's proposal, a prescribed design)
 
 
 class Pool:
     """Append-only tensor store with amortised O(1) growth and optional FIFO capacity.
 
     Samples with non-finite inputs or targets (e.g. a label exactly on a pole) are
-    dropped on entry and counted in ``n_rejected``; they never reach a model.
+    dropped on entry and counted in ``n_rejected``; they never reach a model. Every acquired point
+    has a global source id (its row in :attr:`point_sim_ids`) and the breeder's simulation id
+    (``NO_SIM`` when the breeder did not ask for it); each sample carries both.
     """
 
     def __init__(self, capacity: int = 0) -> None:
@@ -24,6 +27,7 @@ class Pool:
         self._data: dict[str, Tensor | None] = dict.fromkeys(_FIELDS)
         self._size = 0
         self.n_sources = 0
+        self.point_sim_ids = torch.empty(0, dtype=torch.long)
         self.n_rejected = 0
         self.n_evicted = 0
 
@@ -41,16 +45,23 @@ class Pool:
             bigger[: self._size] = current[: self._size]
             self._data[name] = bigger
 
-    def add(self, samples: Samples, n_points: int | None = None) -> Tensor:
+    def add(self, samples: Samples, n_points: int | None = None, sim_ids: Tensor | None = None) -> Tensor:
         """Append labelled samples; returns the global source ids given to their ``n_points`` points.
 
-        ``n_points`` defaults to ``max(samples.source) + 1``; pass it when some acquired points
-        produced no samples at all.
+        ``n_points`` defaults to ``len(sim_ids)``, else ``max(samples.source) + 1``; pass it when
+        some acquired points produced no samples at all. ``sim_ids`` are the points' simulation ids
+        (default ``NO_SIM``).
         """
         if n_points is None:
-            n_points = int(samples.source.max().item()) + 1 if len(samples) else 0
+            n_points = len(sim_ids) if sim_ids is not None else (
+                int(samples.source.max().item()) + 1 if len(samples) else 0)
+        if sim_ids is None:
+            sim_ids = torch.full((n_points,), NO_SIM, dtype=torch.long)
+        if len(sim_ids) != n_points:
+            raise ValueError(f"sim_ids: {len(sim_ids)} ids for {n_points} points")
         ids = torch.arange(self.n_sources, self.n_sources + n_points)
         self.n_sources += n_points
+        self.point_sim_ids = torch.cat([self.point_sim_ids, sim_ids.long().cpu()])
         flat_in = samples.inputs.reshape(len(samples), -1)
         flat_out = samples.targets.reshape(len(samples), -1)
         keep = torch.isfinite(flat_in).all(1) & torch.isfinite(flat_out).all(1)
@@ -59,6 +70,7 @@ class Pool:
             "inputs": samples.inputs[keep],
             "targets": samples.targets[keep],
             "source": (samples.source[keep] + ids[0] if n_points else samples.source[keep]).long(),
+            "sim_id": sim_ids.long().cpu()[samples.source[keep].cpu()].to(samples.inputs.device),
             "q": None if samples.q is None else samples.q[keep],
             "distance": None if samples.distance is None else samples.distance[keep],
             "draws": torch.zeros(int(keep.sum()), dtype=torch.long, device=samples.inputs.device),
@@ -94,7 +106,8 @@ class Pool:
             draws[: self._size].index_add_(0, idx, torch.ones_like(idx, dtype=draws.dtype))
 
     def field(self, name: str) -> Tensor | None:
-        """The live rows of a field: ``inputs``, ``targets``, ``source``, ``q``, ``distance``, ``draws``."""
+        """The live rows of a field: ``inputs``, ``targets``, ``source``, ``sim_id``, ``q``, ``distance``,
+        ``draws``."""
         value = self._data[name]
         return None if value is None else value[: self._size]
 
@@ -110,6 +123,11 @@ class Pool:
     def source(self) -> Tensor:
         return self.field("source")  # type: ignore[return-value]
 
+    @property
+    def sim_ids(self) -> Tensor:
+        """Each sample's simulation id (``NO_SIM`` for points the breeder did not ask for)."""
+        return self.field("sim_id")  # type: ignore[return-value]
+
     def to(self, device: torch.device) -> Pool:
         """Move the storage to ``device``."""
         for name, value in self._data.items():
@@ -120,10 +138,16 @@ class Pool:
     def state_dict(self) -> dict[str, Any]:
         data = {k: (None if v is None else v[: self._size].cpu().clone()) for k, v in self._data.items()}
         return {"data": data, "size": self._size, "n_sources": self.n_sources,
+                "point_sim_ids": self.point_sim_ids.clone(),
                 "n_rejected": self.n_rejected, "n_evicted": self.n_evicted}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._data = dict(state["data"])
+        """Restore a :meth:`state_dict`; one written before the pool kept sim ids needs them given as
+        ``point_sim_ids`` (the runner's former ``breeder_ids``)."""
+        self._data = {name: state["data"].get(name) for name in _FIELDS}
+        self.point_sim_ids = state["point_sim_ids"].long()
+        if self._data["sim_id"] is None and self._data["source"] is not None:
+            self._data["sim_id"] = self.point_sim_ids[self._data["source"].cpu()]
         self._size = int(state["size"])
         self.n_sources = int(state["n_sources"])
         self.n_rejected = int(state["n_rejected"])

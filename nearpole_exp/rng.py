@@ -68,16 +68,26 @@ def generator_state(gen: torch.Generator | None) -> dict[str, Any]:
     return {"generator": gen.get_state(), "generator_device": str(gen.device)}
 
 
+def load_generator_state(generator: torch.Generator, state: Tensor) -> None:
+    """Restore ``state`` into ``generator``; a state from another device type (CPU and CUDA
+    layouts differ) reseeds it deterministically from the saved bytes instead, with a warning."""
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+        return
+    seed = int.from_bytes(bytes(state[:8].tolist()), "little") % 2**63
+    log.warning("generator state from another device type; reseeding with %d, "
+                "draws will differ from the original run", seed)
+    generator.manual_seed(seed)
+
+
 def restore_generator(state: dict[str, Any]) -> torch.Generator | None:
-    """Rebuild a generator saved by :func:`generator_state` on its own device."""
+    """Rebuild a generator saved by :func:`generator_state` on its own device (the CPU when that
+    device is gone)."""
     if state.get("generator") is None:
         return None
     device = torch.device(state.get("generator_device") or "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
-        seed = int(state["generator"].to(torch.int64).sum())
-        log.warning("generator state was saved on %s; continuing on cpu (seed %d), "
-                    "draws will differ from the original run", device, seed)
-        return torch.Generator().manual_seed(seed)
+        device = torch.device("cpu")
     gen = torch.Generator(device=device)
-    gen.set_state(state["generator"])
+    load_generator_state(gen, state["generator"])
     return gen

@@ -1,9 +1,9 @@
-"""The generic loop of DESIGN.md: acquire → label → train with per-sample losses → evaluate →
-report → checkpoint. Pole problems and simulators run through the same code."""
+"""The generic loop of docs/architecture.md: acquire → label → train with per-sample losses →
+evaluate → report → checkpoint. Pole problems and simulators run through the same code; the loop
+asks each component what it can do (declared capabilities), never probes for methods."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -19,14 +19,22 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.acquisition.feed import SimulationFeed
+from nearpole_exp.acquisition.placement import PlacementLog
+from nearpole_exp.checkpoint import (
+    check_resumable,
+    config_fingerprint,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from nearpole_exp.config import TrainerConfig
 from nearpole_exp.errors import ConfigError
-from nearpole_exp.execution.feed import SimulationFeed
 from nearpole_exp.execution.samples import merge_results
-from nearpole_exp.ogas.base import Breeder
-from nearpole_exp.ogas.placement import PlacementLog
-from nearpole_exp.pool import Pool
+from nearpole_exp.models.base import capabilities
+from nearpole_exp.models.losses import per_sample_loss, residual_loss
+from nearpole_exp.pool import NO_SIM, Pool
 from nearpole_exp.problems.poles import model_q
 from nearpole_exp.reporting import plots
 from nearpole_exp.reporting.console import progress
@@ -34,37 +42,6 @@ from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import child_generator, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
-
-
-RESUME_FREE_KEYS = ("resume", "logger", "hydra", "output_dir", "trainer.progress", "trainer.plots",
-                    "trainer.device", "trainer.num_threads", "tags")
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
-    """The settings a checkpoint depends on: everything but logging, paths and devices."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=False))
-    return {k: str(v) for k, v in flat.items()
-            if not any(k == free or k.startswith(f"{free}.") for free in RESUME_FREE_KEYS)}
-
-
-def check_resumable(saved: dict[str, Any] | None, current: dict[str, Any], path: Path) -> None:
-    """Refuse to continue a checkpoint written under different settings (it would mix two runs)."""
-    if saved is None:
-        return
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if changed:
-        shown = ", ".join(f"{k}: {saved.get(k)} -> {current.get(k)}" for k in changed[:6])
-        raise ConfigError("resume", f"{path} was written with other settings ({shown}); "
-                                    "use resume=never or another hydra.run.dir")
 
 
 @dataclass
@@ -78,7 +55,7 @@ class LoopState:
     skipped_steps: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
+def pick_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -93,11 +70,9 @@ def has_target(node: Any) -> bool:
 def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
     """The acquisition breeder; OGAS-style breeders also get the ``ogas/model`` and ``ogas/data`` parts."""
     node = ogas.breeder
-    params = inspect.signature(get_class(node._target_)).parameters
-    extra: dict[str, Any] = {}
-    for part in ("model", "data"):
-        if part in params and part in ogas and OmegaConf.is_config(ogas[part]):
-            extra[part] = OmegaConf.to_object(ogas[part])
+    parts = get_class(node._target_).config_parts
+    extra = {part: OmegaConf.to_object(ogas[part]) for part in parts
+             if part in ogas and OmegaConf.is_config(ogas[part])}
     return instantiate(node, bounds=bounds, _convert_="all", **extra)
 
 
@@ -112,29 +87,6 @@ def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
         raise
 
 
-def residual_loss(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
-    """Linearised rational loss |P − y·Q|² / (1 + |y|²) per sample (Q normalised, so no trivial zero).
-
-    Unlike the quotient loss it stays bounded while Q's roots move across the data, so a rational
-    model locates its poles without spurious-pole blow-ups.
-    """
-    n = target.shape[0]
-    res = (p - target * q[:, None]).reshape(n, -1).pow(2).mean(dim=1)
-    return res / (1.0 + target.reshape(n, -1).pow(2).mean(dim=1))
-
-
-def per_sample_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Per-sample training loss: ``mse``, ``relative`` (squared error / (1 + |y|²)) or ``nrmse``."""
-    n = pred.shape[0]
-    sq = (pred - target).reshape(n, -1).pow(2).mean(dim=1)
-    scale = target.reshape(n, -1).pow(2).mean(dim=1)
-    if kind == "mse":
-        return sq
-    if kind == "relative":
-        return sq / (1.0 + scale)
-    return sq.clamp_min(1e-24).sqrt() / scale.sqrt().clamp_min(1e-6)
-
-
 class Runner:
     """Builds every component from a composed config (seed first) and runs the loop."""
 
@@ -145,11 +97,12 @@ class Runner:
         seed_everything(int(cfg.seed))
         self.tc: TrainerConfig = OmegaConf.to_object(cfg.trainer)  # plain attributes on the hot path
         t = self.tc
-        self.device = resolve_device(t.device)
+        self.device = pick_device(t.device)
         self.dtype = torch.float64 if t.precision == "float64" else torch.float32
         self.problem = instantiate(cfg.problem, _convert_="all")
         self.model = build_model(cfg.model, self.problem.model_dims()).to(device=self.device,
                                                                           dtype=self.dtype)
+        self.model_caps = capabilities(self.model)
         self.sampler = instantiate(cfg.sampler, _convert_="all")
         self.curriculum = instantiate(cfg.curriculum, _convert_="all") if has_target(cfg.curriculum) else None
         self.gradient = instantiate(cfg.gradient, _convert_="all") if has_target(cfg.gradient) else None
@@ -166,15 +119,14 @@ class Runner:
         self.total_steps = t.rounds * t.steps_per_round
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.pool = Pool(t.pool_capacity)
-        self.breeder_ids = torch.empty(0, dtype=torch.long)
         self.state = LoopState()
         self._q_abs: Tensor | None = None
         self._q_step = -1
         self._design_prior: Tensor | None = None
         self._design_stale = True
         self.q_source = t.q_source
-        if self.q_source == "model" and hasattr(self.sampler, "q_fn"):
-            self.sampler.q_fn = model_q(self.model)
+        if self.q_source == "model" and self.model_caps.rational:
+            self.sampler.use_q_fn(model_q(self.model))
         self.loss_kind = self._resolve_loss(t.loss)
         ideal = self.problem.ideal_placement()
         if ideal is not None and self.feed is not None:
@@ -192,10 +144,9 @@ class Runner:
         ``mse`` for simulators."""
         if loss != "auto":
             return loss
-        if self.problem.kind != "pole":
+        if not self.problem.knows_poles:
             return "mse"
-        if hasattr(self.model, "pq") and self.gradient is None and \
-                getattr(self.problem, "labels_have_poles", True):
+        if self.model_caps.rational and self.gradient is None and self.problem.labels_have_poles:
             return "residual"
         return "relative"
 
@@ -213,7 +164,7 @@ class Runner:
         in one batch, before training it)."""
         if not has_target(cfg.executor):
             return None
-        if self.problem.kind != "simulator":
+        if not self.problem.simulates:
             raise ValueError("executor=... runs simulations asynchronously; pole problems label in one "
                              "batch in-process: use executor=batched")
         extra: dict[str, Any] = {}
@@ -228,12 +179,12 @@ class Runner:
 
     def _check_compatible(self) -> None:
         """Refuse combinations that cannot work, with the key to change."""
-        needs_q = getattr(self.sampler, "needs_q", False)
-        if self.q_source == "model" and not hasattr(self.model, "q_values"):
+        needs_q = self.sampler.needs_q
+        if self.q_source == "model" and not self.model_caps.rational:
             raise ValueError("trainer.q_source=model needs a model with q_values (model=rational)")
-        if self.loss_kind == "residual" and not hasattr(self.model, "pq"):
+        if self.loss_kind == "residual" and not self.model_caps.rational:
             raise ValueError("trainer.loss=residual needs a rational model (model=rational)")
-        if self.gradient is not None and not getattr(self.model, "hybrid_division", False):
+        if self.gradient is not None and not self.model_caps.hybrid_division:
             raise ConfigError("gradient", "the δ schedule sets the band of a P/Q division that this "
                               "model does not have: use model=rational, or gradient=exact")
         if self.tc.design_weighting > 0 and not self.breeder.has_design_ratio:
@@ -243,7 +194,7 @@ class Runner:
         if self.loss_kind == "residual" and self.gradient is not None:
             raise ValueError("the gradient schedule acts on the quotient P/Q, which trainer.loss=residual "
                              "never forms: use trainer.loss=relative (or auto) with it")
-        if needs_q and self.q_source == "problem" and self.problem.kind != "pole":
+        if needs_q and self.q_source == "problem" and not self.problem.knows_poles:
             raise ValueError(
                 f"sampler needs |Q| but problem {self.problem.name!r} has none: use trainer.q_source=model "
                 "with model=rational, or a sampler that does not need Q (sampler=uniform)")
@@ -258,7 +209,7 @@ class Runner:
             return self.pump_simulations(wait=len(self.pool) == 0)
         prescribed = self.problem.initial_design(n, child_generator()) if round_idx == 0 and n else None
         if prescribed is not None:
-            self._add(prescribed, torch.full((len(prescribed),), -1, dtype=torch.long))
+            self._add(prescribed, torch.full((len(prescribed),), NO_SIM, dtype=torch.long))
             added, n = len(prescribed), 0
         if n > 0:
             start = time.perf_counter()
@@ -273,7 +224,7 @@ class Runner:
         if len(self.pool):
             proposed = self.sampler.propose(self.problem, self.pool, round_idx)
             if proposed is not None and len(proposed):
-                self._add(proposed, torch.full((len(proposed),), -1, dtype=torch.long))
+                self._add(proposed, torch.full((len(proposed),), NO_SIM, dtype=torch.long))
                 added += len(proposed)
         if len(self.pool) == 0:
             raise RuntimeError("the pool is empty after acquisition: every labelled sample was non-finite")
@@ -297,16 +248,14 @@ class Runner:
                                "(see the failures in summary.json)")
         return added
 
-    def _add(self, points: Tensor, breeder_ids: Tensor) -> None:
-        self._add_samples(self.problem.label(points.cpu()), breeder_ids)
+    def _add(self, points: Tensor, sim_ids: Tensor) -> None:
+        self._add_samples(self.problem.label(points.cpu()), sim_ids)
 
-    def _add_samples(self, samples: Any, breeder_ids: Tensor) -> None:
-        """Append labelled samples of ``len(breeder_ids)`` points (breeder id −1: not the breeder's)."""
+    def _add_samples(self, samples: Any, sim_ids: Tensor) -> None:
+        """Append labelled samples of ``len(sim_ids)`` points (``NO_SIM``: not the breeder's)."""
         samples.inputs = samples.inputs.to(self.dtype)
         samples.targets = samples.targets.to(self.dtype)
-        ids = self.pool.add(samples, n_points=len(breeder_ids))
-        self.breeder_ids = torch.cat([self.breeder_ids, breeder_ids])
-        assert len(self.breeder_ids) == int(ids[-1]) + 1
+        self.pool.add(samples, sim_ids=sim_ids)
         self.pool.to(self.device)
         self._q_step = -1
         self._design_stale = True
@@ -338,10 +287,11 @@ class Runner:
         if self._design_stale:
             self._design_stale = False
             self._design_prior = None
-            mine = torch.nonzero(self.breeder_ids >= 0)[:, 0]
-            w = self.breeder.design_weights(self.breeder_ids[mine]) if mine.numel() else None
+            point_sims = self.pool.point_sim_ids
+            mine = torch.nonzero(point_sims >= 0)[:, 0]
+            w = self.breeder.design_weights(point_sims[mine]) if mine.numel() else None
             if w is not None:
-                per_point = torch.ones(len(self.breeder_ids), dtype=torch.float64)
+                per_point = torch.ones(len(point_sims), dtype=torch.float64)
                 per_point[mine] = w.double().pow(alpha)
                 self._design_prior = per_point[self.pool.source.cpu()].to(self.device)
         return self._design_prior
@@ -357,11 +307,11 @@ class Runner:
         t = self.tc
         if self.feed is not None:
             self.pump_simulations(wait=False)
-        needs_q = getattr(self.sampler, "needs_q", False)
+        needs_q = self.sampler.needs_q
         q_abs = self.pool_q_abs() if needs_q or self.gradient is not None or self.monitor else None
         prior = None
         if self.curriculum is not None:
-            on_q = getattr(self.curriculum, "variable", "distance") == "q"
+            on_q = self.curriculum.variable == "q"
             values = self.pool_q_abs() if on_q else self.pool_distance()
             prior = None if values is None else self.curriculum.prior(values)
         design = self.design_prior()
@@ -385,7 +335,7 @@ class Runner:
         loss = (weights * losses).sum() / weights.sum().clamp_min(1e-12)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
-        if finite and self._gradient_probe_due():
+        if finite and self.monitor is not None and self.monitor.gradient_due(self.state.step):
             self._probe_gradients(losses, weights, idx, batch_q)
         if finite:
             loss.backward()
@@ -408,17 +358,13 @@ class Runner:
         self.state.step += 1
         return {"loss": float(loss.detach()) if finite else float("nan"), "delta": delta, "ess": sel.ess}
 
-    def _gradient_probe_due(self) -> bool:
-        every = getattr(getattr(self.monitor, "config", None), "gradient_every", 0)
-        return bool(every) and self.state.step % every == 0
-
     def _probe_gradients(self, losses: Tensor, weights: Tensor, idx: Tensor, batch_q: Tensor | None) -> None:
         """Gradient norms of the near-pole and far-pole parts of the batch loss, for the monitor."""
         dist = self.pool.field("distance")
         values = dist[idx] if dist is not None else batch_q
         if values is None:
             return
-        near = values < self.monitor.config.near_pole_threshold
+        near = values < self.monitor.near_threshold
         params = [p for p in self.model.parameters() if p.requires_grad]
         norms: list[float | None] = []
         for mask in (near, ~near):
@@ -432,9 +378,10 @@ class Runner:
         self.monitor.update_gradients(norms[0], norms[1])
 
     def _tell_breeder(self, idx: Tensor, pred: Tensor, target: Tensor, losses: Tensor) -> None:
-        signal_fn = getattr(self.problem, "per_sample_signal", None)
-        signal = signal_fn(pred, target) if signal_fn is not None else losses
-        sim_ids = self.breeder_ids[self.pool.source[idx].cpu()]
+        signal = self.problem.per_sample_signal(pred, target)
+        if signal is None:
+            signal = losses
+        sim_ids = self.pool.sim_ids[idx].cpu()
         mine = sim_ids >= 0
         if bool(mine.any()):
             start = time.perf_counter()
@@ -459,55 +406,34 @@ class Runner:
         paths += plots.bucket_errors(metrics, outdir / "bucket_errors.png")
         paths += plots.sampled_histogram(self.pool.inputs.cpu(), self.pool.field("draws").cpu(),
                                          self.problem.bounds, outdir / "sampled_x.png")
-        breeder_plots = getattr(self.breeder, "plots", None)
-        if breeder_plots is not None:
-            paths += list(breeder_plots(str(outdir)))
+        paths += list(self.breeder.plots(str(outdir)))
         if self.placement is not None:
             paths += self.placement.plot(str(outdir))
         return paths
 
     # ---------------------------------------------------------------- state
-    def state_dict(self, run_id: str | None) -> dict[str, Any]:
-        def maybe(obj: Any) -> Any:
-            return None if obj is None else obj.state_dict()
+    def components(self) -> dict[str, Any]:
+        """Every stateful component, in load order (None where the run has none): the one list
+        that checkpoints save and restore."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "sampler": self.sampler, "curriculum": self.curriculum, "gradient": self.gradient,
+                "monitor": self.monitor, "breeder": self.breeder, "feed": self.feed,
+                "placement": self.placement, "pool": self.pool}
 
-        return {
-            "loop": asdict(self.state),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "curriculum": maybe(self.curriculum),
-            "gradient": maybe(self.gradient),
-            "monitor": maybe(self.monitor),
-            "breeder": self.breeder.state_dict(),
-            "feed": maybe(self.feed),
-            "placement": maybe(self.placement),
-            "pool": self.pool.state_dict(),
-            "breeder_ids": self.breeder_ids,
-            "rng": rng_state(),
-            "wandb_run_id": run_id,
-            "config": config_fingerprint(self.cfg),
-        }
+    def state_dict(self, run_id: str | None) -> dict[str, Any]:
+        states = {name: None if obj is None else obj.state_dict()
+                  for name, obj in self.components().items()}
+        return {"loop": asdict(self.state), **states, "rng": rng_state(), "wandb_run_id": run_id,
+                "config": config_fingerprint(self.cfg)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "breeder_ids" in state:  # written before the pool kept the simulation ids
+            state = {**state, "pool": {**state["pool"], "point_sim_ids": state["breeder_ids"]}}
         self.state = LoopState(**state["loop"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        for name in ("curriculum", "gradient", "monitor"):
-            obj = getattr(self, name)
+        for name, obj in self.components().items():
             if obj is not None and state.get(name) is not None:
                 obj.load_state_dict(state[name])
-        self.breeder.load_state_dict(state["breeder"])
-        if self.feed is not None and state.get("feed") is not None:
-            self.feed.load_state_dict(state["feed"])
-        if self.placement is not None and state.get("placement") is not None:
-            self.placement.load_state_dict(state["placement"])
-        self.pool.load_state_dict(state["pool"])
         self.pool.to(self.device)
-        self.breeder_ids = state["breeder_ids"]
         set_rng_state(state["rng"])
 
     def save(self, run_id: str | None) -> None:

@@ -29,16 +29,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nearpole_exp.acquisition.feed import SimulationFeed
+from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.execution import (
     Executor,
     InProcessExecutor,
     ProcessPoolExecutor,
-    SimulationFeed,
     merge_results,
 )
 from nearpole_exp.execution.solvers import CallableSimulator
 from nearpole_exp.models.cnn import CNN1D
-from nearpole_exp.ogas.static import StaticBreeder
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import Problem
 from nearpole_exp.problems.burgers import Burgers1D

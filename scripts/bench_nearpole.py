@@ -3,7 +3,7 @@
 Per block (a problem preset plus fixed overrides) it runs Hydra multiruns of
 ``python -m nearpole_exp`` (one fresh sweep directory per block and arm group, so
 ``resume=auto`` never continues an older run), then aggregates each block with
-``nearpole_exp.compare.compare_sweep`` (mean ± std over seeds, ratios to sampler=uniform) and
+``nearpole_exp.reporting.comparison.compare_sweep`` (mean ± std over seeds, ratios to sampler=uniform) and
 writes a markdown report.
 
     python scripts/bench_nearpole.py --out outputs/bench_nearpole \\
@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nearpole_exp.compare import ComparisonResult, compare_sweep, render_markdown
+from nearpole_exp.reporting.comparison import ComparisonResult, compare_sweep, render_markdown
 
 BLOCKS: dict[str, list[str]] = {
     "rational1d": ["experiment=nearpole_rational1d"],

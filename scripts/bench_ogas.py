@@ -8,10 +8,10 @@ Jobs run through the real entry point, one Hydra multirun per problem::
 
 (``--jobs N`` runs the same jobs as N parallel single-job multiruns into the same sweep
 directory, with ``hydra.sweep.subdir=<breeder>_s<seed>``). Each sweep is aggregated with
-``nearpole_exp.compare.compare_sweep`` (baseline ``ogas/breeder=uniform``) and the markdown report
-goes to ``--out`` (default ``benchmarks/ogas.md``). Ratios are uniform/method, so > 1 is better:
-"ratio of means" divides the seed means, "per-seed" is the mean ± std over seeds of the ratio
-of the runs with the same seed.
+``nearpole_exp.reporting.comparison.compare_sweep`` (baseline ``ogas/breeder=uniform``) and the
+markdown report goes to ``--out`` (default ``benchmarks/ogas.md``). Ratios are uniform/method,
+so > 1 is better: "ratio of means" divides the seed means, "per-seed" is the mean ± std over
+seeds of the ratio of the runs with the same seed.
 
     python scripts/bench_ogas.py --jobs 2              # the whole benchmark
     python scripts/bench_ogas.py --skip-runs           # re-aggregate existing sweeps
@@ -110,7 +110,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def per_seed(sweep: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """{breeder: {seed: summary}} of the completed jobs of a sweep directory."""
-    from nearpole_exp.compare import DEFAULT_EXCLUDE, find_job_dirs, read_job, sweep_excludes
+    from nearpole_exp.reporting.comparison import DEFAULT_EXCLUDE, find_job_dirs, read_job, sweep_excludes
 
     dirs = find_job_dirs(sweep)
     exclude = (*DEFAULT_EXCLUDE, *sweep_excludes(sweep, dirs[0])) if dirs else DEFAULT_EXCLUDE
@@ -127,7 +127,7 @@ def per_seed(sweep: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 def problem_section(problem: str, sweep: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
     """Markdown for one problem and the per-seed ratio means {breeder: {stat: ratio}}."""
-    from nearpole_exp.compare import compare_sweep
+    from nearpole_exp.reporting.comparison import compare_sweep
 
     result = compare_sweep(sweep, baseline="ogas/breeder=uniform",
                            metrics=[f"eval/nrmse_{s}" for s in STATS] + ["time/*", "breeder/*"])

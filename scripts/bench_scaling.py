@@ -286,7 +286,7 @@ def conf_ddpm() -> dict[str, Any]:
 
 def ddpm_steps_per_s(cfg: Any, dim: int, threads: int, repeats: int, steps: int) -> dict[str, float]:
     """Synchronous DDPM training and full breeder steps (ratio MLP + DDPM) per second."""
-    from nearpole_exp.ogas.ddpm import ConditionalDDPM
+    from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -309,7 +309,7 @@ def ddpm_steps_per_s(cfg: Any, dim: int, threads: int, repeats: int, steps: int)
 
 def warm_breeder(dim: int, cfg: Any, synchronous: bool, **breeder: Any) -> Any:
     """An OGAS breeder past generation 0 with a scored reservoir (2000 sims, half of them bred)."""
-    from nearpole_exp.ogas import DataConfig, OGASBreeder
+    from nearpole_exp.acquisition.ogas import DataConfig, OGASBreeder
 
     opts = dict(synchronous=synchronous, train_steps_per_ask=0, min_train_steps=0,
                 start_breed_ratio=0.5, end_breed_ratio=0.7, breakpoint=1)
@@ -394,7 +394,7 @@ def thread_overhead(cfg: Any, window_s: float, repeats: int) -> list[dict[str, f
 
 
 def section_ogas(args: argparse.Namespace) -> dict[str, Any]:
-    from nearpole_exp.ogas import DDPMConfig
+    from nearpole_exp.acquisition.ogas import DDPMConfig
 
     yaml_cfg = DDPMConfig(**conf_ddpm())
     configs = {"DDPMConfig()": DDPMConfig(), "conf/ogas/model/ddpm.yaml": yaml_cfg}

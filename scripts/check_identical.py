@@ -42,15 +42,21 @@ JOBS: dict[str, list[str]] = {
 }
 
 
+def metrics_of(summary: dict[str, object]) -> dict[str, object]:
+    """The numbers of a summary and its status, without timings (which differ from run to run)
+    and without labels (e.g. the W&B group name, which follows the non-defining keys)."""
+    return {k: v for k, v in summary.items() if not k.startswith("time/")
+            and (k == "status" or isinstance(v, int | float))}
+
+
 def run_job(name: str, overrides: list[str], root: Path) -> dict[str, object]:
-    """The job's summary metrics without timings (which differ from run to run)."""
+    """The job's summary metrics (see :func:`metrics_of`)."""
     out = root / name
     cmd = [sys.executable, "-m", "nearpole_exp", *overrides, *COMMON, f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    summary = json.loads((out / "summary.json").read_text())
-    return {k: v for k, v in summary.items() if not k.startswith("time/")}
+    return metrics_of(json.loads((out / "summary.json").read_text()))
 
 
 def differences(before: dict[str, dict[str, object]], after: dict[str, dict[str, object]]) -> list[str]:
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.against is None:
         return 0
     before = json.loads(args.against.read_text())
-    diffs = differences({k: v for k, v in before.items() if k in record}, record)
+    diffs = differences({k: metrics_of(v) for k, v in before.items() if k in record}, record)
     print("\n".join(diffs) if diffs else "identical: every metric of every job")
     return 1 if diffs else 0
 

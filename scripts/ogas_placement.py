@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
+from nearpole_exp.acquisition.ogas.config import DDPMConfig
+from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM
 from nearpole_exp.models.cnn import CNN1D
-from nearpole_exp.ogas.config import DDPMConfig
-from nearpole_exp.ogas.ddpm import ConditionalDDPM
 from nearpole_exp.problems.burgers import Burgers1D
 
 CORNER = 1 - 0.05**0.5  # the landscape preset's hard corner: λ0, λ1 > CORNER (5 % of the square)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,6 +17,15 @@ import nearpole_exp.app  # noqa: F401  (registers the schemas)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TINY = ["debug=default", "trainer.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Small models are fastest (and stable on a shared 2-core box) with one intra-op thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ def test_process_pool_run_records_faults_and_keeps_the_budget(composer) -> None:
     for failure in failures:
         mode = failure["params"][1]
         assert mode > 0.9, failure
-    assert len(set(runner.breeder_ids.tolist())) == budget - len(failures)
+    assert len(set(runner.pool.point_sim_ids.tolist())) == budget - len(failures)
     assert all(torch.isfinite(p).all() for p in runner.model.parameters())
     assert math.isfinite(summary["eval/nrmse_mean"])
     saved = json.loads((out / "summary.json").read_text())

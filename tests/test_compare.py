@@ -16,7 +16,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from nearpole_exp.compare import ComparisonResult, SweepEmptyError, compare_sweep
+from nearpole_exp.reporting.comparison import ComparisonResult, SweepEmptyError, compare_sweep
 from nearpole_exp.reporting.sweep_callback import CompareOnMultirunEnd
 
 # Per (sampler, seed): relerr B0, relerr B4, ple (None = non-finite, written as null).

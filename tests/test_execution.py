@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from nearpole_exp.acquisition.feed import SimulationFeed
+from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
+from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.execution import (
     Executor,
     ExecutorConfig,
     InProcessExecutor,
     ProcessPoolExecutor,
-    SimulationFeed,
     SimulationResult,
     SubmititExecutor,
     merge_results,
@@ -31,8 +33,6 @@ from nearpole_exp.execution.solvers import (
     SolverFailed,
     resolve_callable,
 )
-from nearpole_exp.ogas.breeder import OGASBreeder
-from nearpole_exp.ogas.static import StaticBreeder
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import Samples
 from tests.sleep_solver import BOUNDS_HIGH, BOUNDS_LOW, SleepSolver, params_for, trajectory

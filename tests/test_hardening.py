@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
+from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from nearpole_exp.config import validate
 from nearpole_exp.errors import BackgroundThreadError, ConfigError
-from nearpole_exp.ogas.breeder import OGASBreeder
-from nearpole_exp.ogas.static import StaticBreeder
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import Samples
 from nearpole_exp.runner import Runner

@@ -10,25 +10,21 @@ import threading
 import pytest
 import torch
 
-from nearpole_exp.errors import BackgroundThreadError, ConfigError
-from nearpole_exp.ogas import (
+from nearpole_exp.acquisition.ogas import (
     BreederConfig,
     DataConfig,
     DDPMConfig,
     ExperimentConfig,
     OGASBreeder,
 )
+from nearpole_exp.errors import BackgroundThreadError, ConfigError
+from nearpole_exp.rng import load_generator_state
 
 UNIT2 = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
 BOX2 = torch.tensor([[-2.0, 2.0], [10.0, 20.0]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(bounds: torch.Tensor = UNIT2, model: DDPMConfig | None = None,
@@ -351,7 +347,7 @@ def test_plot_data_and_plots(tmp_path):
 
 
 def test_loss_curve_is_thinned_and_foreign_generator_states_reseed(monkeypatch):
-    import nearpole_exp.ogas.breeder as breeder_module
+    import nearpole_exp.acquisition.ogas.breeder as breeder_module
 
     monkeypatch.setattr(breeder_module, "MAX_LOSS_POINTS", 4)
     torch.manual_seed(13)
@@ -364,6 +360,6 @@ def test_loss_curve_is_thinned_and_foreign_generator_states_reseed(monkeypatch):
     assert len(gaps) == 1 and gaps.pop() >= 8  # evenly spaced, stride doubled three times
     cuda_like = torch.arange(16, dtype=torch.uint8)  # a CUDA generator state has 16 bytes
     g1, g2 = torch.Generator(), torch.Generator()
-    breeder_module.load_generator(g1, cuda_like)
-    breeder_module.load_generator(g2, cuda_like)
+    load_generator_state(g1, cuda_like)
+    load_generator_state(g2, cuda_like)
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))

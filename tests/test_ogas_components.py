@@ -10,30 +10,20 @@ import time
 import pytest
 import torch
 
+from nearpole_exp.acquisition.breed import BreedBreeder, BreedConfig, fitness_weights, reflect_unit
+from nearpole_exp.acquisition.config import build_config
+from nearpole_exp.acquisition.history import SimHistory, validate_signals
+from nearpole_exp.acquisition.ogas.conditions import MinMaxQueues, conditions, sample_targets
+from nearpole_exp.acquisition.ogas.config import BreederConfig, DataConfig, DDPMConfig
+from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool, mixture_weights
+from nearpole_exp.acquisition.ogas.reservoir import Reservoir
+from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
+from nearpole_exp.acquisition.plots import plot_breeder
+from nearpole_exp.acquisition.schedule import BreedRatioSchedule
 from nearpole_exp.errors import BackgroundThreadError, ConfigError
-from nearpole_exp.ogas.breed import BreedBreeder, BreedConfig, fitness_weights, reflect_unit
-from nearpole_exp.ogas.config import BreederConfig, DataConfig, DDPMConfig, build_config
-from nearpole_exp.ogas.history import (
-    MinMaxQueues,
-    SimHistory,
-    conditions,
-    sample_targets,
-    validate_signals,
-)
-from nearpole_exp.ogas.plots import plot_breeder
-from nearpole_exp.ogas.ratio import RatioEstimator, design_over_pool, mixture_weights
-from nearpole_exp.ogas.reservoir import Reservoir
-from nearpole_exp.ogas.schedule import BreedRatioSchedule
-from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
-from nearpole_exp.sampling.base import effective_sample_size
+from nearpole_exp.metrics import effective_sample_size
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------- configs

@@ -7,18 +7,18 @@ import io
 import pytest
 import torch
 
+from nearpole_exp.acquisition.ogas.config import DDPMConfig
+from nearpole_exp.acquisition.ogas.ddpm import (
+    ConditionalDDPM,
+    decode,
+    encode,
+    fold,
+    make_betas,
+    mirror_augment,
+)
 from nearpole_exp.errors import ConfigError
-from nearpole_exp.ogas.config import DDPMConfig
-from nearpole_exp.ogas.ddpm import ConditionalDDPM, decode, encode, fold, make_betas, mirror_augment
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models are fastest (and stable on a shared 2-core box) with one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> DDPMConfig:

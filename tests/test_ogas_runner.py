@@ -66,7 +66,7 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
     runner._design_stale = True
     prior = runner.design_prior()
     assert prior is not None and prior.shape == (len(runner.pool),)
-    sims = runner.breeder_ids[runner.pool.source.cpu()]
+    sims = runner.pool.sim_ids.cpu()
     hard_sample = hard[sims]
     pool_share = float(hard_sample.float().mean())
     weighted_share = float((prior.cpu() * hard_sample).sum() / prior.sum())

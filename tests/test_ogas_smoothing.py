@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nearpole_exp.acquisition.ogas import DataConfig, DDPMConfig, OGASBreeder
+from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, knn_radius
 from nearpole_exp.errors import ConfigError
-from nearpole_exp.ogas import DataConfig, DDPMConfig, OGASBreeder
-from nearpole_exp.ogas.smoothing import adaptive_bandwidth, knn_mean, knn_radius
 
 
 def test_knn_mean_limits_and_a_linear_field():

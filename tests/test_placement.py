@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
+from nearpole_exp.acquisition.ogas import DataConfig, DDPMConfig, OGASBreeder
+from nearpole_exp.acquisition.placement import PlacementDiagnostic, PlacementLog
+from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio
 from nearpole_exp.errors import ConfigError
-from nearpole_exp.ogas import DataConfig, DDPMConfig, OGASBreeder
-from nearpole_exp.ogas.placement import PlacementDiagnostic, PlacementLog
-from nearpole_exp.ogas.schedule import AdaptiveBreedRatio
 from nearpole_exp.problems.landscape import Landscape
 from nearpole_exp.problems.landscape_multi import MultiRegionLandscape
 
@@ -196,7 +196,7 @@ def test_region_errors_are_reported():
 
 
 def test_jitter_is_gaussian_inside_and_mirrored_at_a_face():
-    from nearpole_exp.ogas.breed import jitter
+    from nearpole_exp.acquisition.breed import jitter
 
     gen = torch.Generator().manual_seed(7)
     centre = jitter(torch.full((200_000, 2), 0.5), 0.05, gen)

@@ -43,6 +43,8 @@ class InProcessConfig(ExecutorConfig):
 class InProcessExecutor(Executor):
     """Labels batches synchronously in this process through ``problem.label``."""
 
+    config_class = InProcessConfig  # the schema of its config group option (config.py)
+
     def __init__(self, config: InProcessConfig | None = None, *, problem: Problem,
                  **overrides: object) -> None:
         super().__init__()

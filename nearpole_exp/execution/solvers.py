@@ -219,6 +219,8 @@ class CallableSimulatorConfig(SolverConfig):
 class CallableSimulator(UserSimulator):
     """A Python function as a simulator (see the module docstring for an example)."""
 
+    config_class = CallableSimulatorConfig  # the schema of its config group option (config.py)
+
     config: CallableSimulatorConfig  # type: ignore[assignment]
 
     def __init__(self, config: CallableSimulatorConfig | None = None, **overrides: Any) -> None:
@@ -319,6 +321,8 @@ def run_command(argv: list[str] | str, cwd: str, timeout_s: float, shell: bool) 
 
 class CommandLineSimulator(UserSimulator):
     """An external program as a simulator: parameters in a JSON file, trajectory out as .npy."""
+
+    config_class = CommandLineSimulatorConfig  # the schema of its config group option (config.py)
 
     config: CommandLineSimulatorConfig  # type: ignore[assignment]
 

@@ -116,6 +116,8 @@ class _Job:
 class SubmititExecutor(Executor):
     """Simulations as submitit jobs on a Slurm cluster, as local processes or in-process (debug)."""
 
+    config_class = SubmititConfig  # the schema of its config group option (config.py)
+
     def __init__(self, config: SubmititConfig | None = None, *, problem: Problem | None = None,
                  factory: ProblemFactory | None = None, **overrides: object) -> None:
         super().__init__()

@@ -57,6 +57,8 @@ class CNN1D(nn.Module):
     schemas pass other models' unset fields); ``delta`` in ``forward`` is ignored.
     """
 
+    config_class = CNN1DConfig  # the schema of its config group option (config.py)
+
     def __init__(self, in_channels: int, out_channels: int = 1, length: int | None = None,
                  config: CNN1DConfig | None = None, **overrides: object) -> None:
         super().__init__()

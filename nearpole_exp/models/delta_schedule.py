@@ -73,6 +73,8 @@ class DeltaScheduleConfig:
 class DeltaSchedule:
     """δ(step, batch |Q|) per the module docstring; ``metrics()`` describes the last call."""
 
+    config_class = DeltaScheduleConfig  # the schema of its config group option (config.py)
+
     def __init__(self, config: DeltaScheduleConfig | None = None, **overrides: Any) -> None:
         self.config = dataclasses.replace(config or DeltaScheduleConfig(), **overrides)
         self.last_step = -1

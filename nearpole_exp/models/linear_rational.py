@@ -23,6 +23,8 @@ from nearpole_exp.models.normalize import BoxNormalizer
 class LinearRationalModel(nn.Module):
     """y = floor·A(φ(c))·d / q(φ(c)) with q > 0; ``pq`` and ``q_values`` like the rational model."""
 
+    rational = True
+
     def __init__(self, in_features: int, out_features: int, context_dims: list[int] | None = None,
                  periodic: bool = True, hidden: int = 64, depth: int = 2, activation: str = "tanh",
                  squares: int = 1, floor: float = 1e-3,

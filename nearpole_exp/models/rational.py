@@ -72,6 +72,7 @@ class RationalModel(nn.Module):
     """y = P(x)/Q(x) with learnable P and Q; ``q_values(x)`` gives Q per sample."""
 
     #: forward's ``delta`` sets the band of the hybrid division (what ``gradient=hybrid`` drives)
+    rational = True
     hybrid_division = True
 
     def __init__(self, in_features: int, out_features: int, p_degree: int = 6, q_degree: int = 4,

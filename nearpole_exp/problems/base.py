@@ -63,6 +63,13 @@ class Problem(ABC):
 
     kind: ClassVar[str]
     name: str = "problem"
+    # what the loop may ask of a problem (declared, not probed):
+    # Q and the pole distance of its inputs are known (`q`, `distance`): samplers may use them
+    knows_poles: ClassVar[bool] = False
+    # labels by running simulations: asynchronous executors apply (executor=...)
+    simulates: ClassVar[bool] = False
+    # its labels themselves have poles (a rational model can then fit the linearised residual)
+    labels_have_poles: bool = False
 
     @property
     @abstractmethod
@@ -84,7 +91,7 @@ class Problem(ABC):
 
     @abstractmethod
     def evaluate(self, predict: Predictor, model: torch.nn.Module | None = None) -> dict[str, float]:
-        """Metrics (DESIGN.md names, e.g. ``eval/mse``) of ``predict`` on held-out points."""
+        """Metrics (docs/architecture.md names, e.g. ``eval/mse``) of ``predict`` on held-out points."""
 
     def initial_design(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
         """Points for round 0 when the problem prescribes them (a published recipe), else None:
@@ -107,6 +114,10 @@ class Problem(ABC):
         """Facts about how the problem was set up that a run's summary should carry (e.g. a
         simulator knowingly run under-resolved); none by default."""
         return {}
+
+    def per_sample_signal(self, pred: Tensor, target: Tensor) -> Tensor | None:
+        """The difficulty a breeder is told per training sample; None: the training loss."""
+        return None
 
     def plots(self, predict: Predictor, outdir: str) -> list[str]:
         """Write problem-specific PNG plots to ``outdir`` and return their paths."""

@@ -58,6 +58,8 @@ class BurgersConfig(SimulatorConfig):
 class Burgers1D(PseudoSpectralProblem):
     """Batched pseudo-spectral Burgers solver (ETDRK4, 2/3 dealiasing, float64, resolved per row)."""
 
+    config_class = BurgersConfig  # the schema of its config group option (config.py)
+
     name = "burgers1d"
     config: BurgersConfig
 

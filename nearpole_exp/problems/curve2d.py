@@ -192,6 +192,8 @@ def zero_set(values: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
 class Curve2D(PoleProblem):
     """A pole curve in 2D; distance = exact Euclidean distance to the curve."""
 
+    config_class = Curve2DConfig  # the schema of its config group option (config.py)
+
     name = "curve2d"
 
     def __init__(self, config: Curve2DConfig | None = None, **overrides: object) -> None:

@@ -54,6 +54,8 @@ class KSConfig(SimulatorConfig):
 class KuramotoSivashinsky1D(PseudoSpectralProblem):
     """Batched pseudo-spectral KS solver (ETDRK4, 2/3 dealiasing, float64, resolved per row)."""
 
+    config_class = KSConfig  # the schema of its config group option (config.py)
+
     name = "ks1d"
     config: KSConfig
 

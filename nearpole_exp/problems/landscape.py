@@ -69,6 +69,8 @@ class LandscapeConfig(TrajectoryConfig):
 class Landscape(TrajectoryProblem):
     """Analytic target on [0, 1]^d whose difficulty sits in a corner of known volume."""
 
+    config_class = LandscapeConfig  # the schema of its config group option (config.py)
+
     name = "landscape"
     config: LandscapeConfig
 

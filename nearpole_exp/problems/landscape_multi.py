@@ -59,6 +59,8 @@ class MultiRegionLandscapeConfig(LandscapeConfig):
 class MultiRegionLandscape(Landscape):
     """Analytic target on [0, 1]^d with several hard boxes of known volume and ideal mass."""
 
+    config_class = MultiRegionLandscapeConfig  # the schema of its config group option (config.py)
+
     name = "landscape_multi"
     config: MultiRegionLandscapeConfig
 

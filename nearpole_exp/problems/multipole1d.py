@@ -59,6 +59,8 @@ class MultiPole1D(PoleProblem):
     Q(x) = Π(x − a_i) / scale (scale = 1 or max |Π| on the box); distance = min_i |x − a_i|.
     """
 
+    config_class = MultiPole1DConfig  # the schema of its config group option (config.py)
+
     name = "multipole1d"
 
     def __init__(self, config: MultiPole1DConfig | None = None, **overrides: object) -> None:

@@ -100,6 +100,7 @@ class PoleProblem(Problem):
     """
 
     kind = "pole"
+    knows_poles = True
     #: Whether the labels themselves have poles (a damped target, e.g. RR-IK's DLS, has none).
     labels_have_poles: bool = True
     label_noise: float = 0.0

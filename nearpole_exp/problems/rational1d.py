@@ -37,6 +37,8 @@ class Rational1DConfig:
 class Rational1D(PoleProblem):
     """One pole at ``pole`` plus a smooth polynomial part; Q(x) = x − a."""
 
+    config_class = Rational1DConfig  # the schema of its config group option (config.py)
+
     name = "rational1d"
 
     def __init__(self, config: Rational1DConfig | None = None, **overrides: object) -> None:

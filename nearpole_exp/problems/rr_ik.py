@@ -82,6 +82,8 @@ def truncated_normal(n: int, std: float, bound: float, generator: torch.Generato
 class RRIK(PoleProblem):
     """2-link planar arm inverse kinematics; Q = det J, distance = |det J|."""
 
+    config_class = RRIKConfig  # the schema of its config group option (config.py)
+
     name = "rr_ik"
 
     def __init__(self, config: RRIKConfig | None = None, **overrides: object) -> None:

@@ -1,7 +1,7 @@
 """Problems whose acquired points each yield a short trajectory of samples, scored by nRMSE.
 
 A *trajectory problem* turns every acquired parameter vector λ (a row of ``params``) into S
-training samples that share λ's row as their ``source``. Its evaluation follows DESIGN.md:
+training samples that share λ's row as their ``source``. Its evaluation follows docs/architecture.md:
 a held-out set of ``n_eval`` points from a randomly shifted Halton design (fixed seed),
 labelled once and cached, and per-point normalised RMSE statistics.
 
@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
+from nearpole_exp.designs import halton
 from nearpole_exp.errors import ConfigError, check
-from nearpole_exp.ogas.designs import halton
 from nearpole_exp.problems import resolution
 from nearpole_exp.problems.base import Predictor, Problem, Samples
 from nearpole_exp.problems.resolution import Requirement
@@ -147,6 +147,7 @@ class TrajectoryProblem(Problem):
     """Each acquired point yields S samples; evaluated by per-point nRMSE statistics."""
 
     kind = "simulator"
+    simulates = True
 
     def __init__(self, config: TrajectoryConfig) -> None:
         self.config = config

@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from nearpole_exp.compare import compare_sweep, print_comparison
+from nearpole_exp.reporting.comparison import compare_sweep, print_comparison
 from nearpole_exp.reporting.console import console
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
+from nearpole_exp.metrics import effective_sample_size
 from nearpole_exp.rng import generator_state, resolve_device, restore_generator
-from nearpole_exp.sampling.base import BatchSampler, Selection, effective_sample_size
+from nearpole_exp.sampling.base import BatchSampler, Selection
 from nearpole_exp.sampling.importance import (
     ImportanceSamplerConfig,
     correction_weights,
@@ -187,6 +188,8 @@ class ActiveSampler(BatchSampler):
     :meth:`propose`; ``q_fn`` overrides ``problem.q`` (e.g. a model's ``q_values``).
     """
 
+    config_class = ActiveSamplerConfig  # the schema of its config group option (config.py)
+
     def __init__(self, config: ActiveSamplerConfig | None = None, *, bounds: Tensor | None = None,
                  q_fn: QFunction | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -326,6 +329,9 @@ class ActiveSampler(BatchSampler):
         return flat[take], levels[take], len(parents), int(complete.sum())
 
     # -- protocol ----------------------------------------------------------------------------------
+    def use_q_fn(self, q_fn: QFunction) -> None:
+        self.q_fn = q_fn
+
     def propose(self, problem: Problem, pool: Pool, round_idx: int) -> Tensor | None:
         """New points ``[m, d]`` to label this round (None when not an adapt round)."""
         if self.bounds is None:

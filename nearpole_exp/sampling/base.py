@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +29,6 @@ class Selection:
     idx: Tensor
     weights: Tensor
     ess: float
-
-
-def effective_sample_size(weights: Tensor) -> float:
-    """Kish effective sample size of a weight vector."""
-    total = weights.sum()
-    return float(total * total / (weights * weights).sum().clamp_min(1e-300))
 
 
 class BatchSampler(ABC):
@@ -74,6 +69,10 @@ class BatchSampler(ABC):
         ``q`` holds the pool's |Q| (or distance) when ``needs_q``; ``prior`` is an optional
         non-negative per-sample multiplier (e.g. a curriculum band) on the sampling density.
         """
+
+    def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
+        """Evaluate Q through ``q_fn`` (e.g. the model's) instead of the problem's, wherever the
+        sampler computes Q itself (new proposals); a no-op for samplers that never do."""
 
     def propose(self, problem: Problem, pool: Pool, round_idx: int) -> Tensor | None:
         """New points to label before round ``round_idx`` (active samplers), else None."""

@@ -120,6 +120,8 @@ class NoCurriculum(Curriculum):
 class BandCurriculum(Curriculum):
     """Stages over distance rings, gated on a metric with min/max dwell (module docstring)."""
 
+    config_class = CurriculumConfig  # the schema of its config group option (config.py)
+
     def __init__(self, config: CurriculumConfig | None = None, **overrides: Any) -> None:
         self.config = dataclasses.replace(config or CurriculumConfig(), **overrides)
         self.variable = self.config.variable

@@ -87,6 +87,8 @@ class DiagnosticMonitor:
     ``sampled_q_round{r:06d}.npz`` (default: ``<export_path dir>/diagnostics_snapshots``).
     """
 
+    config_class = DiagnosticConfig  # the schema of its config group option (config.py)
+
     def __init__(self, config: DiagnosticConfig | None = None, *, export_path: str | None = None,
                  snapshot_dir: str | None = None, **overrides: Any) -> None:
         self.config = dataclasses.replace(config or DiagnosticConfig(), **overrides)
@@ -101,6 +103,17 @@ class DiagnosticMonitor:
         self._hist_pos = 0
         self._hist_filled = 0
         self._reset_round()
+
+    def gradient_due(self, step: int) -> bool:
+        """Whether the loop should measure near/far gradient norms at ``step`` (every
+        ``gradient_every`` steps; 0 never)."""
+        every = self.config.gradient_every
+        return bool(every) and step % every == 0
+
+    @property
+    def near_threshold(self) -> float:
+        """Distance (or |Q|) below which a sample counts as near a pole."""
+        return self.config.near_pole_threshold
 
     # -- accumulation ----------------------------------------------------------------------------
     def _reset_round(self) -> None:

@@ -10,6 +10,7 @@ internal :class:`ActiveSampler` proposes new points near small |Q| and roots of 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,8 @@ class HybridSamplerConfig(ImportanceSamplerConfig):
 class HybridSampler(BatchSampler):
     """Mixture batches from an :class:`ImportanceSampler` plus periodic active proposals."""
 
+    config_class = HybridSamplerConfig  # the schema of its config group option (config.py)
+
     needs_q = True
 
     def __init__(self, config: HybridSamplerConfig | None = None, *, bounds: Tensor | None = None,
@@ -73,6 +76,9 @@ class HybridSampler(BatchSampler):
         self.importance = ImportanceSampler(self.config.importance_config())
         self.active = ActiveSampler(self.config.active_config(), bounds=bounds)
         self.active_rounds = 0
+
+    def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
+        self.active.use_q_fn(q_fn)
 
     def select(
         self,

@@ -52,8 +52,9 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
+from nearpole_exp.metrics import effective_sample_size
 from nearpole_exp.rng import generator_state, resolve_device, restore_generator
-from nearpole_exp.sampling.base import BatchSampler, Selection, effective_sample_size
+from nearpole_exp.sampling.base import BatchSampler, Selection
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,8 @@ class ImportanceSampler(BatchSampler):
     Plain use: ``ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0)).sample_batch(x, q,
     batch_size=128)`` gives ``(batch_x, idx)``; the runner calls :meth:`select`.
     """
+
+    config_class = ImportanceSamplerConfig  # the schema of its config group option (config.py)
 
     needs_q = True
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -15,6 +15,12 @@ class Breeder(ABC):
     Simulation ids are assigned in ask order: the first point ever returned by ``ask`` has
     id 0, the next id 1, and so on; ``tell`` refers to points by those ids.
     """
+
+    # the config groups besides ``ogas/breeder`` the breeder is built with (``ogas/<part>``), and
+    # the dataclass that is each part's schema
+    config_parts: ClassVar[dict[str, type]] = {}
+    # whether :meth:`regenerate` may rewrite asked-but-unsubmitted ids (asynchronous feeds)
+    rewrites_unsubmitted: ClassVar[bool] = False
 
     def __init__(self, bounds: Tensor) -> None:
         bounds = torch.as_tensor(bounds, dtype=torch.float32)
@@ -38,6 +44,12 @@ class Breeder(ABC):
     def ask(self, n: int) -> Tensor:
         """The next ``n`` points, shape ``[n, d]``, inside the box."""
 
+    def regenerate(self, n: int, last_submitted: int) -> tuple[Tensor, int, int]:
+        """A generation of ``n`` points written at ids ``last_submitted + 1 …``, rewriting asked
+        ids nobody submitted yet; returns (points, first id, last id). Only for breeders that
+        declare ``rewrites_unsubmitted``."""
+        raise NotImplementedError(f"{type(self).__name__} does not rewrite unsubmitted ids")
+
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
 
@@ -60,6 +72,10 @@ class Breeder(ABC):
     def metrics(self) -> dict[str, float]:
         """Scalars describing the breeder (``breeder/*`` names)."""
         return {}
+
+    def plots(self, outdir: str) -> list[str]:
+        """Write the breeder's PNGs into ``outdir``; returns their paths (none by default)."""
+        return []
 
     def start(self) -> None:
         """Start background work, if any."""

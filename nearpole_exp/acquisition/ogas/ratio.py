@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nearpole_exp.sampling.base import effective_sample_size
+from nearpole_exp.metrics import effective_sample_size
 
 
 class RatioMLP(nn.Module):

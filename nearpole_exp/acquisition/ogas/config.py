@@ -1,4 +1,4 @@
-"""Typed, validated configs of the OGAS package (breeder, DDPM, data) and of the Breed baseline.
+"""Typed, validated configs of OGAS: the breeder's mixing and conditioning, the DDPM, the data.
 
 Every field has a default sized for a 2-core CPU; ``__post_init__`` rejects bad values with a
 ``ConfigError`` naming the field. Strings that select a variant are validated against the tuples
@@ -7,40 +7,21 @@ below (OmegaConf has no ``Literal``).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from nearpole_exp.errors import ConfigError, check
-from nearpole_exp.ogas.designs import DESIGNS
+from nearpole_exp.acquisition.config import RAMP_BREAKPOINT, check_ratio_schedule
+from nearpole_exp.designs import DESIGNS
+from nearpole_exp.errors import check
 
 LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
-SCHEDULE_ON = ("generation", "budget")
 BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
 CONDITIONS = ("minmax", "rank")
 ADAPTIVE_ESS_TARGET = 0.5
 ADAPTIVE_GAIN = 0.5
-RAMP_BREAKPOINT = 3
 LOGIT_EPS = 1e-4  # defaults of the parametrisation-specific DDPM fields
 MIRROR_MARGIN = 0.5
-BREED_OOB = ("resample", "reflect")
-
-
-def _check_ratio_schedule(start: float, end: float, breakpoint: int, schedule_on: str,
-                          total_budget: int | None, budget_breakpoint: float,
-                          names: tuple[str, str]) -> None:
-    """Shared validation of a start→end breed-ratio schedule."""
-    check(0.0 <= start <= 1.0, names[0], f"must lie in [0, 1], got {start}")
-    check(0.0 <= end <= 1.0, names[1], f"must lie in [0, 1], got {end}")
-    check(breakpoint >= 1, "breakpoint", f"must be >= 1, got {breakpoint}")
-    check(schedule_on in SCHEDULE_ON, "schedule_on", f"must be one of {SCHEDULE_ON}")
-    check(total_budget is None or total_budget > 0, "total_budget", "must be positive or None")
-    check(schedule_on != "budget" or total_budget is not None, "total_budget",
-          "schedule_on='budget' needs total_budget (number of simulations)")
-    check(0.0 < budget_breakpoint <= 1.0, "budget_breakpoint", "must lie in (0, 1]")
 
 
 @dataclass
@@ -103,7 +84,7 @@ class BreederConfig:
     loss_log_every: int = 10
 
     def __post_init__(self) -> None:
-        _check_ratio_schedule(self.start_breed_ratio, self.end_breed_ratio, self.breakpoint,
+        check_ratio_schedule(self.start_breed_ratio, self.end_breed_ratio, self.breakpoint,
                               self.schedule_on, self.total_budget, self.budget_breakpoint,
                               ("start_breed_ratio", "end_breed_ratio"))
         check(self.loss_sampling_strategy in LOSS_SAMPLING_STRATEGIES, "loss_sampling_strategy",
@@ -158,7 +139,7 @@ class DDPMConfig:
     box (the map's stretch makes generations denser towards the faces); ``"box"`` diffuses
     2·unit−1 ∈ [−1, 1] (Melissa; smoothing thins generations at the faces); ``"mirror"`` diffuses
     2·unit−1 with training points reflected across a face within ``mirror_margin`` of it (see
-    :func:`~nearpole_exp.ogas.ddpm.mirror_augment`) and folds samples back, so they are inside
+    :func:`~nearpole_exp.acquisition.ogas.ddpm.mirror_augment`) and folds samples back, so they are inside
     and even up to the faces. ``guidance_scale`` s: ε_∅ + s(ε_c − ε_∅); 1 is the conditional
     model, s > 1 extrapolates past it. ``clip_denoised`` clips the predicted
     x̂0 to the data range at every sampling step, which also keeps box samples inside; with
@@ -251,71 +232,3 @@ class ExperimentConfig:
     breeder: BreederConfig = field(default_factory=BreederConfig)
     model: DDPMConfig = field(default_factory=DDPMConfig)
     data: DataConfig = field(default_factory=DataConfig)
-
-
-@dataclass
-class BreedConfig:
-    """Breed baseline (Melissa's DefaultBreeder): Gaussian children of fitness-proportional parents.
-
-    ``sigma`` is a fraction of the box width; parents come from the last ``window`` sims with a
-    score; OOB children are reflected into the box or resampled with sigma × ``oob_factor`` per
-    retry (``max_oob_attempts``), then clipped. Defaults follow the paper's "mixed" preset.
-    """
-
-    sigma: float = 0.1
-    start: float = 0.0
-    end: float = 0.7
-    breakpoint: int = 3
-    schedule_on: str = "generation"
-    total_budget: int | None = None
-    budget_breakpoint: float = 0.3
-    window: int = 256
-    fitness_power: float = 1.0
-    ema_alpha: float = 0.3
-    max_loss_value: float = float("inf")
-    min_observations: int = 1
-    oob: str = "resample"
-    oob_factor: float = 0.3
-    max_oob_attempts: int = 5
-    non_breed_design: str = "uniform"
-
-    def __post_init__(self) -> None:
-        check(self.sigma > 0, "sigma", "must be positive")
-        _check_ratio_schedule(self.start, self.end, self.breakpoint, self.schedule_on,
-                              self.total_budget, self.budget_breakpoint, ("start", "end"))
-        check(self.window >= 1, "window", "must be >= 1")
-        check(self.fitness_power >= 0, "fitness_power", "must be >= 0")
-        check(0.0 < self.ema_alpha <= 1.0, "ema_alpha", "must lie in (0, 1]")
-        check(self.max_loss_value > 0, "max_loss_value", "must be positive")
-        check(self.min_observations >= 1, "min_observations", "must be >= 1")
-        check(self.oob in BREED_OOB, "oob", f"must be one of {BREED_OOB}")
-        check(0.0 < self.oob_factor <= 1.0, "oob_factor", "must lie in (0, 1]")
-        check(self.max_oob_attempts >= 0, "max_oob_attempts", "must be >= 0")
-        check(self.non_breed_design in DESIGNS, "non_breed_design", f"must be one of {DESIGNS}")
-
-
-C = TypeVar("C")
-
-
-def build_config(cls: type[C], base: Any, overrides: Mapping[str, Any], prefix: str = "") -> C:
-    """``cls`` from a base (instance of ``cls`` or a subclass, a mapping, or None) plus flat
-    overrides. Keys starting with ``_`` (Hydra's ``_target_``…) are ignored; unknown keys and
-    invalid values raise ConfigError with the field name under ``prefix``."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    if base is None:
-        values: dict[str, Any] = {}
-    elif isinstance(base, Mapping):
-        values = dict(base)
-    elif dataclasses.is_dataclass(base):
-        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-    else:
-        raise TypeError(f"cannot build {cls.__name__} from {type(base).__name__}")
-    values.update(overrides)
-    values = {k: v for k, v in values.items() if not k.startswith("_")}
-    for key in values:
-        if key not in names:
-            raise ConfigError(f"{prefix}{key}", f"unknown field of {cls.__name__}")
-    try:
-        return cls(**values)
-    except ConfigError as err:
-        raise err.under(prefix.rstrip(".")) from None

@@ -178,7 +178,7 @@ class PlacementLog:
 
     def plot(self, outdir: str) -> list[str]:
         """``placement.png``: each generation's points over the ideal density (first two axes)."""
-        from nearpole_exp.ogas.plots import plot_placement  # matplotlib only when plotting
+        from nearpole_exp.acquisition.plots import plot_placement  # matplotlib only when plotting
 
         return plot_placement(self, outdir)
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nearpole_exp.ogas.config import DDPMConfig
+from nearpole_exp.acquisition.ogas.config import DDPMConfig
 
 LOGIT_SCALE = math.pi / math.sqrt(3.0)  # std of the logistic law: logit(U(0,1)) / this has std 1
 

@@ -7,8 +7,9 @@ breeder has written but nobody has submitted yet. Each ``pump``:
 
 1. collects finished results (``executor.poll``; waits up to ``timeout`` only when asked to);
 2. regenerates when ``regenerate_after`` simulations have finished since the last generation
-   (or at once when the ahead buffer is empty and budget remains): a breeder with Melissa's
-   ``next_parameters`` / ``concretize_resampled_parameters`` writes a generation of
+   (or at once when the ahead buffer is empty and budget remains): a breeder that declares
+   ``rewrites_unsubmitted`` (OGAS, Melissa's ``next_parameters`` /
+   ``concretize_resampled_parameters``) writes a generation of
    ``generation_size`` at ids ``last_submitted + 1 …``, i.e. it rewrites only simulations not yet
    submitted (ids beyond the new generation stay queued behind it); a plain ask/tell breeder is
    asked only when the buffer is empty (its ids cannot be rewritten);
@@ -30,9 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.errors import check
 from nearpole_exp.execution.base import Executor, SimulationResult
-from nearpole_exp.ogas.base import Breeder
 
 
 @dataclass
@@ -64,7 +65,7 @@ class SimulationFeed:
         self.executor = executor
         self.breeder = breeder
         self.budget = int(budget)
-        self.rewrites = hasattr(breeder, "concretize_resampled_parameters")
+        self.rewrites = breeder.rewrites_unsubmitted
         self.n_submitted = 0
         self.n_finished = 0
         self.generations = 0
@@ -134,9 +135,7 @@ class SimulationFeed:
         if k <= 0:
             return
         if self.rewrites:
-            breeder: Any = self.breeder
-            params = breeder.next_parameters(k)
-            first, last = breeder.concretize_resampled_parameters(self.n_submitted - 1)
+            params, first, last = self.breeder.regenerate(k, self.n_submitted - 1)
             keep = self._ahead_ids > last
             self.n_rewritten += int((self._ahead_ids <= last).sum())
             self._ahead_ids = torch.cat([torch.arange(first, last + 1), self._ahead_ids[keep]])

@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nearpole_exp.ogas.base import Breeder
-from nearpole_exp.ogas.config import BreedConfig, build_config
-from nearpole_exp.ogas.designs import UnitDesign
-from nearpole_exp.ogas.history import SimHistory, validate_signals
-from nearpole_exp.ogas.schedule import BreedRatioSchedule
-from nearpole_exp.rng import child_generator
+from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.acquisition.config import BreedConfig, build_config
+from nearpole_exp.acquisition.history import SimHistory, validate_signals
+from nearpole_exp.acquisition.schedule import BreedRatioSchedule
+from nearpole_exp.designs import UnitDesign
+from nearpole_exp.rng import child_generator, load_generator_state
 
 __all__ = ["BreedBreeder", "BreedConfig", "fitness_weights", "jitter", "reflect_unit"]
 
@@ -47,6 +47,8 @@ def fitness_weights(signal: Tensor, power: float) -> Tensor:
 
 class BreedBreeder(Breeder):
     """Fitness-proportional Gaussian mutation of recent hard sims, mixed with a design."""
+
+    config_class = BreedConfig  # the schema of its config group option (config.py)
 
     def __init__(self, bounds: Tensor, config: BreedConfig | None = None,
                  **overrides: Any) -> None:
@@ -157,7 +159,7 @@ class BreedBreeder(Breeder):
         if state.get("kind") != "breed" or int(state.get("format_version", -1)) != FORMAT_VERSION:
             raise ValueError("not a BreedBreeder state of the current format")
         self.n_asked = int(state["n_asked"])
-        self.generator.set_state(state["generator"])
+        load_generator_state(self.generator, state["generator"])
         self.design.load_state_dict(state["design"])
         self.schedule.load_state_dict(state["schedule"])
         self.history.load_state_dict(state["history"])
@@ -166,7 +168,7 @@ class BreedBreeder(Breeder):
 
     def plots(self, outdir: str) -> list[str]:
         """Write the breeder PNGs (see :func:`plot_breeder`) into ``outdir``."""
-        from nearpole_exp.ogas.plots import plot_breeder  # matplotlib only when plotting
+        from nearpole_exp.acquisition.plots import plot_breeder  # matplotlib only when plotting
 
         return [str(p) for p in plot_breeder(self, outdir)]
 

@@ -18,37 +18,30 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from nearpole_exp.ogas.base import Breeder
-from nearpole_exp.ogas.breed import jitter
-from nearpole_exp.ogas.config import (
+from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.acquisition.breed import jitter
+from nearpole_exp.acquisition.config import build_config
+from nearpole_exp.acquisition.history import EVICTED, NOT_IN_RESERVOIR, SimHistory, validate_signals
+from nearpole_exp.acquisition.ogas.conditions import MinMaxQueues, conditions, sample_targets
+from nearpole_exp.acquisition.ogas.config import (
     BreederConfig,
     DataConfig,
     DDPMConfig,
     ExperimentConfig,
-    build_config,
 )
-from nearpole_exp.ogas.ddpm import ConditionalDDPM, Denoiser
-from nearpole_exp.ogas.designs import UnitDesign
-from nearpole_exp.ogas.history import (
-    EVICTED,
-    NOT_IN_RESERVOIR,
-    MinMaxQueues,
-    SimHistory,
-    conditions,
-    sample_targets,
-    validate_signals,
-)
-from nearpole_exp.ogas.ratio import RatioEstimator, design_over_pool
-from nearpole_exp.ogas.reservoir import Reservoir
-from nearpole_exp.ogas.schedule import AdaptiveBreedRatio, BreedRatioSchedule
-from nearpole_exp.ogas.smoothing import adaptive_bandwidth, knn_mean
-from nearpole_exp.ogas.trainer_thread import BackgroundTrainer
-from nearpole_exp.rng import child_generator
+from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM, Denoiser
+from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
+from nearpole_exp.acquisition.ogas.reservoir import Reservoir
+from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean
+from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
+from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio, BreedRatioSchedule
+from nearpole_exp.designs import UnitDesign
+from nearpole_exp.rng import child_generator, load_generator_state
 
 FORMAT_VERSION = 1
 MAX_LOSS_POINTS = 4000
@@ -65,15 +58,6 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
-def load_generator(generator: torch.Generator, state: Tensor) -> None:
-    """Restore a generator state; a state from another device type (CPU vs CUDA layouts differ)
-    reseeds the generator deterministically from the saved bytes instead."""
-    if state.numel() == generator.get_state().numel():
-        generator.set_state(state)
-    else:
-        generator.manual_seed(int.from_bytes(bytes(state[:8].tolist()), "little") % 2**63)
-
-
 class OGASBreeder(Breeder):
     """Loss-conditioned DDPM breeder (Melissa's OGASBreeder) with the ask/tell protocol.
 
@@ -81,6 +65,10 @@ class OGASBreeder(Breeder):
     fields: ``OGASBreeder(bounds=b, model=DDPMConfig(...), data=DataConfig(...), end_breed_ratio=0.9)``
     (parts may also be mappings). ``bounds`` is ``[d, 2]``; ``device`` holds the DDPM and ratio MLP.
     """
+
+    config_class = BreederConfig  # the schema of its config group option (config.py)
+    config_parts: ClassVar[dict[str, type]] = {"model": DDPMConfig, "data": DataConfig}
+    rewrites_unsubmitted = True
 
     def __init__(self, bounds: Tensor, config: ExperimentConfig | None = None, *,
                  breeder: BreederConfig | Mapping[str, Any] | None = None,
@@ -405,10 +393,10 @@ class OGASBreeder(Breeder):
             if self.ratio is not None:
                 self.ratio.load_state_dict(state["ratio"])
             gens = state["generators"]
-            load_generator(self.generator, gens["main"])
-            load_generator(self.sample_generator, gens["sample"])
-            load_generator(self.train_generator, gens["train"])
-            load_generator(self.batch_generator, gens["batch"])
+            load_generator_state(self.generator, gens["main"])
+            load_generator_state(self.sample_generator, gens["sample"])
+            load_generator_state(self.train_generator, gens["train"])
+            load_generator_state(self.batch_generator, gens["batch"])
             self.trainer.steps = int(state["trainer_steps"])
             self._staged = state["staged"]
             self.stats = {k: float(v) for k, v in state["stats"].items()}
@@ -422,6 +410,12 @@ class OGASBreeder(Breeder):
         params = self.next_parameters(n)
         self.concretize_resampled_parameters(self.n_asked - 1)
         return params
+
+    def regenerate(self, n: int, last_submitted: int) -> tuple[Tensor, int, int]:
+        """``next_parameters(n)`` written at ids ``last_submitted + 1 …`` (see the base)."""
+        params = self.next_parameters(n)
+        first, last = self.concretize_resampled_parameters(last_submitted)
+        return params, first, last
 
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample signals of asked sims. Values are clipped at ``max_loss_value``;
@@ -529,12 +523,12 @@ class OGASBreeder(Breeder):
 
     def plots(self, outdir: str) -> list[str]:
         """Write the breeder PNGs (see :func:`plot_breeder`) into ``outdir``."""
-        from nearpole_exp.ogas.plots import plot_breeder  # matplotlib only when plotting
+        from nearpole_exp.acquisition.plots import plot_breeder  # matplotlib only when plotting
 
         return [str(p) for p in plot_breeder(self, outdir)]
 
     def plot_data(self) -> dict[str, Any]:
-        """What :func:`nearpole_exp.ogas.plots.plot_breeder` draws: per-sim parameters,
+        """What :func:`nearpole_exp.acquisition.plots.plot_breeder` draws: per-sim parameters,
         generation, provenance and score, the DDPM loss curve and per-generation ratios."""
         with self.trainer.lock, self._data_lock:
             n = self.history.size

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import Tensor
 
-from nearpole_exp.ogas.base import Breeder
-from nearpole_exp.ogas.designs import UnitDesign
+from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator
 
 

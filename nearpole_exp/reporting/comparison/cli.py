@@ -1,0 +1,48 @@
+"""``python -m nearpole_exp.compare``: the comparison of a sweep from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from nearpole_exp.reporting.comparison.read import SweepEmptyError
+from nearpole_exp.reporting.comparison.render import print_comparison
+from nearpole_exp.reporting.comparison.sweep import compare_sweep
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m nearpole_exp.compare",
+        description="Compare the sweep points of a Hydra multirun (mean ± std over seeds, ratios).")
+    parser.add_argument("sweep_dir", type=Path, help="the multirun directory (hydra.sweep.dir)")
+    parser.add_argument("--baseline", nargs="+", metavar="KEY=VALUE",
+                        help="override(s) naming the reference point, e.g. sampler=uniform")
+    parser.add_argument("--metrics", nargs="+", metavar="NAME",
+                        help="metrics (or globs such as 'eval/relerr_median/*') for the table")
+    parser.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
+    parser.add_argument("--lower-is-better", action=argparse.BooleanOptionalAction, default=True,
+                        help="direction of the metrics for ratios and wins (default: lower)")
+    parser.add_argument("--by", metavar="KEY1,KEY2",
+                        help="split into blocks by these override keys, one baseline per block")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: 0 when at least one job completed, 1 when none did, 2 for an empty or absent sweep."""
+    args = parse_args(argv)
+    con = Console()
+    try:
+        result = compare_sweep(args.sweep_dir, baseline=args.baseline, metrics=args.metrics,
+                               out=args.out, lower_is_better=args.lower_is_better, by=args.by)
+    except SweepEmptyError as err:
+        con.print(Text.assemble(("nothing to compare: ", "red"), str(err)))
+        return 2
+    print_comparison(result, con)
+    if result.n_completed == 0:
+        con.print(Text.assemble(("no job completed", "red"), ": nothing to aggregate"))
+        return 1
+    return 0

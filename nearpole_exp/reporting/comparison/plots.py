@@ -1,0 +1,85 @@
+"""The comparison's bar charts (one PNG per metric group)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nearpole_exp.reporting.comparison.aggregate import NRMSE_STATS, ComparisonResult, PointRow
+from nearpole_exp.reporting.comparison.render import short_name
+
+
+def plot_groups(metrics: Sequence[str], table_metrics: Sequence[str]) -> dict[str, list[str]]:
+    """Charts to draw: bucket families (``…/B0``…), nRMSE stats, and the other table metrics."""
+    groups: dict[str, list[str]] = {}
+    for m in metrics:
+        bucket = re.fullmatch(r"(.+)/B\d+", m)
+        if bucket and "bucket_count" not in m:
+            groups.setdefault(bucket.group(1).rsplit("/", 1)[-1], []).append(m)
+    nrmse = [f"eval/nrmse_{s}" for s in NRMSE_STATS if f"eval/nrmse_{s}" in metrics]
+    if nrmse:
+        groups["nrmse"] = nrmse
+    groups = {g: ms for g, ms in groups.items() if set(ms) & set(table_metrics)}
+    grouped = {m for ms in groups.values() for m in ms}
+    scalars = [m for m in table_metrics if m not in grouped]
+    if scalars:
+        groups["scalars"] = scalars
+    return groups
+
+
+def _log_scale(values: Iterable[float]) -> bool:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return bool(vals) and min(vals) > 0 and max(vals) / min(vals) >= 10
+
+
+def _bars(ax: Any, rows: Sequence[PointRow], metrics: Sequence[str], labels: Sequence[str],
+          colours: Sequence[Any], log: bool) -> None:
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        means = [row.metrics[m].mean for m in metrics]
+        heights = [0.0 if v is None else v for v in means]
+        stds = [row.metrics[m].std or 0.0 for m in metrics]
+        # on a log axis a bar's lower error bar must stay above zero
+        lower = [min(s, 0.9 * h) if log and h > 0 else s
+                 for s, h in zip(stds, heights, strict=True)]
+        xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(metrics))]
+        ax.bar(xs, heights, width, yerr=[lower, stds], capsize=2, color=colours[i], label=row.label)
+    ax.set_xticks(range(len(metrics)), labels)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(axis="y", alpha=0.3, which="both")
+
+
+def plot_group(result: ComparisonResult, group: str, metrics: Sequence[str], path: Path) -> bool:
+    """One grouped bar chart (bars = sweep points, error bars = sample std); False if empty."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    rows = [r for r in result.rows if any(r.metrics[m].mean is not None for m in metrics)]
+    if not rows:
+        return False
+    cmap = colormaps["tab10" if len(rows) <= 10 else "tab20"]
+    colours = [cmap(i % cmap.N) for i in range(len(rows))]
+    if group == "scalars":
+        fig = Figure(figsize=(min(4 * len(metrics), 16), 3.8 + 0.25 * len(rows)))
+        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+        for ax, m in zip(axes, metrics, strict=True):
+            _bars(ax, rows, [m], [short_name(m)], colours,
+                  _log_scale(r.metrics[m].mean for r in rows))
+    else:
+        fig = Figure(figsize=(min(3 + 0.35 * len(metrics) * len(rows), 16), 3.8 + 0.25 * len(rows)))
+        ax = fig.subplots()
+        labels = [m.rsplit("/", 1)[-1].removeprefix("nrmse_") for m in metrics]
+        _bars(ax, rows, metrics, labels, colours,
+              _log_scale(r.metrics[m].mean for r in rows for m in metrics))
+        ax.set_ylabel(group)
+    fig.suptitle(f"{group}: mean ± sample std over seeds")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=min(len(rows), 3), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.06 * math.ceil(len(rows) / 3), 1, 1))
+    fig.savefig(path, dpi=90)
+    return True
