@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from nearpole_exp.acquisition.ogas import DataConfig, DDPMConfig, OGASBreeder
-from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, knn_radius
+from nearpole_exp.acquisition.ogas.smoothing import (
+    adaptive_bandwidth,
+    knn_mean,
+    knn_radius,
+    loo_neighbours,
+)
 from nearpole_exp.errors import ConfigError
 
 
@@ -101,4 +106,42 @@ def test_adaptive_jitter_moves_only_bred_points_and_excludes_fixed_jitter():
     with pytest.raises(ConfigError, match="child_jitter_scale"):
         breeder(child_jitter=0.1, child_jitter_scale=1.0)
     with pytest.raises(ConfigError, match="smoothing_neighbours"):
-        breeder(data={"smoothing_neighbours": 0})
+        breeder(data={"smoothing_neighbours": -1})
+
+
+def test_leave_one_out_picks_few_neighbours_for_clean_scores_and_many_for_noise():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(256, 2, generator=gen)
+    clean = torch.sin(6 * x[:, 0]) + x[:, 1]  # smooth: a few close neighbours predict it
+    assert loo_neighbours(x, clean) <= 4
+    noisy = clean + 2.0 * torch.randn(256, generator=gen)  # noise >> variation: average widely
+    assert loo_neighbours(x, noisy) >= 16
+    assert loo_neighbours(x, torch.randn(256, generator=gen)) >= 32  # pure noise
+    assert loo_neighbours(x[:2], clean[:2]) == 1  # too few points to choose
+
+
+def test_leave_one_out_averages_fewer_neighbours_in_more_dimensions():
+    """The same noise over 4 dimensions: neighbours are farther, so fewer are worth averaging
+    (mean over 6 draws; a single draw can tie)."""
+    gen = torch.Generator().manual_seed(5)
+    chosen = {2: [], 4: []}
+    for _ in range(6):
+        for d in chosen:
+            x = torch.rand(256, d, generator=gen)
+            score = torch.sin(4 * x).sum(1) + 0.5 * torch.randn(256, generator=gen)
+            chosen[d].append(loo_neighbours(x, score))
+    assert sum(chosen[4]) < 0.8 * sum(chosen[2])
+
+
+def test_automatic_smoothing_in_the_breeder_follows_the_scores():
+    torch.manual_seed(0)
+    b = breeder(data={"smoothing_neighbours": 0})
+    scored(b)  # corner scores are i.i.d. uniform: noisy
+    b.ask(64)
+    assert b.metrics()["breeder/smoothing_k"] >= 8
+    torch.manual_seed(0)
+    c = breeder(data={"smoothing_neighbours": 0})
+    x = c.ask(400)
+    c.tell(torch.arange(400), 0.2 + (x[:, 0] + x[:, 1]) ** 2)  # a clean, smooth score
+    c.ask(64)
+    assert c.metrics()["breeder/smoothing_k"] <= 4 < b.metrics()["breeder/smoothing_k"]

@@ -37,7 +37,7 @@ from nearpole_exp.acquisition.ogas.config import (
 from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM, Denoiser
 from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.acquisition.ogas.reservoir import Reservoir
-from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean
+from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
 from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
 from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio, BreedRatioSchedule
 from nearpole_exp.designs import UnitDesign
@@ -117,7 +117,7 @@ class OGASBreeder(Breeder):
         self.stats: dict[str, float] = {
             "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
             "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
-            "generate_s": 0.0, "loss_stride": 1.0,
+            "generate_s": 0.0, "loss_stride": 1.0, "smoothing_k": float("nan"),
         }
         self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": [],
                                               "ddpm_loss": []}
@@ -127,17 +127,35 @@ class OGASBreeder(Breeder):
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         return lo + unit * (hi - lo)
 
+    def _choose_smoothing(self) -> None:
+        """``smoothing_neighbours=0``: pick the count by leave-one-out on the live reservoir
+        (once per generation; caller holds the data lock)."""
+        n = self.reservoir.size
+        self.stats["smoothing_k"] = float(loo_neighbours(self.reservoir.unit[:n],
+                                                         self.reservoir.signal[:n]))
+
+    def _smoothing_k(self) -> int:
+        """Neighbours each score is averaged over: the configured count, or the automatic one of
+        the current generation (caller holds the data lock)."""
+        k = self.config.data.smoothing_neighbours
+        if k > 0:
+            return k
+        if not math.isfinite(self.stats.get("smoothing_k", float("nan"))):
+            self._choose_smoothing()
+        return int(self.stats["smoothing_k"])
+
     def _reservoir_conditions(self, idx: Tensor | None = None) -> Tensor:
         """Conditions of the live reservoir entries ``idx`` (all by default; caller holds the
-        data lock). Scores are neighbour-averaged first when ``smoothing_neighbours`` > 1; only
+        data lock). Scores are neighbour-averaged first when the smoothing count is > 1; only
         the rows asked for are smoothed unless the condition (rank, 3σ clip) needs them all."""
         dc = self.config.data
         n = self.reservoir.size
         signal, unit = self.reservoir.signal[:n], self.reservoir.unit[:n]
         elementwise = dc.condition == "minmax" and not dc.clip_loss_norm_to_3_sigma
-        if dc.smoothing_neighbours > 1:
+        k = self._smoothing_k()
+        if k > 1:
             rows = idx if idx is not None and elementwise else torch.arange(n)
-            signal = knn_mean(unit[rows], unit, signal, dc.smoothing_neighbours)
+            signal = knn_mean(unit[rows], unit, signal, k)
             if idx is not None and elementwise:
                 return conditions(signal, self.queues, dc.condition, dc.normalize_losses, False)
         cond = conditions(signal, self.queues, dc.condition, dc.normalize_losses,
@@ -264,6 +282,8 @@ class OGASBreeder(Breeder):
         if n_bred > 0:
             self._ensure_trained()
             with self._data_lock:
+                if self.config.data.smoothing_neighbours == 0:
+                    self._choose_smoothing()
                 cond = self._reservoir_conditions()
             targets = sample_targets(cond, n_bred, bc.loss_sampling_strategy,
                                      bc.loss_sampling_alpha, bc.loss_sampling_quantile,
@@ -461,6 +481,7 @@ class OGASBreeder(Breeder):
             "breeder/reservoir_size": float(self.reservoir.size),
             "breeder/dropped_values": self.stats["dropped_values"],
             "breeder/generate_s": self.stats["generate_s"],
+            "breeder/smoothing_k": self.stats.get("smoothing_k", float("nan")),
         }
         if self.adaptive is not None:
             out["breeder/adaptive_ess"] = self.stats.get("adaptive_ess", float("nan"))

@@ -211,11 +211,13 @@ class DataConfig:
     min_observations: int = 1
     condition: str = "minmax"
     # each sim's score averaged over its k nearest reservoir sims in the unit box before it
-    # becomes a condition (1: the sim's own score, Melissa's)
+    # becomes a condition (1: the sim's own score, Melissa's; 0: k chosen by leave-one-out on the
+    # reservoir at every generation, so that noisy scores are averaged and clean ones are not)
     smoothing_neighbours: int = 1
 
     def __post_init__(self) -> None:
-        check(self.smoothing_neighbours >= 1, "smoothing_neighbours", "must be >= 1")
+        check(self.smoothing_neighbours >= 0, "smoothing_neighbours",
+              "must be >= 0 (0: chosen by leave-one-out, 1: no smoothing)")
         check(self.buffer_size >= 2, "buffer_size", "must be >= 2")
         check(self.batch_size >= 2, "batch_size", "must be >= 2")
         check(0.0 < self.ema_loss_alpha <= 1.0, "ema_loss_alpha", "must lie in (0, 1]")

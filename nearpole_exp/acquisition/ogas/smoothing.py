@@ -28,6 +28,25 @@ def knn_mean(query: Tensor, points: Tensor, values: Tensor, k: int) -> Tensor:
     return torch.cat(out)
 
 
+def loo_neighbours(points: Tensor, values: Tensor, max_k: int = 64) -> int:
+    """How many neighbours to average over, chosen by leave-one-out: the k ∈ {1, 2, 4, …, max_k}
+    whose mean over the k nearest *other* points predicts each point's value with the least
+    squared error. A smooth, noise-free score picks 1 (its nearest neighbour already predicts
+    it: no smoothing is needed); a noisy one picks the k that balances noise against blur, which
+    shrinks as the dimension grows and neighbours drift away (``points`` [n, d], ``values`` [n])."""
+    n = points.shape[0]
+    candidates = [k for k in (2 ** i for i in range(8)) if k <= min(max_k, n - 1)]
+    if len(candidates) < 2:
+        return 1
+    kmax = candidates[-1]
+    dist = torch.cdist(points, points)
+    dist.fill_diagonal_(float("inf"))
+    neighbours = values[dist.topk(kmax, dim=1, largest=False).indices].double()
+    means = neighbours.cumsum(dim=1) / torch.arange(1, kmax + 1, dtype=torch.float64)
+    errors = (means[:, [k - 1 for k in candidates]] - values.double()[:, None]).pow(2).mean(dim=0)
+    return candidates[int(errors.argmin())]
+
+
 def knn_radius(points: Tensor, k: int) -> Tensor:
     """Distance of each of ``points`` [n, d] to its k-th nearest other point ([n]; k capped at
     n − 1, zeros when n < 2)."""
