@@ -287,7 +287,8 @@ def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
 
 def wall_costs(root: Path, extra: Sequence[str] = (), problem: str = "burgers") -> list[str]:
     """Wall time of one OGAS and one uniform job (seed 0) on two cores, trainer.num_threads 0
-    (torch default) and 1, run one after another (pinned to cores 0-1 when more exist)."""
+    (torch default) and 1, run one after another (pinned to cores 0-1 when more exist); ``ogas.*``
+    overrides go to the OGAS job only."""
     pin = ["taskset", "-c", "0,1"] if (os.cpu_count() or 1) > 2 and shutil.which("taskset") else []
     rows = ["| trainer.num_threads | uniform wall s | OGAS wall s | OGAS / uniform | "
             "OGAS breeder s |", "|---|---|---|---|---|"]
@@ -299,7 +300,8 @@ def wall_costs(root: Path, extra: Sequence[str] = (), problem: str = "burgers") 
             shutil.rmtree(out, ignore_errors=True)
             cmd = [*pin, sys.executable, "-m", "nearpole_exp", f"experiment={problem}",
                    f"ogas/breeder={breeder}", "seed=0", f"trainer.num_threads={threads}",
-                   "trainer.device=cpu", f"hydra.run.dir={out}", *COMMON, *extra]
+                   "trainer.device=cpu", f"hydra.run.dir={out}", *COMMON,
+                   *(o for o in extra if breeder == "ogas" or not o.startswith("ogas."))]
             run_logged(cmd, root / "cost" / f"{problem}_{breeder}_t{threads}.log")
             summary = json.loads((out / "summary.json").read_text())
             cells[breeder] = summary
