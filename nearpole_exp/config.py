@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ NON_DEFINING_KEYS = ("resume", "logger", "hydra", "output_dir", "tags", "trainer
                      "trainer.plots", "trainer.device", "trainer.num_threads")
 # replicates of one sweep point differ only in this key
 REPLICATE_KEY = "seed"
+SEED_LIMIT = 2**63  # torch's seeds are 64-bit
 
 
 @dataclass
@@ -63,9 +65,11 @@ class TrainerConfig:
             check(getattr(self, name) > 0, name, f"must be a positive integer, got {getattr(self, name)}")
         for name in ("initial_points", "points_per_round", "pool_capacity"):
             check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        check(self.grad_clip >= 0, "grad_clip", f"must be >= 0 (0 disables), got {self.grad_clip}")
+        check(0 < self.lr < math.inf, "lr", f"must be a finite number > 0, got {self.lr}")
+        check(0 <= self.weight_decay < math.inf, "weight_decay",
+              f"must be a finite number >= 0, got {self.weight_decay}")
+        check(0 <= self.grad_clip < math.inf, "grad_clip",
+              f"must be a finite number >= 0 (0 disables), got {self.grad_clip}")
         check(self.lr_schedule in ("constant", "cosine"), "lr_schedule",
               f"must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         check(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
@@ -128,7 +132,7 @@ class RunConfig:
     output_dir: str = "${hydra:runtime.output_dir}"
 
     def __post_init__(self) -> None:
-        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(0 <= self.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {self.seed}")
 
 
 def is_non_defining(key: str, extra: tuple[str, ...] = ()) -> bool:
@@ -290,7 +294,12 @@ def validate(cfg: DictConfig) -> None:
     """Check every range constraint of a composed config; raises ConfigError naming the key."""
     for key in ("trainer", "logger", *(group.replace("/", ".") for group in COMPONENT_GROUPS)):
         _check_node(cfg, key)
-    check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {cfg.seed}")
+    known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(str(key), "is not a setting of nearpole_exp (top-level keys: "
+                              f"{', '.join(sorted(known - {'hydra'}))}); remove it")
     trainer = cfg.trainer
     if trainer.initial_points == 0 and trainer.points_per_round == 0:
         raise ConfigError("trainer.initial_points",

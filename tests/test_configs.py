@@ -80,6 +80,10 @@ def test_presets_compose(composer, group: str) -> None:
         ("trainer.device=tpu", "trainer.device"),
         ("logger.mode=sometimes", "logger.mode"),
         ("seed=-1", "seed"),
+        ("seed=9223372036854775808", "seed"),
+        ("trainer.lr=inf", "trainer.lr"),
+        ("trainer.weight_decay=nan", "trainer.weight_decay"),
+        ("+unknown_top_key=1", "unknown_top_key"),
     ],
 )
 def test_out_of_range_values_name_the_key(composer, override: str, key: str) -> None:
