@@ -87,6 +87,12 @@ def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
         raise
 
 
+def non_finite_parameters(state: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a model state that hold NaN or inf."""
+    return [name for name, value in state.items()
+            if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())]
+
+
 class Runner:
     """Builds every component from a composed config (seed first) and runs the loop."""
 
@@ -429,6 +435,10 @@ class Runner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "breeder_ids" in state:  # written before the pool kept the simulation ids
             state = {**state, "pool": {**state["pool"], "point_sim_ids": state["breeder_ids"]}}
+        broken = non_finite_parameters(state["model"])
+        if broken:
+            raise ValueError(f"the checkpoint's model holds NaN or inf ({', '.join(broken[:4])}): "
+                             "it cannot be continued; start afresh with resume=never")
         self.state = LoopState(**state["loop"])
         for name, obj in self.components().items():
             if obj is not None and state.get(name) is not None:
@@ -479,10 +489,16 @@ class Runner:
                 r = self.state.round
                 added = self.acquire(r)
                 round_losses = []
+                skipped_before = self.state.skipped_steps
                 for _ in range(t.steps_per_round):
                     out = self.train_step()
                     round_losses.append(out["loss"])
                     bar.update(task, advance=1, info=f"round {r + 1}/{t.rounds} loss {out['loss']:.3g}")
+                if self.state.skipped_steps - skipped_before == t.steps_per_round:
+                    raise FloatingPointError(
+                        f"every step of round {r + 1} was skipped (non-finite loss or gradients; "
+                        f"{self.state.skipped_steps} of {self.state.step} in all): the model has "
+                        "diverged; lower trainer.lr or set trainer.grad_clip")
                 record = self._round_record(round_losses, out, added)
                 if (r + 1) % t.eval_every == 0 or r + 1 == t.rounds:
                     metrics = self.evaluate()
@@ -504,6 +520,12 @@ class Runner:
             log.info("training finished with simulations in flight: waiting for them (budget accounting)")
             while not self.feed.done:
                 self.pump_simulations(wait=True)
+        broken = non_finite_parameters(self.model.state_dict())
+        if broken:
+            raise FloatingPointError(
+                f"the model's parameters became NaN or inf ({', '.join(broken[:4])}; "
+                f"{self.state.skipped_steps} of {self.state.step} steps skipped): lower trainer.lr "
+                "or set trainer.grad_clip")
         if not metrics:
             metrics = self.evaluate()
         summary = {**metrics, "status": "completed", "round": self.state.round, "step": self.state.step,

@@ -14,7 +14,7 @@ import torch
 from nearpole_exp.app import task
 from nearpole_exp.checkpoint import load_checkpoint
 from nearpole_exp.errors import ConfigError
-from nearpole_exp.runner import Runner
+from nearpole_exp.runner import Runner, non_finite_parameters
 
 from .conftest import TINY, subprocess_env
 
@@ -174,3 +174,23 @@ def test_resume_refuses_a_checkpoint_of_other_settings(composer) -> None:
 def test_auto_loss_uses_the_residual_only_where_labels_have_poles(composer, problem, loss) -> None:
     cfg = composer([*TINY, f"problem={problem}"], name=problem)
     assert Runner(cfg, Path(cfg.hydra.runtime.output_dir)).loss_kind == loss
+
+
+def test_a_run_whose_model_diverges_fails_and_its_checkpoint_is_not_resumed(composer) -> None:
+    cfg = composer([*TINY, "trainer.lr=1e300", "trainer.grad_clip=0"], "diverged")
+    out = Path(cfg.hydra.runtime.output_dir)
+    with pytest.raises(FloatingPointError, match="every step of round 2 was skipped"):
+        Runner(cfg, out).run()
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+    # a checkpoint whose model is NaN (written before this check existed) is refused on resume
+    good = composer([*TINY], "nan_checkpoint")
+    good_out = Path(good.hydra.runtime.output_dir)
+    Runner(good, good_out).run()
+    state = torch.load(good_out / "checkpoints" / "last.pt", weights_only=True)
+    state["model"] = {k: torch.full_like(v, float("nan")) if torch.is_floating_point(v) else v
+                      for k, v in state["model"].items()}
+    torch.save(state, good_out / "checkpoints" / "last.pt")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        Runner(composer([*TINY], "nan_checkpoint"), good_out).run()
+    assert non_finite_parameters({"w": torch.tensor([1.0, float("inf")]), "n": torch.tensor([2]),
+                                  "b": torch.zeros(3)}) == ["w"]
