@@ -16,6 +16,11 @@ class ConfigError(ValueError):
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.message)
 
 
+class Terminated(KeyboardInterrupt):
+    """The job was asked to stop by a signal (SIGTERM from Slurm or ``timeout``): handled like
+    Ctrl-C, so the run is recorded as ``interrupted`` and resumes from its last checkpoint."""
+
+
 class BackgroundThreadError(RuntimeError):
     """An exception raised inside a background worker, re-raised in the caller's thread."""
 

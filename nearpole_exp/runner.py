@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from nearpole_exp.checkpoint import (
     save_checkpoint,
 )
 from nearpole_exp.config import TrainerConfig
-from nearpole_exp.errors import ConfigError
+from nearpole_exp.errors import ConfigError, Terminated
 from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.models.base import capabilities
 from nearpole_exp.models.losses import per_sample_loss, residual_loss
@@ -85,6 +87,18 @@ def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
         if isinstance(err.__cause__, ConfigError):
             raise err.__cause__.under("model") from None
         raise
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def _stop_on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` while the loop runs (main thread only); returns the
+    handler to restore, or None where none was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def non_finite_parameters(state: dict[str, Tensor]) -> list[str]:
@@ -464,14 +478,18 @@ class Runner:
         failed = True
         start_wall = time.perf_counter() - self.state.wall_s
         self.breeder.start()
+        previous_handler = _stop_on_sigterm()
         try:
             summary = self._loop(reporter, start_wall)
             failed = False
         except BaseException as err:
-            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            summary = {"status": status, "error": f"{type(err).__name__}: {err}",
                        "round": self.state.round, "step": self.state.step}
             raise
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
             self.breeder.close()
             if self.executor is not None:
                 self.executor.close()

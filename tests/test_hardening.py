@@ -36,7 +36,7 @@ from nearpole_exp.problems.base import Samples
 from nearpole_exp.runner import Runner
 from nearpole_exp.sampling.importance import ImportanceSampler
 
-from .conftest import TINY
+from .conftest import TINY, subprocess_env
 
 
 @pytest.mark.parametrize(
@@ -205,3 +205,23 @@ def test_invalid_wandb_mode_is_ignored(composer, monkeypatch) -> None:
     cfg = composer([*TINY, "logger=wandb"])
     summary = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
     assert summary["status"] == "completed"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_as_interrupted_with_its_checkpoint(tmp_path: Path, sig) -> None:
+    """Slurm and ``timeout`` send SIGTERM, a terminal Ctrl-C: both end in an ``interrupted``
+    summary and leave the last checkpoint to resume from."""
+    out = tmp_path / "job"
+    cmd = [sys.executable, "-m", "nearpole_exp", "logger=none", "trainer.progress=false",
+           "trainer.plots=false", "trainer.rounds=100000", "trainer.steps_per_round=5",
+           "trainer.initial_points=64", "trainer.num_threads=1", f"hydra.run.dir={out}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=subprocess_env())
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) != 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted", summary
+    assert summary["round"] >= 1 and (out / "checkpoints" / "last.pt").exists()
