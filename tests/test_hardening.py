@@ -225,3 +225,10 @@ def test_a_signal_stops_the_run_as_interrupted_with_its_checkpoint(tmp_path: Pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted", summary
     assert summary["round"] >= 1 and (out / "checkpoints" / "last.pt").exists()
+
+
+def test_wandb_warnings_name_the_error_even_without_a_message() -> None:
+    from nearpole_exp.reporting.wandb_run import describe
+
+    assert describe(TimeoutError()) == "TimeoutError (no message)"
+    assert describe(ConnectionError("refused")) == "ConnectionError: refused"

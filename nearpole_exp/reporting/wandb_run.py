@@ -50,6 +50,12 @@ def resolve_mode(configured: str | None) -> str:
     return "online" if has_api_key() else "offline"
 
 
+def describe(err: BaseException) -> str:
+    """An exception as ``Type: message`` (W&B's own errors often have an empty message)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text}" if text else f"{type(err).__name__} (no message)"
+
+
 class WandbRun:
     """A thin, failure-proof wrapper around one ``wandb`` run."""
 
@@ -90,7 +96,10 @@ class WandbRun:
                 if "in use" in str(err) and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
-                log.warning("W&B init failed in %s mode (%s); continuing without it", mode, err)
+                server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+                where = f" (server {server})" if mode == "online" else ""
+                log.warning("W&B init failed in %s mode%s: %s; continuing without it", mode, where,
+                            describe(err))
                 return None
 
     @property
@@ -103,7 +112,8 @@ class WandbRun:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            log.warning("W&B call failed (%s); W&B logging is off for the rest of this job", err)
+            log.warning("W&B call failed: %s; W&B logging is off for the rest of this job",
+                        describe(err))
             self.run = None
             return None
 
