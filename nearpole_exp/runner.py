@@ -37,6 +37,7 @@ from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.models.base import capabilities
 from nearpole_exp.models.losses import per_sample_loss, residual_loss
 from nearpole_exp.pool import NO_SIM, Pool
+from nearpole_exp.problems.base import Problem
 from nearpole_exp.problems.poles import model_q
 from nearpole_exp.reporting import plots
 from nearpole_exp.reporting.console import progress
@@ -120,6 +121,13 @@ class Runner:
         self.device = pick_device(t.device)
         self.dtype = torch.float64 if t.precision == "float64" else torch.float32
         self.problem = instantiate(cfg.problem, _convert_="all")
+        if not isinstance(self.problem, Problem):
+            raise ConfigError("problem._target_", f"{cfg.problem._target_} built a "
+                              f"{type(self.problem).__name__}, not a Problem: subclass "
+                              "nearpole_exp.problems.base.Problem (or PoleProblem, SimulatorProblem)")
+        if not bool(torch.isfinite(torch.as_tensor(self.problem.bounds)).all()):
+            raise ConfigError("problem", f"{self.problem.name}'s box must be finite, got bounds "
+                              f"{torch.as_tensor(self.problem.bounds).tolist()}")
         self.model = build_model(cfg.model, self.problem.model_dims()).to(device=self.device,
                                                                           dtype=self.dtype)
         self.model_caps = capabilities(self.model)

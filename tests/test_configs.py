@@ -84,6 +84,8 @@ def test_presets_compose(composer, group: str) -> None:
         ("trainer.lr=inf", "trainer.lr"),
         ("trainer.weight_decay=nan", "trainer.weight_decay"),
         ("+unknown_top_key=1", "unknown_top_key"),
+        ("problem.low=-inf", "problem.low"),
+        ("problem.high=nan", "problem.high"),
     ],
 )
 def test_out_of_range_values_name_the_key(composer, override: str, key: str) -> None:
@@ -132,11 +134,12 @@ def test_schema_types_are_enforced_on_assignment(composer) -> None:
     ("override", "fragment"),
     [("sampler=importnce", "sampler/importnce"), ("trainer.batch_size=-3", "trainer.batch_size"),
      # only the built problem reveals it: rational1d has one input, no room for two context dims
-     ("model=linear_rational", "model.context_dims")],
+     ("model=linear_rational", "model.context_dims"),
+     ("problem=custom problem._target_=collections.OrderedDict", "problem._target_")],
 )
 def test_cli_bad_config_exits_nonzero_with_clear_line(tmp_path: Path, override: str, fragment: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nearpole_exp", override, "logger=none", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "nearpole_exp", *override.split(), "logger=none", f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=120, env=subprocess_env(), check=False,
     )
     assert proc.returncode != 0

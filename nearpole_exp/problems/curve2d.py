@@ -51,6 +51,9 @@ class Curve2DConfig:
             setattr(self, name, tuple(float(v) for v in getattr(self, name)))
         check(self.shape in SHAPES, "shape", f"must be one of {SHAPES}, got {self.shape!r}")
         check(len(self.low) == 2 and len(self.high) == 2, "low", "low and high need 2 entries")
+        for name in ("low", "high"):
+            check(all(math.isfinite(v) for v in getattr(self, name)), name,
+                  f"must be finite numbers (the box is sampled uniformly), got {getattr(self, name)}")
         above = all(h > lo for lo, h in zip(self.low, self.high, strict=True))
         check(above, "high", "must exceed low in every dimension")
         check(len(self.smooth) == 3, "smooth", "must be (c1, c2, c3) of x1, x2, x1·x2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,9 @@ class MultiPole1DConfig:
         self.poles = tuple(float(p) for p in self.poles)
         self.residues = tuple(float(r) for r in self.residues)
         self.smooth = tuple(float(c) for c in self.smooth)
+        for name in ("low", "high"):
+            check(math.isfinite(getattr(self, name)), name,
+                  f"must be a finite number (the box is sampled uniformly), got {getattr(self, name)}")
         check(self.high > self.low, "high", f"must exceed low={self.low}")
         check(len(self.poles) >= 1, "poles", "needs at least one pole")
         check(all(self.low < p < self.high for p in self.poles), "poles",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,9 @@ class Rational1DConfig:
     noise_seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            check(math.isfinite(getattr(self, name)), name,
+                  f"must be a finite number (the box is sampled uniformly), got {getattr(self, name)}")
         check(self.high > self.low, "high", f"must exceed low={self.low}, got {self.high}")
         check(self.low < self.pole < self.high, "pole",
               f"must lie inside ({self.low}, {self.high}), got {self.pole}")
