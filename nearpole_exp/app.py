@@ -11,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nearpole_exp.atomic import save_json
-from nearpole_exp.config import register_configs, validate
+from nearpole_exp.config import register_configs, restore_schema, validate
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.reporting.console import print_config
 from nearpole_exp.runner import Runner
@@ -62,6 +62,7 @@ def task(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     try:
+        cfg = restore_schema(cfg)
         validate(cfg)
     except ConfigError as err:
         return _invalid(err, hc.mode, output_dir)

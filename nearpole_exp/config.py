@@ -129,7 +129,7 @@ class RunConfig:
     task_name: str = "nearpole"
     objective: str = "auto"
     tags: list[str] = field(default_factory=list)
-    output_dir: str = "${hydra:runtime.output_dir}"
+    output_dir: str | None = "${hydra:runtime.output_dir}"  # None under --cfg (no job yet)
 
     def __post_init__(self) -> None:
         check(0 <= self.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {self.seed}")
@@ -288,6 +288,26 @@ def _check_node(cfg: DictConfig, key: str) -> None:
         OmegaConf.to_object(node)
     except ConfigError as err:
         raise err.under(key) from None
+
+
+def restore_schema(cfg: DictConfig) -> DictConfig:
+    """A config re-loaded from a job's saved ``.hydra/config.yaml`` (``--config-path <job>/.hydra
+    --config-name config``) has lost its schemas: type it again (the top level, and each
+    component node by the class its ``_target_`` names), so it validates and builds as the
+    original did. A config composed from the packaged groups is returned as it is."""
+    if OmegaConf.get_type(cfg.get("trainer")) is TrainerConfig:
+        return cfg
+    from hydra.utils import get_class
+
+    typed = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+    for group in COMPONENT_GROUPS:
+        key = group.replace("/", ".")
+        node = OmegaConf.select(typed, key)
+        if not OmegaConf.is_config(node) or "_target_" not in node:
+            continue
+        schema = schema_of(get_class(node._target_), str(node._target_), group)
+        OmegaConf.update(typed, key, OmegaConf.merge(OmegaConf.structured(schema), node), merge=False)
+    return typed
 
 
 def validate(cfg: DictConfig) -> None:

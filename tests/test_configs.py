@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,20 @@ def test_cli_bad_config_exits_nonzero_with_clear_line(tmp_path: Path, override: 
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if fragment in ln]
     assert lines, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_saved_job_config_reruns_to_the_same_result_and_cfg_resolve_prints(tmp_path: Path) -> None:
+    """``--config-path <job>/.hydra --config-name config`` (the saved config has lost its
+    schemas) reruns the job bit for bit; ``--cfg job --resolve`` prints without a job directory."""
+    first, again = tmp_path / "first", tmp_path / "again"
+    base = [sys.executable, "-m", "nearpole_exp"]
+    common = ["logger.enabled=false", "trainer.progress=false", "trainer.plots=false"]
+    run = dict(capture_output=True, text=True, timeout=180, env=subprocess_env(), check=True)
+    subprocess.run([*base, *TINY, *common, f"hydra.run.dir={first}"], **run)
+    subprocess.run([*base, "--config-path", str(first / ".hydra"), "--config-name", "config",
+                    *common, f"hydra.run.dir={again}"], **run)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (first, again))
+    assert a["status"] == b["status"] == "completed"
+    assert a["eval/mse"] == b["eval/mse"] and a["eval/relerr_median/B0"] == b["eval/relerr_median/B0"]
+    shown = subprocess.run([*base, "--cfg", "job", "--resolve"], **run).stdout
+    assert "output_dir: null" in shown and "trainer:" in shown
