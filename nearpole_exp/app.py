@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nearpole_exp.atomic import save_json
 from nearpole_exp.config import register_configs, restore_schema, validate
-from nearpole_exp.errors import ConfigError
+from nearpole_exp.errors import ConfigError, DirectoryInUse
 from nearpole_exp.reporting.console import print_config
 from nearpole_exp.runner import Runner
 
@@ -76,6 +76,11 @@ def task(cfg: DictConfig) -> float | None:
         return _invalid(err, hc.mode, output_dir)
     try:
         summary = runner.run()
+    except DirectoryInUse as err:  # the directory is another run's: write nothing into it
+        log.error("%s", err)
+        if hc.mode == RunMode.RUN:
+            raise SystemExit(2) from None
+        return float("nan")
     except Exception as err:
         if not (output_dir / "summary.json").exists() or _status(output_dir) != "failed":
             record_failure(output_dir, err)

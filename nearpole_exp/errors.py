@@ -16,6 +16,10 @@ class ConfigError(ValueError):
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.message)
 
 
+class DirectoryInUse(RuntimeError):
+    """Another live run holds the job directory (see :mod:`nearpole_exp.joblock`)."""
+
+
 class Terminated(KeyboardInterrupt):
     """The job was asked to stop by a signal (SIGTERM from Slurm or ``timeout``): handled like
     Ctrl-C, so the run is recorded as ``interrupted`` and resumes from its last checkpoint."""

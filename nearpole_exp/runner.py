@@ -34,6 +34,7 @@ from nearpole_exp.checkpoint import (
 from nearpole_exp.config import TrainerConfig
 from nearpole_exp.errors import ConfigError, Terminated
 from nearpole_exp.execution.samples import merge_results
+from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.models.base import capabilities
 from nearpole_exp.models.losses import per_sample_loss, residual_loss
 from nearpole_exp.pool import NO_SIM, Pool
@@ -473,7 +474,12 @@ class Runner:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
-        """Run (or resume) the whole job; returns the summary written to summary.json."""
+        """Run (or resume) the whole job, holding its directory; returns the summary written to
+        summary.json."""
+        with JobDirectoryLock(self.output_dir):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         ckpt_path = find_checkpoint(cfg.resume, self.output_dir)
         resumed = load_checkpoint(ckpt_path) if ckpt_path is not None else None

@@ -30,7 +30,8 @@ from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
 from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from nearpole_exp.config import validate
-from nearpole_exp.errors import BackgroundThreadError, ConfigError
+from nearpole_exp.errors import BackgroundThreadError, ConfigError, DirectoryInUse
+from nearpole_exp.joblock import LOCK_NAME
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import Samples
 from nearpole_exp.runner import Runner
@@ -215,13 +216,20 @@ def test_a_signal_stops_the_run_as_interrupted_with_its_checkpoint(tmp_path: Pat
     cmd = [sys.executable, "-m", "nearpole_exp", "logger=none", "trainer.progress=false",
            "trainer.plots=false", "trainer.rounds=100000", "trainer.steps_per_round=5",
            "trainer.initial_points=64", "trainer.num_threads=1", f"hydra.run.dir={out}"]
+    # a shell that starts the suite in the background ignores SIGINT for its children; a
+    # terminal never does: give the child the default disposition, as a terminal's job has
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=subprocess_env())
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(sig)
-    assert proc.wait(timeout=60) != 0
+                            env=subprocess_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        proc.kill()
+        proc.wait()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted", summary
     assert summary["round"] >= 1 and (out / "checkpoints" / "last.pt").exists()
@@ -232,3 +240,20 @@ def test_wandb_warnings_name_the_error_even_without_a_message() -> None:
 
     assert describe(TimeoutError()) == "TimeoutError (no message)"
     assert describe(ConnectionError("refused")) == "ConnectionError: refused"
+
+
+def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer) -> None:
+    cfg = composer([*TINY, "logger=none"], "shared_dir")
+    out = Path(cfg.hydra.runtime.output_dir)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK_NAME).write_text(str(holder.pid))
+        with pytest.raises(DirectoryInUse, match=f"pid {holder.pid}"):
+            Runner(cfg, out).run()
+        assert not (out / "summary.json").exists() and not (out / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, the run takes it over and releases it at the end
+    assert Runner(cfg, out).run()["status"] == "completed"
+    assert not (out / LOCK_NAME).exists()
