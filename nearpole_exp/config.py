@@ -214,6 +214,16 @@ def _option_files() -> list[tuple[str, DictConfig]]:
     return found
 
 
+def model_options() -> dict[str, str]:
+    """The shipped ``model`` options and the class each builds."""
+    from importlib.resources import files
+
+    folder = files("nearpole_exp.conf").joinpath("model")
+    nodes = {e.name[:-5]: OmegaConf.create(e.read_text()) for e in folder.iterdir()
+             if e.name.endswith(".yaml")}
+    return {name: str(node["_target_"]) for name, node in nodes.items() if "_target_" in node}
+
+
 def _schema_name(node: DictConfig) -> str | None:
     """The ``base_<name>`` an option's defaults list starts with (None: the option has none)."""
     defaults = node.get("defaults") or []

@@ -136,7 +136,9 @@ def test_schema_types_are_enforced_on_assignment(composer) -> None:
     [("sampler=importnce", "sampler/importnce"), ("trainer.batch_size=-3", "trainer.batch_size"),
      # only the built problem reveals it: rational1d has one input, no room for two context dims
      ("model=linear_rational", "model.context_dims"),
-     ("problem=custom problem._target_=collections.OrderedDict", "problem._target_")],
+     ("problem=custom problem._target_=collections.OrderedDict", "problem._target_"),
+     # a simulator with the default (pole) model: the error names the model that fits
+     ("problem=burgers1d", "model=cnn1d")],
 )
 def test_cli_bad_config_exits_nonzero_with_clear_line(tmp_path: Path, override: str, fragment: str) -> None:
     proc = subprocess.run(
