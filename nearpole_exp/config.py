@@ -214,6 +214,14 @@ def _option_files() -> list[tuple[str, DictConfig]]:
     return found
 
 
+def accepts_keywords(target: str, names: Any) -> bool:
+    """Whether the class ``target`` (a dotted path) takes every keyword in ``names``."""
+    from hydra.utils import get_class
+
+    params = inspect.signature(get_class(target)).parameters
+    return any(p.kind is p.VAR_KEYWORD for p in params.values()) or all(n in params for n in names)
+
+
 def model_options() -> dict[str, str]:
     """The shipped ``model`` options and the class each builds."""
     from importlib.resources import files

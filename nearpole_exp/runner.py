@@ -4,7 +4,6 @@ asks each component what it can do (declared capabilities), never probes for met
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -32,7 +31,7 @@ from nearpole_exp.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from nearpole_exp.config import TrainerConfig, model_options
+from nearpole_exp.config import TrainerConfig, accepts_keywords, model_options
 from nearpole_exp.errors import ConfigError, Terminated
 from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.joblock import JobDirectoryLock
@@ -81,18 +80,12 @@ def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
     return instantiate(node, bounds=bounds, _convert_="all", **extra)
 
 
-def _accepts(target: str, names: Any) -> bool:
-    """Whether the class ``target`` takes every keyword in ``names``."""
-    params = inspect.signature(get_class(target)).parameters
-    return any(p.kind is p.VAR_KEYWORD for p in params.values()) or all(n in params for n in names)
-
-
 def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
     """The model for a problem's dimensions; a model that cannot take them (a pole problem's
     features vs a simulator's channels), or a bad value that only the dimensions reveal (e.g.
     ``context_dims`` beyond the inputs), raises a ConfigError keyed under ``model``."""
-    if not _accepts(str(node._target_), dims):
-        fitting = sorted(name for name, target in model_options().items() if _accepts(target, dims))
+    if not accepts_keywords(str(node._target_), dims):
+        fitting = sorted(name for name, target in model_options().items() if accepts_keywords(target, dims))
         raise ConfigError("model", f"{node._target_} cannot take this problem's inputs "
                           f"({', '.join(dims)}): use model={' or model='.join(fitting)} "
                           "(simulators also want trainer=online; experiment=burgers, ks, landscape "
