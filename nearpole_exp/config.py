@@ -200,17 +200,16 @@ COMPONENT_GROUPS = ("problem", "model", "sampler", "curriculum", "gradient", "di
 RUNTIME_ARGS = {"model": ("in_features", "out_features", "input_bounds"), "ogas/breeder": ("bounds",)}
 
 
-def _option_files() -> list[tuple[str, DictConfig]]:
-    """(group, YAML) of every option shipped in ``nearpole_exp.conf``."""
+def _option_files(groups: tuple[str, ...] = COMPONENT_GROUPS) -> list[tuple[str, str, DictConfig]]:
+    """(group, option, YAML) of every option of ``groups`` shipped in ``nearpole_exp.conf``."""
     from importlib.resources import files
 
     root = files("nearpole_exp.conf")
     found = []
-    for group in COMPONENT_GROUPS:
-        folder = root.joinpath(group)
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+    for group in groups:
+        for entry in sorted(root.joinpath(group).iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".yaml"):
-                found.append((group, OmegaConf.create(entry.read_text())))
+                found.append((group, entry.name[:-5], OmegaConf.create(entry.read_text())))
     return found
 
 
@@ -224,12 +223,8 @@ def accepts_keywords(target: str, names: Any) -> bool:
 
 def model_options() -> dict[str, str]:
     """The shipped ``model`` options and the class each builds."""
-    from importlib.resources import files
-
-    folder = files("nearpole_exp.conf").joinpath("model")
-    nodes = {e.name[:-5]: OmegaConf.create(e.read_text()) for e in folder.iterdir()
-             if e.name.endswith(".yaml")}
-    return {name: str(node["_target_"]) for name, node in nodes.items() if "_target_" in node}
+    return {option: str(node["_target_"]) for _, option, node in _option_files(("model",))
+            if "_target_" in node}
 
 
 def _schema_name(node: DictConfig) -> str | None:
@@ -257,14 +252,14 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     schemas: dict[str, dict[str, type]] = {}
     parts: dict[str, type] = {}
     options = _option_files()
-    for group, node in options:
+    for group, _, node in options:
         name, target = _schema_name(node), node.get("_target_")
         if name is None or target is None:
             continue
         cls = get_class(target)
         schemas.setdefault(group, {})[name] = schema_of(cls, target, group)
         parts.update({f"ogas/{part}": dc for part, dc in getattr(cls, "config_parts", {}).items()})
-    for group, node in options:
+    for group, _, node in options:
         name = _schema_name(node)
         if group in parts and name is not None:
             schemas.setdefault(group, {})[name] = parts[group]
