@@ -476,6 +476,15 @@ class Runner:
         self.pool.to(self.device)
         set_rng_state(state["rng"])
 
+    def _check_finite_model(self) -> None:
+        """Fail the run, before its checkpoint is written, once a parameter is NaN or inf."""
+        broken = non_finite_parameters(self.model.state_dict())
+        if broken:
+            raise FloatingPointError(
+                f"the model's parameters became NaN or inf ({', '.join(broken[:4])}; "
+                f"{self.state.skipped_steps} of {self.state.step} steps skipped): lower trainer.lr "
+                "or set trainer.grad_clip")
+
     def save(self, run_id: str | None) -> None:
         save_checkpoint(self.state_dict(run_id), self.ckpt_dir / "last.pt")
 
@@ -553,18 +562,13 @@ class Runner:
                 if self.monitor is not None:
                     reporter.histogram("sampler/q_abs_hist", np.asarray(self.monitor.histogram_values()),
                                        self.state.step)
+                self._check_finite_model()
                 if self.state.round % t.checkpoint_every == 0 or self.state.round == t.rounds:
                     self.save(reporter.run_id)
         if self.feed is not None and not self.feed.done:
             log.info("training finished with simulations in flight: waiting for them (budget accounting)")
             while not self.feed.done:
                 self.pump_simulations(wait=True)
-        broken = non_finite_parameters(self.model.state_dict())
-        if broken:
-            raise FloatingPointError(
-                f"the model's parameters became NaN or inf ({', '.join(broken[:4])}; "
-                f"{self.state.skipped_steps} of {self.state.step} steps skipped): lower trainer.lr "
-                "or set trainer.grad_clip")
         if not metrics:
             metrics = self.evaluate()
         summary = {**metrics, "status": "completed", "round": self.state.round, "step": self.state.step,

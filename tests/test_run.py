@@ -194,3 +194,24 @@ def test_a_run_whose_model_diverges_fails_and_its_checkpoint_is_not_resumed(comp
         Runner(composer([*TINY], "nan_checkpoint"), good_out).run()
     assert non_finite_parameters({"w": torch.tensor([1.0, float("inf")]), "n": torch.tensor([2]),
                                   "b": torch.zeros(3)}) == ["w"]
+
+
+def test_nan_parameters_fail_the_run_before_their_checkpoint_is_written(composer, monkeypatch) -> None:
+    cfg = composer([*TINY], "nan_model")
+    out = Path(cfg.hydra.runtime.output_dir)
+    runner = Runner(cfg, out)
+    original = Runner.train_step
+
+    def poisoned(self):
+        result = original(self)
+        if self.state.step == 25:  # inside round 2 of 2 × 20 steps
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(Runner, "train_step", poisoned)
+    with pytest.raises(FloatingPointError, match="became NaN or inf"):
+        runner.run()
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert state["loop"]["round"] == 1 and not non_finite_parameters(state["model"])
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
