@@ -68,6 +68,13 @@ def solve(params: np.ndarray) -> np.ndarray:
     return SleepSolver()(params)
 
 
+def solve_or_hang(params: np.ndarray) -> np.ndarray:
+    """The free solver, except that it hangs (sleeps an hour) where speed > 1.5."""
+    if float(params[0]) > 1.5:
+        time.sleep(3600)
+    return solve(params)
+
+
 def params_for(*modes: str, speed: float = 1.0) -> np.ndarray:
     """Parameter rows ``[len(modes), 2]`` triggering the named modes."""
     return np.array([[speed, MODES[m]] for m in modes])

@@ -66,3 +66,24 @@ def test_callable_without_a_function_is_refused(composer) -> None:
     cfg = composer(["problem=callable", "model=cnn1d", "trainer=online", "logger=none"])
     with pytest.raises(ConfigError, match="fn"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("executor", ["inprocess", "batched"])
+def test_a_hanging_user_solver_times_out_under_the_in_process_executors(composer, executor) -> None:
+    """A Python solver cannot be interrupted in this process, yet its ``problem.timeout_s`` still
+    bounds it: recorded as a ``timeout`` failure (inprocess), or a run stopped with that message
+    (batched, where any solver error stops the run)."""
+    cfg = composer([*SOLVER, "problem.fn=tests.sleep_solver:solve_or_hang", "problem.low=[0.1,-0.8]",
+                    "problem.high=[1.9,0.8]", "problem.timeout_s=0.3", f"executor={executor}",
+                    "trainer.rounds=2", "executor.retries=0" if executor == "inprocess" else "seed=0"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    if executor == "batched":
+        with pytest.raises(TimeoutError, match=r"timeout_s=0\.3s"):
+            Runner(cfg, out).run()
+        assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+        return
+    summary = Runner(cfg, out).run()
+    assert summary["status"] == "completed"
+    hung = [f for f in summary["sims/failures"] if f["params"][0] > 1.5]
+    assert hung and all(f["reason"].startswith("timeout: the solver ran longer") for f in hung)
+    assert summary["sims/failed"] == len(summary["sims/failures"]) == len(hung)

@@ -31,6 +31,8 @@ from nearpole_exp.execution.solvers import (
     CallableSimulator,
     CommandLineSimulator,
     SolverFailed,
+    SolverTimeout,
+    call_with_timeout,
     resolve_callable,
 )
 from nearpole_exp.pool import Pool
@@ -298,7 +300,7 @@ def test_command_line_simulator_round_trips_through_a_script(tmp_path: Path) -> 
     quick = CommandLineSimulator(command=command, low=BOUNDS_LOW, high=BOUNDS_HIGH, grid=16,
                                  n_steps=4, work_dir=str(tmp_path / "runs"), timeout_s=0.5)
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"longer than 0\.5s"):
+    with pytest.raises(TimeoutError, match=r"longer than timeout_s=0\.5s"):
         quick.label(rows("hang"))
     assert time.monotonic() - start < 10
     with pytest.raises(ConfigError) as err:
@@ -401,3 +403,16 @@ def test_feed_resumes_and_resubmits_what_was_in_flight(tmp_path: Path) -> None:
     assert sorted(finished) == list(range(9))
     assert [i for i, _ in ex.submitted][:4] == [3, 4, 5, 6]
     assert second.n_finished == 9 and second.n_submitted == 9
+
+
+def test_call_with_timeout_returns_raises_and_gives_up() -> None:
+    assert call_with_timeout(np.sum, np.arange(4.0), 5.0) == 6.0
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda a: 1 / 0, np.zeros(1), 5.0)
+    start = time.monotonic()
+    with pytest.raises(SolverTimeout, match=r"timeout_s=0\.2s"):
+        call_with_timeout(lambda a: time.sleep(30), np.zeros(1), 0.2)
+    assert time.monotonic() - start < 5
+    with pytest.raises(ConfigError) as err:
+        CallableSimulator(fn="tests.sleep_solver:solve", low=[0.0], high=[1.0], timeout_s=float("inf"))
+    assert err.value.key == "timeout_s"

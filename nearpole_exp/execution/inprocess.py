@@ -4,7 +4,8 @@
 ``submit`` blocks for the batch; ``poll`` then returns one result per simulation, in sim order.
 Faults: if the batched call raises, each simulation is labelled on its own so that only the
 culprits fail (``retries`` further attempts each). A simulation cannot be interrupted in this
-process, so ``timeout_s`` must stay 0 here (use the process pool for timeouts).
+process, so ``timeout_s`` must stay 0 here: a user solver's own ``problem.timeout_s`` still
+applies (recorded as a ``timeout`` failure), and the process pool kills what runs too long.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.execution.base import Executor, ExecutorConfig, SimulationResult
+from nearpole_exp.execution.base import Executor, ExecutorConfig, SimulationResult, failure_kind
 from nearpole_exp.execution.samples import (
     NONFINITE,
     finite_per_source,
@@ -82,7 +83,7 @@ class InProcessExecutor(Executor):
             attempts += 1
             out = simulate_one(self.problem, row.numpy(), self.config.nonfinite)
             wall += out.wall_s
-            retry = out.failure is not None and out.failure.startswith("crashed")
+            retry = out.failure is not None and failure_kind(out.failure) != "non-finite"
             if not retry or attempts > self.config.retries:
                 samples = None if out.payload is None else from_payload(out.payload)
                 return SimulationResult(sim_id, row, samples, out.failure, attempts, wall)

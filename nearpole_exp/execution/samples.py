@@ -151,6 +151,8 @@ def simulate_one(problem: Problem, row: np.ndarray, nonfinite: str = "fail",
             samples = problem.label(torch.from_numpy(np.asarray(row))[None])
     except SimulationTimeout:
         return Outcome(None, timeout_reason(soft_timeout_s), time.perf_counter() - start)
+    except TimeoutError as err:  # the problem's own limit (e.g. a user solver's timeout_s)
+        return Outcome(None, f"timeout: {err}", time.perf_counter() - start)
     except (Exception, SystemExit) as err:
         return Outcome(None, crash_reason(err), time.perf_counter() - start)
     wall = time.perf_counter() - start

@@ -32,6 +32,12 @@ or in a Hydra problem config (``conf/problem/my_heat.yaml``)::
     n_eval: 32
     eval_cache: ${hydra:runtime.cwd}/heat_eval.pt   # label the held-out set once, reuse it
 
+Every solver call runs under ``timeout_s`` (default one hour; 0: no limit) whatever the
+executor; a call past it is recorded as a ``timeout`` failure of that simulation (under the
+default ``executor=batched`` it stops the run with that message instead, as any solver error
+does). A Python function cannot be stopped from outside, so it is left running on a daemon
+thread; ``executor=process_pool`` kills the worker instead.
+
 ``vectorized: true`` passes all rows at once (``[n, p]`` → ``[n, T+1, L]``) to a batched
 torch/JAX solver instead.
 
@@ -65,6 +71,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -72,6 +79,7 @@ import signal
 import string
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +94,7 @@ from nearpole_exp.errors import check
 from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
 
 PLACEHOLDERS = ("params", "output", "workdir")
+DEFAULT_TIMEOUT_S = 3600.0
 
 
 log = logging.getLogger(__name__)
@@ -93,8 +102,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SolverConfig(TrajectoryConfig):
-    """Parameter box (``low``/``high`` per parameter), trajectory shape, blow-up threshold and
-    an optional cache file for the held-out set."""
+    """Parameter box (``low``/``high`` per parameter), trajectory shape, blow-up threshold, an
+    optional cache file for the held-out set, and ``timeout_s``: the wall-clock limit of one
+    solver call under every executor (finite by default so a hung solver never hangs a run;
+    0 removes the limit)."""
 
     name: str = "user_solver"
     low: list[float] = field(default_factory=lambda: [0.0])
@@ -103,6 +114,7 @@ class SolverConfig(TrajectoryConfig):
     n_steps: int = 20
     blowup: float = 1e6
     eval_cache: str = ""
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,6 +126,8 @@ class SolverConfig(TrajectoryConfig):
         check(self.grid >= 1, "grid", f"must be >= 1, got {self.grid}")
         check(self.n_steps >= 1, "n_steps", f"must be >= 1, got {self.n_steps}")
         check(self.blowup > 0, "blowup", f"must be positive, got {self.blowup}")
+        check(math.isfinite(self.timeout_s) and self.timeout_s >= 0, "timeout_s",
+              f"must be a finite number of seconds >= 0 (0: no limit), got {self.timeout_s}")
 
 
 class UserSimulator(SimulatorProblem):
@@ -202,6 +216,37 @@ def resolve_callable(path: str) -> Callable[..., Any]:
     return obj
 
 
+class SolverTimeout(TimeoutError):
+    """A user's solver ran past ``timeout_s`` (executors record it as a ``timeout`` failure)."""
+
+
+def call_with_timeout(fn: Callable[[np.ndarray], Any], arg: np.ndarray, seconds: float) -> Any:
+    """``fn(arg)``, or :class:`SolverTimeout` after ``seconds`` (0: wait forever).
+
+    Python cannot stop a function from outside, so the call runs on a daemon thread that is
+    abandoned on timeout (it ends with the process); ``executor=process_pool`` kills it instead.
+    """
+    if seconds <= 0:
+        return fn(arg)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(arg)
+        except BaseException as err:  # re-raised in the caller's thread below
+            box["error"] = err
+
+    worker = threading.Thread(target=target, name="user-solver", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SolverTimeout(f"the solver ran longer than timeout_s={seconds:g}s "
+                            f"(params {np.asarray(arg).tolist()})")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 @dataclass
 class CallableSimulatorConfig(SolverConfig):
     """``fn``: import path of ``f(params [p]) -> frames [n_steps + 1, grid]``; with
@@ -241,12 +286,13 @@ class CallableSimulator(UserSimulator):
         return self._fn
 
     def solve_one(self, row: np.ndarray) -> Any:
-        return self.fn(row)
+        return call_with_timeout(self.fn, row, self.config.timeout_s)
 
     def solve_many(self, rows: np.ndarray) -> list[Any]:
         if not self.config.vectorized:
             return super().solve_many(rows)
-        frames = np.asarray(self.fn(rows), dtype=np.float64)
+        frames = np.asarray(call_with_timeout(self.fn, rows, self.config.timeout_s),
+                            dtype=np.float64)
         if frames.ndim != 3 or frames.shape[0] != len(rows):
             raise ValueError(f"{self.name}: a vectorized solver must return [n, n_steps + 1, grid] "
                              f"with n = {len(rows)}, got {frames.shape}")
@@ -263,13 +309,12 @@ class CallableSimulator(UserSimulator):
 
 @dataclass
 class CommandLineSimulatorConfig(SolverConfig):
-    """``command``: template with ``{params}``, ``{output}``, ``{workdir}``; ``timeout_s``
-    (0: none) limits each run; ``shell`` runs the command through ``/bin/sh``."""
+    """``command``: template with ``{params}``, ``{output}``, ``{workdir}``; ``shell`` runs the
+    command through ``/bin/sh``; past ``timeout_s`` its process group is killed."""
 
     name: str = "command_sim"
     command: str = ""
     work_dir: str = ""
-    timeout_s: float = 0.0
     keep_files: bool = False
     shell: bool = False
 
@@ -283,7 +328,6 @@ class CommandLineSimulatorConfig(SolverConfig):
         check(not unknown, "command",
               f"unknown placeholders {unknown}: use {{params}}, {{output}}, {{workdir}} "
               "(write literal braces as {{ and }})")
-        check(self.timeout_s >= 0, "timeout_s", f"must be >= 0 (0: no limit), got {self.timeout_s}")
 
 
 def template_fields(command: str) -> tuple[set[str], str | None]:
@@ -309,7 +353,7 @@ def run_command(argv: list[str] | str, cwd: str, timeout_s: float, shell: bool) 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise TimeoutError(f"command ran longer than {timeout_s:g}s") from None
+            raise SolverTimeout(f"the command ran longer than timeout_s={timeout_s:g}s") from None
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
