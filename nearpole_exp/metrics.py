@@ -29,11 +29,15 @@ def relative_error(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def bucket_metrics(pred: Tensor, target: Tensor, distance: Tensor) -> dict[str, float]:
-    """Median relative error, MSE and count per distance bucket B0…B4."""
+    """Median relative error, MSE and count per distance bucket B0…B4; points whose distance is
+    NaN/inf belong to no bucket and are counted in ``eval/distance_nonfinite``."""
     rel = relative_error(pred, target)
     sq = (pred - target).reshape(len(pred), -1).pow(2).mean(dim=1)
-    buckets = bucket_index(distance)
+    finite = torch.isfinite(distance)
+    buckets = bucket_index(distance).masked_fill(~finite, -1)
     out: dict[str, float] = {}
+    if not bool(finite.all()):
+        out["eval/distance_nonfinite"] = float((~finite).sum())
     for b in range(len(BUCKET_EDGES) - 1):
         mask = buckets == b
         n = int(mask.sum())

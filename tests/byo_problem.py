@@ -31,3 +31,20 @@ class TwoPoles(PoleProblem):
 
     def poles(self) -> Tensor:
         return torch.tensor([self.a, self.b])
+
+
+class BrokenDistance(TwoPoles):
+    """TwoPoles whose Q and distance are NaN on the right half (a user's bug)."""
+
+    def q(self, inputs: Tensor) -> Tensor:
+        return super().q(inputs).masked_fill(inputs[:, 0] > 0, float("nan"))
+
+    def distance(self, inputs: Tensor) -> Tensor:
+        return super().distance(inputs).masked_fill(inputs[:, 0] > 0, float("nan"))
+
+
+class NoDistance(TwoPoles):
+    """TwoPoles whose distance is NaN everywhere."""
+
+    def distance(self, inputs: Tensor) -> Tensor:
+        return torch.full((len(inputs),), float("nan"))

@@ -33,3 +33,24 @@ def test_custom_problem_without_target_is_refused(composer) -> None:
     cfg = composer([*TINY, "problem=custom"])
     with pytest.raises(ConfigError, match=r"problem\._target_"):
         validate(cfg)
+
+
+def test_nan_q_and_distance_warn_and_stay_out_of_the_buckets(composer, caplog) -> None:
+    """NaN Q / distance from a custom problem: warned once each, never drawn by |Q|, counted in
+    ``eval/distance_nonfinite`` instead of landing in bucket B4; all-NaN distances are refused."""
+    broken = ["problem=custom", "problem._target_=tests.byo_problem.BrokenDistance"]
+    cfg = composer([*TINY, *broken, "sampler=importance"])
+    with caplog.at_level("WARNING"):
+        runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+        summary = runner.run()
+    assert summary["status"] == "completed"
+    warnings = [r.getMessage() for r in caplog.records if "returned NaN/inf" in r.getMessage()]
+    assert any("BrokenDistance.q" in w for w in warnings)
+    assert any("BrokenDistance.distance" in w for w in warnings)
+    x, _, dist, _ = runner.problem.eval_set()
+    right = int((x[:, 0] > 0).sum())
+    assert summary["eval/distance_nonfinite"] == right > 0
+    assert sum(summary[f"eval/bucket_count/B{b}"] for b in range(5)) == len(x) - right
+    cfg = composer([*TINY, "problem=custom", "problem._target_=tests.byo_problem.NoDistance"], "none")
+    with pytest.raises(ValueError, match=r"NoDistance\.distance returned no finite value"):
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import abstractmethod
 from typing import Any
@@ -11,6 +12,8 @@ from torch import Tensor
 
 from nearpole_exp import metrics
 from nearpole_exp.problems.base import Predictor, Problem, Samples
+
+log = logging.getLogger(__name__)
 
 
 def model_q(model: object) -> Predictor | None:
@@ -162,8 +165,21 @@ class PoleProblem(Problem):
         y = self.target(x.double())
         if self.label_noise > 0 and len(x):
             y = y * (1.0 + self.label_noise * hashed_normal(x, y.shape[1], self.noise_seed))
-        return Samples(inputs=x, targets=y, source=torch.arange(len(x)),
-                       q=self.q(x), distance=self.distance(x))
+        q, dist = self.q(x), self.distance(x)
+        self.warn_nonfinite("q", q, "those samples get weight 0 in |Q|-based samplers "
+                            "(never drawn; uniform when no |Q| is finite)")
+        self.warn_nonfinite("distance", dist, "the near-pole diagnostics leave them out")
+        return Samples(inputs=x, targets=y, source=torch.arange(len(x)), q=q, distance=dist)
+
+    def warn_nonfinite(self, method: str, values: Tensor, consequence: str) -> None:
+        """Warn once per problem and method when ``method`` returned NaN/inf: a custom problem's
+        bug that would otherwise pass silently."""
+        bad = int((~torch.isfinite(values)).sum())
+        warned = self.__dict__.setdefault("_nonfinite_warned", set())
+        if bad and method not in warned:
+            warned.add(method)
+            log.warning("%s.%s returned NaN/inf at %d of %d points; %s",
+                        type(self).__name__, method, bad, values.numel(), consequence)
 
     def near_pole_points(self, n: int) -> Tensor:
         """Points at log-spaced distances around each 1D pole, both sides, inside the box."""
@@ -190,7 +206,14 @@ class PoleProblem(Problem):
             is_uniform = torch.cat([torch.ones(len(uniform)), torch.zeros(len(near))]).bool()
             y = self.target(x.double())
             keep = torch.isfinite(y).all(dim=1)
-            self._eval = (x[keep], y[keep], self.distance(x[keep]), is_uniform[keep])
+            dist = self.distance(x[keep])
+            if len(dist) and not bool(torch.isfinite(dist).any()):
+                raise ValueError(f"{type(self).__name__}.distance returned no finite value on the "
+                                 f"{len(dist)} evaluation points: the near-pole buckets need the "
+                                 "distance of each input to its nearest pole")
+            self.warn_nonfinite("distance", dist, "they are left out of the distance buckets "
+                                "(counted in eval/distance_nonfinite)")
+            self._eval = (x[keep], y[keep], dist, is_uniform[keep])
         return self._eval
 
     def found_poles(self, predict: Predictor, model: torch.nn.Module | None) -> Tensor:
