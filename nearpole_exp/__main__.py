@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Before torch is imported: idle OpenMP threads sleep instead of spinning. On a shared or small
 # CPU, spinning made a default run 5x slower (benchmarks/scaling.md, section c).
@@ -11,7 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra
 from omegaconf import DictConfig
 
+from nearpole_exp import app
 from nearpole_exp.app import task
+from nearpole_exp.overrides import override_error
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nearpole_exp.conf", config_name="config")
@@ -20,8 +23,18 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console-script entry point (``nearpole-exp``)."""
-    _main()
+    """Console-script entry point (``nearpole-exp``). A configuration error exits 2 with one line
+    on stderr, whether we find it (an unknown option) or Hydra does (before any job starts)."""
+    problem = override_error(sys.argv[1:])
+    if problem is not None:
+        print(f"Invalid config: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        _main()
+    except SystemExit as stop:
+        if stop.code == 1 and not app.JOBS_STARTED:
+            raise SystemExit(2) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -12,13 +12,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nearpole_exp.atomic import save_json
 from nearpole_exp.config import register_configs, restore_schema, validate
-from nearpole_exp.errors import ConfigError, DirectoryInUse
+from nearpole_exp.errors import CheckpointError, ConfigError, DirectoryInUse, OutputError
+from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.reporting.console import print_config
 from nearpole_exp.runner import Runner
 
 log = logging.getLogger("nearpole_exp")
 
 register_configs()
+
+
+#: Jobs this process has started: a Hydra error before the first one is a configuration error.
+JOBS_STARTED = 0
 
 
 def slug(text: str) -> str:
@@ -38,8 +43,13 @@ def _status(output_dir: Path) -> str | None:
 
 
 def record_failure(output_dir: Path, err: BaseException) -> None:
-    """A ``failed`` summary.json for a job that died before its runner could write one."""
-    save_json({"status": "failed", "error": f"{type(err).__name__}: {err}"}, output_dir / "summary.json")
+    """A ``failed`` summary.json for a job that died before its runner could write one (logged
+    instead when the directory cannot be written)."""
+    try:
+        save_json({"status": "failed", "error": f"{type(err).__name__}: {err}"},
+                  output_dir / "summary.json")
+    except OSError as write_err:
+        log.error("%s", write_err)
 
 
 def _parallel_launcher(hc: object) -> bool:
@@ -59,6 +69,8 @@ def _invalid(err: ConfigError, mode: RunMode, output_dir: Path) -> float:
 
 def task(cfg: DictConfig) -> float | None:
     """Run one job; returns the ``objective`` metric (for sweepers that optimise, e.g. Optuna)."""
+    global JOBS_STARTED
+    JOBS_STARTED += 1
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     try:
@@ -69,13 +81,14 @@ def task(cfg: DictConfig) -> float | None:
     if _parallel_launcher(hc) and cfg.trainer.progress:
         with open_dict(cfg):
             cfg.trainer.progress = False
-    print_config(cfg, output_dir / "config_tree.log")
     try:
-        runner = Runner(cfg, output_dir)
-    except ConfigError as err:  # values only the built problem reveals, e.g. model.context_dims
-        return _invalid(err, hc.mode, output_dir)
-    try:
-        summary = runner.run()
+        with JobDirectoryLock(output_dir):  # before anything is written into the directory
+            print_config(cfg, output_dir / "config_tree.log")
+            try:
+                runner = Runner(cfg, output_dir)
+            except ConfigError as err:  # values only the built problem reveals
+                return _invalid(err, hc.mode, output_dir)
+            summary = runner.run()
     except DirectoryInUse as err:  # the directory is another run's: write nothing into it
         log.error("%s", err)
         if hc.mode == RunMode.RUN:
@@ -84,6 +97,9 @@ def task(cfg: DictConfig) -> float | None:
     except Exception as err:
         if not (output_dir / "summary.json").exists() or _status(output_dir) != "failed":
             record_failure(output_dir, err)
+        if hc.mode == RunMode.RUN and isinstance(err, OutputError | CheckpointError):
+            log.error("%s", err)  # a file to fix, not a bug: one line, no traceback
+            raise SystemExit(1) from None
         if hc.mode == RunMode.RUN:
             raise
         log.exception("job failed; the sweep goes on (its summary.json says failed)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,21 +12,45 @@ from typing import Any, BinaryIO
 
 import torch
 
+from nearpole_exp.errors import OutputError
+
 
 def _atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temp file in the same directory, fsync, then rename over ``path``."""
+    """Write through a temp file in the same directory, fsync, then rename over ``path``; a
+    failed write (disk full, read-only directory) raises :class:`OutputError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
+        _discard(tmp)
+        raise OutputError(f"could not write {path}: {_why(err, path.parent)}; the previous "
+                          f"{path.name} (if any) is unchanged") from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _why(err: BaseException, folder: Path) -> str:
+    """The OS's reason, or (for torch's opaque short-write error) how full the disk is."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"{type(err).__name__} (is the disk full or the directory read-only?)"
+    return f"the write stopped short with {free / 2**20:.1f} MiB free on its disk"
 
 
 def save_torch(obj: Any, path: str | Path) -> None:

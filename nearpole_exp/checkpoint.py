@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nearpole_exp.atomic import save_torch
 from nearpole_exp.config import is_non_defining
-from nearpole_exp.errors import ConfigError
+from nearpole_exp.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 
@@ -21,11 +21,20 @@ def save_checkpoint(states: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU with ``weights_only=True``; checks the format version."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    version = state.get("version")
+    """Load a checkpoint on the CPU with ``weights_only=True``; checks the format version. A file
+    that is not a readable checkpoint raises :class:`CheckpointError` saying what to do."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch's own message suggests weights_only=False: unsafe, not said
+        raise CheckpointError(f"{path} is corrupt or truncated (torch.load: {type(err).__name__}); "
+                              "delete it to start "
+                              "afresh, or pass resume=never or resume=<another checkpoint>") from None
+    version = state.get("version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {version} is not supported (expected {FORMAT_VERSION})")
+        raise CheckpointError(f"{path}: checkpoint format {version} is not supported "
+                              f"(expected {FORMAT_VERSION}); pass resume=never to start afresh")
     return state
 
 

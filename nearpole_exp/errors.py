@@ -20,6 +20,15 @@ class DirectoryInUse(RuntimeError):
     """Another live run holds the job directory (see :mod:`nearpole_exp.joblock`)."""
 
 
+class OutputError(OSError):
+    """A file of the run could not be written (disk full, read-only or missing directory); the
+    file it would have replaced is untouched."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint exists but cannot be resumed from (corrupt, truncated, other format)."""
+
+
 class Terminated(KeyboardInterrupt):
     """The job was asked to stop by a signal (SIGTERM from Slurm or ``timeout``): handled like
     Ctrl-C, so the run is recorded as ``interrupted`` and resumes from its last checkpoint."""

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from nearpole_exp.errors import DirectoryInUse
+from nearpole_exp.errors import DirectoryInUse, OutputError
 
 LOCK_NAME = ".nearpole_exp.lock"
 
@@ -25,24 +25,32 @@ def _alive(pid: int) -> bool:
 
 
 class JobDirectoryLock:
-    """``with JobDirectoryLock(dir):`` holds ``dir/.nearpole_exp.lock`` for the block."""
+    """``with JobDirectoryLock(dir):`` holds ``dir/.nearpole_exp.lock`` for the block; re-entrant
+    within one process (the CLI holds it from the config print, the runner again for the run)."""
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / LOCK_NAME
+        self.nested = False
 
     def __enter__(self) -> JobDirectoryLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._holder() == os.getpid():
+            self.nested = True
+            return self
         for _ in range(2):
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and holder != os.getpid() and _alive(holder):
+                if holder is not None and _alive(holder):
                     raise DirectoryInUse(
                         f"another run (pid {holder}) is writing to {self.path.parent}: wait for it "
                         "to end or give this run another hydra.run.dir") from None
                 self.path.unlink(missing_ok=True)  # stale: its run was killed
                 continue
+            except OSError as err:
+                raise OutputError(f"cannot write to {self.path.parent}: {err.strerror or err}; "
+                                  "give the run a writable hydra.run.dir") from err
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(os.getpid()))
             return self
@@ -56,5 +64,5 @@ class JobDirectoryLock:
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._holder() == os.getpid():
+        if not self.nested and self._holder() == os.getpid():
             self.path.unlink(missing_ok=True)

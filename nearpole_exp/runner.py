@@ -32,7 +32,7 @@ from nearpole_exp.checkpoint import (
     save_checkpoint,
 )
 from nearpole_exp.config import TrainerConfig, accepts_keywords, model_options
-from nearpole_exp.errors import ConfigError, Terminated
+from nearpole_exp.errors import CheckpointError, ConfigError, Terminated
 from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.models.base import capabilities
@@ -467,7 +467,7 @@ class Runner:
             state = {**state, "pool": {**state["pool"], "point_sim_ids": state["breeder_ids"]}}
         broken = non_finite_parameters(state["model"])
         if broken:
-            raise ValueError(f"the checkpoint's model holds NaN or inf ({', '.join(broken[:4])}): "
+            raise CheckpointError(f"the checkpoint's model holds NaN or inf ({', '.join(broken[:4])}): "
                              "it cannot be continued; start afresh with resume=never")
         self.state = LoopState(**state["loop"])
         for name, obj in self.components().items():

@@ -47,7 +47,7 @@ def test_nan_q_and_distance_warn_and_stay_out_of_the_buckets(composer, caplog) -
     warnings = [r.getMessage() for r in caplog.records if "returned NaN/inf" in r.getMessage()]
     assert any("BrokenDistance.q" in w for w in warnings)
     assert any("BrokenDistance.distance" in w for w in warnings)
-    x, _, dist, _ = runner.problem.eval_set()
+    x = runner.problem.eval_set()[0]
     right = int((x[:, 0] > 0).sum())
     assert summary["eval/distance_nonfinite"] == right > 0
     assert sum(summary[f"eval/bucket_count/B{b}"] for b in range(5)) == len(x) - right

@@ -30,8 +30,14 @@ from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
 from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from nearpole_exp.config import validate
-from nearpole_exp.errors import BackgroundThreadError, ConfigError, DirectoryInUse
-from nearpole_exp.joblock import LOCK_NAME
+from nearpole_exp.errors import (
+    BackgroundThreadError,
+    CheckpointError,
+    ConfigError,
+    DirectoryInUse,
+    OutputError,
+)
+from nearpole_exp.joblock import LOCK_NAME, JobDirectoryLock
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import Samples
 from nearpole_exp.runner import Runner
@@ -147,8 +153,52 @@ def test_missing_and_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
     save_checkpoint({"model": {"w": torch.ones(1000)}}, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(Exception, match=r"(?i)zip|archive|corrupt|EOF|central directory"):
+    with pytest.raises(CheckpointError, match=r"last\.pt is corrupt or truncated") as err:
         load_checkpoint(path)
+    assert "weights_only=False" not in str(err.value) and "resume=never" in str(err.value)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(path)
+
+
+def test_a_corrupt_checkpoint_stops_the_cli_with_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    proc = subprocess.run([sys.executable, "-m", "nearpole_exp", "logger=none", "debug=default",
+                           "trainer.progress=false", f"hydra.run.dir={out}"],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env(),
+                          check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "last.pt is corrupt or truncated" in text and "Traceback" not in text
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(composer, monkeypatch) -> None:
+    """torch reports a short write as ``RuntimeError: [enforce fail at inline_container.cc]``;
+    the run must say which file and why, and the checkpoint before it must stay loadable."""
+    import nearpole_exp.atomic as atomic
+
+    cfg = composer([*TINY, "logger=none", "trainer.rounds=4"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    real_save = torch.save
+
+    def save(obj, handle, *args, **kwargs):
+        if (out / "checkpoints" / "last.pt").exists():
+            handle.write(b"PK partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.torch, "save", save)
+    with pytest.raises(OutputError, match=r"could not write .*last\.pt: the write stopped short"):
+        Runner(cfg, out).run()
+    monkeypatch.setattr(atomic.torch, "save", real_save)
+    kept = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert kept["loop"]["round"] == 1
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.pt"]  # no temp file left
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and "last.pt" in summary["error"]
 
 
 def test_kill_nine_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
@@ -254,6 +304,9 @@ def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer
     finally:
         holder.kill()
         holder.wait()
+    with JobDirectoryLock(out), JobDirectoryLock(out):  # re-entrant: the CLI, then the runner
+        assert (out / LOCK_NAME).exists()
+    assert not (out / LOCK_NAME).exists()
     # the holder is gone: its lock is stale, the run takes it over and releases it at the end
     assert Runner(cfg, out).run()["status"] == "completed"
     assert not (out / LOCK_NAME).exists()

@@ -13,7 +13,7 @@ import torch
 
 from nearpole_exp.app import task
 from nearpole_exp.checkpoint import load_checkpoint
-from nearpole_exp.errors import ConfigError
+from nearpole_exp.errors import CheckpointError, ConfigError
 from nearpole_exp.runner import Runner, non_finite_parameters
 
 from .conftest import TINY, subprocess_env
@@ -190,7 +190,7 @@ def test_a_run_whose_model_diverges_fails_and_its_checkpoint_is_not_resumed(comp
     state["model"] = {k: torch.full_like(v, float("nan")) if torch.is_floating_point(v) else v
                       for k, v in state["model"].items()}
     torch.save(state, good_out / "checkpoints" / "last.pt")
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(CheckpointError, match="NaN or inf"):
         Runner(composer([*TINY], "nan_checkpoint"), good_out).run()
     assert non_finite_parameters({"w": torch.tensor([1.0, float("inf")]), "n": torch.tensor([2]),
                                   "b": torch.zeros(3)}) == ["w"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,13 @@ from rich.table import Table
 from rich.tree import Tree
 
 ORDER = ("problem", "model", "sampler", "curriculum", "gradient", "ogas", "trainer", "logger")
+
+
+class BelowWarning(logging.Filter):
+    """Passes INFO and below: warnings and errors go to stderr as whole lines instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
 
 
 def console() -> Console:

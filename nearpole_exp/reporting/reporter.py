@@ -113,10 +113,18 @@ class Reporter:
         the end-of-job table."""
         summary = {**summary, "choices": self.choices, "wandb_mode": self.wandb.mode,
                    "wandb_run_id": self.wandb.id, "wandb_group": self.group}
-        save_json(summary, self.summary_path)
+        try:
+            save_json(summary, self.summary_path)
+        except OSError as err:  # a full disk must not hide the run's own error, or stop W&B
+            log.error("%s", err)
+            unsaved: OSError | None = err
+        else:
+            unsaved = None
         step = int(summary.get("step", 0) or 0)
         for key, (columns, rows, x, y) in comparison_tables(summary).items():
             self.wandb.log_bar_chart(key, columns, rows, x, y, step)
         self.wandb.summarize({k: v for k, v in summary.items() if not isinstance(v, dict)})
         self.wandb.finish(exit_code=1 if failed else 0)
         console().print(summary_table(summary, title=f"{self.output_dir.name}: {summary['status']}"))
+        if unsaved is not None and not failed:
+            raise unsaved

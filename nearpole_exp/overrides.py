@@ -1,0 +1,80 @@
+"""Command-line overrides checked before Hydra composes: a config-group option that does not
+exist gets one line naming the real options and the closest match (Hydra's own message also
+lists internal ``base_*`` schemas and suggests nothing)."""
+
+from __future__ import annotations
+
+import difflib
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, Override
+from omegaconf import OmegaConf
+
+#: Arguments that add config directories: options may then exist that this check cannot see.
+SEARCH_PATH_ARGS = ("hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp")
+
+
+def group_options() -> dict[str, list[str]]:
+    """Every config group shipped in ``nearpole_exp.conf`` (``ogas/breeder`` style) and its
+    options, Hydra's own groups (``hydra/...``) left out."""
+    root = files("nearpole_exp.conf")
+    found: dict[str, list[str]] = {}
+
+    def walk(node: Traversable, prefix: str) -> None:
+        options = sorted(e.name[:-5] for e in node.iterdir() if e.name.endswith(".yaml"))
+        if prefix and options:
+            found[prefix] = options
+        for entry in node.iterdir():
+            if entry.is_dir() and not entry.name.startswith(("_", ".")) and entry.name != "hydra":
+                walk(entry, f"{prefix}/{entry.name}" if prefix else entry.name)
+
+    walk(root, "")
+    return found
+
+
+def top_level_keys() -> list[str]:
+    """The scalar keys of the primary config (``seed``, ``resume``, …)."""
+    primary = OmegaConf.create(files("nearpole_exp.conf").joinpath("config.yaml").read_text())
+    return [k for k in primary if k not in ("defaults", "hydra")]
+
+
+def _values(override: Override) -> list[str]:
+    """The option names an override selects (one, or each of a choice sweep)."""
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return [v for v in value.list if isinstance(v, str)]
+    return [value] if isinstance(value, str) else []
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def override_error(args: list[str]) -> str | None:
+    """What is wrong with the first unknown group or option in ``args``, or None."""
+    if any(a.startswith(SEARCH_PATH_ARGS) or a.lstrip("+~").startswith("hydra.searchpath")
+           for a in args):
+        return None
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # Hydra reports malformed overrides itself
+        return None
+    groups = group_options()
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_delete() or key.startswith("hydra") or override.package:
+            continue
+        if key in groups:
+            for option in _values(override):
+                if option not in groups[key]:
+                    return (f"{key}={option}: no such option in group {key!r}."
+                            f"{_closest(option, groups[key])} Options: {', '.join(groups[key])}")
+        elif "." not in key and "/" not in key and key not in top_level_keys() \
+                and not override.is_add():
+            known = sorted([*groups, *top_level_keys()])
+            return f"{key}: no such config group or key.{_closest(key, known)}"
+    return None
