@@ -12,7 +12,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nearpole_exp.atomic import save_json
 from nearpole_exp.config import register_configs, restore_schema, validate
-from nearpole_exp.errors import CheckpointError, ConfigError, DirectoryInUse, OutputError
+from nearpole_exp.errors import (
+    CheckpointError,
+    ConfigError,
+    DirectoryInUse,
+    OutputError,
+    ProblemError,
+)
 from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.reporting.console import print_config
 from nearpole_exp.runner import Runner
@@ -97,7 +103,7 @@ def task(cfg: DictConfig) -> float | None:
     except Exception as err:
         if not (output_dir / "summary.json").exists() or _status(output_dir) != "failed":
             record_failure(output_dir, err)
-        if hc.mode == RunMode.RUN and isinstance(err, OutputError | CheckpointError):
+        if hc.mode == RunMode.RUN and isinstance(err, OutputError | CheckpointError | ProblemError):
             log.error("%s", err)  # a file to fix, not a bug: one line, no traceback
             raise SystemExit(1) from None
         if hc.mode == RunMode.RUN:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,16 @@ NON_DEFINING_KEYS = ("resume", "logger", "hydra", "output_dir", "tags", "trainer
 # replicates of one sweep point differ only in this key
 REPLICATE_KEY = "seed"
 SEED_LIMIT = 2**63  # torch's seeds are 64-bit
+#: What one batch sample costs at the very least (its index and its weight, 8 bytes each).
+MIN_BATCH_BYTES_PER_SAMPLE = 16
+
+
+def physical_memory() -> int:
+    """This machine's RAM in bytes (a large stand-in where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 50
 
 
 @dataclass
@@ -44,6 +55,7 @@ class TrainerConfig:
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 10.0
+    max_skipped_fraction: float = 0.05
     loss: str = "auto"
     q_source: str = "problem"
     q_refresh_every: int = 50
@@ -70,6 +82,8 @@ class TrainerConfig:
               f"must be a finite number >= 0, got {self.weight_decay}")
         check(0 <= self.grad_clip < math.inf, "grad_clip",
               f"must be a finite number >= 0 (0 disables), got {self.grad_clip}")
+        check(0 <= self.max_skipped_fraction <= 1, "max_skipped_fraction",
+              f"must lie in [0, 1], got {self.max_skipped_fraction}")
         check(self.lr_schedule in ("constant", "cosine"), "lr_schedule",
               f"must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         check(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
@@ -84,6 +98,10 @@ class TrainerConfig:
               f"must lie in [0, 1] (0: batches uniform over the pool), got {self.design_weighting}")
         check(self.regenerate_after >= 0, "regenerate_after", "must be >= 0 (0: points_per_round)")
         check(self.num_threads >= 0, "num_threads", "must be >= 0 (0 keeps torch's default)")
+        need = self.batch_size * MIN_BATCH_BYTES_PER_SAMPLE
+        check(need <= physical_memory(), "batch_size",
+              f"{self.batch_size} samples need at least {need / 2**30:.3g} GiB per batch, more "
+              f"than this machine's {physical_memory() / 2**30:.3g} GiB of memory")
         check(self.pool_capacity == 0 or self.pool_capacity >= self.batch_size, "pool_capacity",
               "must be 0 (unbounded) or at least batch_size")
 

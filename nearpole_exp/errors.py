@@ -25,6 +25,10 @@ class OutputError(OSError):
     file it would have replaced is untouched."""
 
 
+class ProblemError(ValueError):
+    """A (user's) problem returned something other than its contract says (shape, type)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint exists but cannot be resumed from (corrupt, truncated, other format)."""
 

@@ -577,6 +577,7 @@ class Runner:
                    "pool/rejected": self.pool.n_rejected, "breeder/simulations": self.breeder.n_asked}
         summary.update({k: v for k, v in self.breeder.metrics().items()})
         summary.update(self.problem.summary_info())
+        summary.update(self._stability())
         if self.placement is not None:
             summary.update(self.placement.summary())
         if self.feed is not None:
@@ -588,6 +589,19 @@ class Runner:
             paths = self.make_plots(metrics)
             reporter.images(paths, self.state.step)
         return summary
+
+    def _stability(self) -> dict[str, Any]:
+        """Status ``unstable`` and a warning when more than ``trainer.max_skipped_fraction`` of
+        the steps were skipped for a non-finite loss or gradient: the model is finite but its
+        training was not what the config asked for."""
+        fraction = self.state.skipped_steps / max(self.state.step, 1)
+        if fraction <= self.tc.max_skipped_fraction:
+            return {}
+        warning = (f"{self.state.skipped_steps} of {self.state.step} steps ({fraction:.1%}) were "
+                   "skipped for a non-finite loss or gradient, above trainer.max_skipped_fraction="
+                   f"{self.tc.max_skipped_fraction:g}: lower trainer.lr or set trainer.grad_clip")
+        log.warning("%s", warning)
+        return {"status": "unstable", "warning": warning}
 
     def _round_record(self, losses: list[float], last: dict[str, float], added: int) -> dict[str, Any]:
         finite = [v for v in losses if math.isfinite(v)]

@@ -48,3 +48,17 @@ class NoDistance(TwoPoles):
 
     def distance(self, inputs: Tensor) -> Tensor:
         return torch.full((len(inputs),), float("nan"))
+
+
+class FlatTarget(TwoPoles):
+    """TwoPoles whose target is ``[n]`` instead of ``[n, 1]`` (a user's shape slip)."""
+
+    def target(self, x: Tensor) -> Tensor:
+        return super().target(x)[:, 0]
+
+
+class ShortQ(TwoPoles):
+    """TwoPoles whose Q drops the last row."""
+
+    def q(self, inputs: Tensor) -> Tensor:
+        return super().q(inputs)[:-1]

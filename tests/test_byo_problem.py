@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nearpole_exp.config import validate
-from nearpole_exp.errors import ConfigError
+from nearpole_exp.errors import ConfigError, ProblemError
 from nearpole_exp.runner import Runner
 
 from .conftest import TINY
@@ -52,5 +52,16 @@ def test_nan_q_and_distance_warn_and_stay_out_of_the_buckets(composer, caplog) -
     assert summary["eval/distance_nonfinite"] == right > 0
     assert sum(summary[f"eval/bucket_count/B{b}"] for b in range(5)) == len(x) - right
     cfg = composer([*TINY, "problem=custom", "problem._target_=tests.byo_problem.NoDistance"], "none")
-    with pytest.raises(ValueError, match=r"NoDistance\.distance returned no finite value"):
+    with pytest.raises(ProblemError, match=r"NoDistance\.distance returned no finite value"):
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("FlatTarget", r"FlatTarget\.target returned \(1,\) for 1 inputs; expected a tensor \[n, out\]"),
+    ("ShortQ", r"ShortQ\.q returned \(255,\) for 256 inputs; expected a tensor \[n\]"),
+])
+def test_a_custom_problem_of_the_wrong_shape_names_the_method(composer, name, message) -> None:
+    cfg = composer([*TINY, "problem=custom", f"problem._target_=tests.byo_problem.{name}",
+                    "trainer.initial_points=256"], name)
+    with pytest.raises(ProblemError, match=message):
         Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()

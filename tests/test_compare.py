@@ -228,3 +228,12 @@ def test_callback_never_raises_on_a_bad_comparison(tmp_path: Path, caplog: pytes
     with caplog.at_level(logging.WARNING):
         CompareOnMultirunEnd().on_multirun_end(config)
     assert "sweep comparison skipped" in caplog.text
+
+
+def test_an_unstable_run_counts_as_failed_with_its_warning(tmp_path: Path) -> None:
+    from nearpole_exp.reporting.comparison.read import _outcome
+
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"status": "unstable", "warning": "30 of 100 steps (30.0%) were skipped\nmore"}))
+    status, error, _ = _outcome(tmp_path)
+    assert status == "failed" and error == "30 of 100 steps (30.0%) were skipped"

@@ -84,6 +84,8 @@ def test_presets_compose(composer, group: str) -> None:
         ("seed=9223372036854775808", "seed"),
         ("trainer.lr=inf", "trainer.lr"),
         ("trainer.weight_decay=nan", "trainer.weight_decay"),
+        ("trainer.batch_size=1000000000000", "trainer.batch_size"),
+        ("trainer.max_skipped_fraction=1.5", "trainer.max_skipped_fraction"),
         ("+unknown_top_key=1", "unknown_top_key"),
         ("problem.low=-inf", "problem.low"),
         ("problem.high=nan", "problem.high"),

@@ -111,8 +111,12 @@ def test_pool_drops_non_finite_labels() -> None:
     assert len(pool) == 1 and pool.n_rejected == 2 and ids.tolist() == [0, 1, 2]
 
 
-def test_non_finite_loss_skips_the_step_and_keeps_the_model_finite(composer, monkeypatch) -> None:
-    cfg = composer([*TINY, "trainer.loss=relative"])
+@pytest.mark.parametrize(("allowed", "status"), [(0.5, "completed"), (0.05, "unstable")])
+def test_non_finite_loss_skips_the_step_and_keeps_the_model_finite(composer, monkeypatch, allowed,
+                                                                    status) -> None:
+    """A third of the steps see a NaN loss: each is skipped (the model stays finite); above
+    ``trainer.max_skipped_fraction`` the run ends ``unstable`` with a warning saying why."""
+    cfg = composer([*TINY, "trainer.loss=relative", f"trainer.max_skipped_fraction={allowed}"])
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     original = runner.model.forward
     calls = {"n": 0}
@@ -124,8 +128,9 @@ def test_non_finite_loss_skips_the_step_and_keeps_the_model_finite(composer, mon
 
     monkeypatch.setattr(runner.model, "forward", sometimes_nan)
     summary = runner.run()
-    assert summary["status"] == "completed"
-    assert summary["train/skipped_steps"] > 0
+    assert summary["status"] == status
+    assert 0.2 < summary["train/skipped_steps"] / summary["step"] < 0.5
+    assert ("max_skipped_fraction=0.05" in summary.get("warning", "")) == (status == "unstable")
     assert all(torch.isfinite(p).all() for p in runner.model.parameters())
 
 

@@ -90,7 +90,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.atomic import save_torch
-from nearpole_exp.errors import check
+from nearpole_exp.errors import ProblemError, check
 from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
 
 PLACEHOLDERS = ("params", "output", "workdir")
@@ -175,11 +175,11 @@ class UserSimulator(SimulatorProblem):
             return np.full((self.config.n_steps + 1, self.config.grid), np.nan)
 
     def checked(self, frames: Any) -> Tensor:
-        """The solver's output as float32 ``[n_steps + 1, grid]`` (ValueError on a bad shape)."""
+        """The solver's output as float32 ``[n_steps + 1, grid]`` (ProblemError on a bad shape)."""
         arr = torch.as_tensor(np.asarray(frames, dtype=np.float64)).float()
         want = (self.config.n_steps + 1, self.config.grid)
         if tuple(arr.shape) != want:
-            raise ValueError(f"{self.name}: the solver returned shape {tuple(arr.shape)}, "
+            raise ProblemError(f"{self.name}: the solver returned shape {tuple(arr.shape)}, "
                              f"expected [n_steps + 1, grid] = {list(want)}")
         return arr
 
@@ -294,7 +294,7 @@ class CallableSimulator(UserSimulator):
         frames = np.asarray(call_with_timeout(self.fn, rows, self.config.timeout_s),
                             dtype=np.float64)
         if frames.ndim != 3 or frames.shape[0] != len(rows):
-            raise ValueError(f"{self.name}: a vectorized solver must return [n, n_steps + 1, grid] "
+            raise ProblemError(f"{self.name}: a vectorized solver must return [n, n_steps + 1, grid] "
                              f"with n = {len(rows)}, got {frames.shape}")
         return list(frames)
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
+from nearpole_exp.errors import ProblemError
 from nearpole_exp.problems.base import Predictor, Problem, Samples
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,20 @@ class PoleProblem(Problem):
 
     @property
     def out_features(self) -> int:
-        return int(self.target(self.bounds.mean(dim=1, keepdim=True).T).shape[1])
+        return int(self.checked("target", self.bounds.mean(dim=1, keepdim=True).T).shape[1])
+
+    def checked(self, method: str, x: Tensor) -> Tensor:
+        """``target``, ``q`` or ``distance`` at ``x``, with a clear error when a (user's) problem
+        returns another shape than ``[n, out]`` (target) or ``[n]`` (q, distance)."""
+        value = getattr(self, method)(x)
+        want = "[n, out]" if method == "target" else "[n]"
+        ok = (isinstance(value, Tensor) and value.ndim == (2 if method == "target" else 1)
+              and len(value) == len(x))
+        if not ok:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ProblemError(f"{type(self).__name__}.{method} returned {got} for {len(x)} inputs; "
+                             f"expected a tensor {want} with n = {len(x)} (one row per input)")
+        return value
 
     def poles(self) -> Tensor | None:
         """Known pole locations along the first axis (1D problems), for PLE and plots."""
@@ -162,10 +176,10 @@ class PoleProblem(Problem):
         sensor of finite precision gives. Evaluation targets stay exact.
         """
         x = points.float()
-        y = self.target(x.double())
+        y = self.checked("target", x.double())
         if self.label_noise > 0 and len(x):
             y = y * (1.0 + self.label_noise * hashed_normal(x, y.shape[1], self.noise_seed))
-        q, dist = self.q(x), self.distance(x)
+        q, dist = self.checked("q", x), self.checked("distance", x)
         self.warn_nonfinite("q", q, "those samples get weight 0 in |Q|-based samplers "
                             "(never drawn; uniform when no |Q| is finite)")
         self.warn_nonfinite("distance", dist, "the near-pole diagnostics leave them out")
@@ -204,11 +218,11 @@ class PoleProblem(Problem):
             near = self.near_pole_points(max(self.n_eval // 10, 10))
             x = torch.cat([uniform, near])
             is_uniform = torch.cat([torch.ones(len(uniform)), torch.zeros(len(near))]).bool()
-            y = self.target(x.double())
+            y = self.checked("target", x.double())
             keep = torch.isfinite(y).all(dim=1)
-            dist = self.distance(x[keep])
+            dist = self.checked("distance", x[keep])
             if len(dist) and not bool(torch.isfinite(dist).any()):
-                raise ValueError(f"{type(self).__name__}.distance returned no finite value on the "
+                raise ProblemError(f"{type(self).__name__}.distance returned no finite value on the "
                                  f"{len(dist)} evaluation points: the near-pole buckets need the "
                                  "distance of each input to its nearest pole")
             self.warn_nonfinite("distance", dist, "they are left out of the distance buckets "

@@ -125,7 +125,8 @@ def _last_step(job_dir: Path) -> int | None:
 
 
 def _outcome(job_dir: Path) -> tuple[str, str | None, dict[str, Any]]:
-    """(status, error line, summary) of a job: completed, failed, or missing (incomplete)."""
+    """(status, error line, summary) of a job: completed, failed (an ``unstable`` run too: too
+    many skipped steps), or missing (incomplete)."""
     path = job_dir / "summary.json"
     if not path.is_file():
         step = _last_step(job_dir)
@@ -140,8 +141,9 @@ def _outcome(job_dir: Path) -> tuple[str, str | None, dict[str, Any]]:
     status = summary.get("status")
     if status == "completed":
         return "completed", None, summary
-    if status == "failed":
-        error = str(summary.get("error") or "status failed, no error recorded")
+    if status in ("failed", "unstable"):
+        error = str(summary.get("error") or summary.get("warning")
+                    or f"status {status}, no error recorded")
         return "failed", (error.strip().splitlines() or [""])[0], summary
     return "missing", f"summary.json has status {status!r}", summary
 
