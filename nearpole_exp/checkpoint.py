@@ -49,7 +49,8 @@ def find_checkpoint(resume: str, output_dir: str | Path) -> Path | None:
     if candidate.is_dir():
         candidate = candidate / "checkpoints" / "last.pt"
     if not candidate.exists():
-        raise FileNotFoundError(f"resume: no checkpoint at {candidate}")
+        raise CheckpointError(f"resume: no checkpoint at {candidate} (give a job directory or a "
+                              ".pt file, or resume=never)")
     return candidate
 
 

@@ -341,6 +341,18 @@ def restore_schema(cfg: DictConfig) -> DictConfig:
     return typed
 
 
+def device_available(name: str) -> bool:
+    """Whether torch can use the device ``name`` (``auto`` always can)."""
+    import torch
+
+    kind, _, index = name.partition(":")
+    if kind == "cuda":
+        return torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every range constraint of a composed config; raises ConfigError naming the key."""
     for key in ("trainer", "logger", *(group.replace("/", ".") for group in COMPONENT_GROUPS)):
@@ -352,6 +364,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(str(key), "is not a setting of nearpole_exp (top-level keys: "
                               f"{', '.join(sorted(known - {'hydra'}))}); remove it")
     trainer = cfg.trainer
+    check(device_available(trainer.device), "trainer.device",
+          f"{trainer.device} is not available on this machine (use auto or cpu)")
     if trainer.initial_points == 0 and trainer.points_per_round == 0:
         raise ConfigError("trainer.initial_points",
                           "the pool would stay empty: set initial_points or points_per_round > 0")

@@ -77,7 +77,7 @@ def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
     parts = get_class(node._target_).config_parts
     extra = {part: OmegaConf.to_object(ogas[part]) for part in parts
              if part in ogas and OmegaConf.is_config(ogas[part])}
-    return instantiate(node, bounds=bounds, _convert_="all", **extra)
+    return build(node, "ogas.breeder", bounds=bounds, **extra)
 
 
 def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
@@ -90,11 +90,17 @@ def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
                           f"({', '.join(dims)}): use model={' or model='.join(fitting)} "
                           "(simulators also want trainer=online; experiment=burgers, ks, landscape "
                           "set both)")
+    return build(node, "model", **dims)
+
+
+def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(node)``; a ConfigError raised by the class (which Hydra wraps) comes back
+    out keyed under ``key``, so the CLI names e.g. ``problem.fn`` in one line."""
     try:
-        return instantiate(node, **dims, _convert_="all")
+        return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         if isinstance(err.__cause__, ConfigError):
-            raise err.__cause__.under("model") from None
+            raise err.__cause__.under(key) from None
         raise
 
 
@@ -128,7 +134,7 @@ class Runner:
         t = self.tc
         self.device = pick_device(t.device)
         self.dtype = torch.float64 if t.precision == "float64" else torch.float32
-        self.problem = instantiate(cfg.problem, _convert_="all")
+        self.problem = build(cfg.problem, "problem")
         if not isinstance(self.problem, Problem):
             raise ConfigError("problem._target_", f"{cfg.problem._target_} built a "
                               f"{type(self.problem).__name__}, not a Problem: subclass "
@@ -139,11 +145,12 @@ class Runner:
         self.model = build_model(cfg.model, self.problem.model_dims()).to(device=self.device,
                                                                           dtype=self.dtype)
         self.model_caps = capabilities(self.model)
-        self.sampler = instantiate(cfg.sampler, _convert_="all")
-        self.curriculum = instantiate(cfg.curriculum, _convert_="all") if has_target(cfg.curriculum) else None
-        self.gradient = instantiate(cfg.gradient, _convert_="all") if has_target(cfg.gradient) else None
-        self.monitor = (instantiate(cfg.diagnostics, export_path=str(self.output_dir / "diagnostics.jsonl"),
-                                    _convert_="all") if has_target(cfg.diagnostics) else None)
+        self.sampler = build(cfg.sampler, "sampler")
+        self.curriculum = build(cfg.curriculum, "curriculum") if has_target(cfg.curriculum) else None
+        self.gradient = build(cfg.gradient, "gradient") if has_target(cfg.gradient) else None
+        self.monitor = (build(cfg.diagnostics, "diagnostics",
+                              export_path=str(self.output_dir / "diagnostics.jsonl"))
+                        if has_target(cfg.diagnostics) else None)
         self.breeder = build_breeder(cfg.ogas, self.problem.bounds)
         self._set_threads(t.num_threads)
         self.executor = self._build_executor(cfg)
@@ -206,7 +213,7 @@ class Runner:
         extra: dict[str, Any] = {}
         if "folder" in cfg.executor and not Path(cfg.executor.folder).is_absolute():
             extra["folder"] = str(self.output_dir / cfg.executor.folder)
-        return instantiate(cfg.executor, problem=self.problem, _convert_="all", **extra)
+        return build(cfg.executor, "executor", problem=self.problem, **extra)
 
     def _lr_factor(self, step: int) -> float:
         if self.tc.lr_schedule == "constant":

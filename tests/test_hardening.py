@@ -11,6 +11,19 @@ The catalogue (with the tests that cover it elsewhere):
 23. kill -9 during a checkpoint write, 24. crash in the DDPM thread, 25. W&B online without
     credentials or network, 26. an invalid WANDB_MODE                            -> below
 27. a crashing job in a multirun, 28. kill -9 mid-run then resume          -> test_sweeps.py
+
+Round 2:
+29. lr / weight_decay / grad_clip non-finite, 30. seed outside int64, 31. unknown top-level key,
+32. non-finite problem box, 33. absurd batch size, 34. unknown option or group (closest
+    suggested, exit 2 on stderr, Hydra's errors too), 35. --cfg job --resolve, 36. rerun from a
+    saved config                                                          -> test_configs.py
+37. NaN Q / distance from a custom problem, 38. wrong shapes from a custom problem -> test_byo_problem.py
+39. a hung Python solver under the in-process executors                   -> test_async_runs.py
+42. a _target_ that is not a Problem                                       -> test_configs.py
+43. divergence (every step skipped), 45. a NaN checkpoint                  -> test_run.py
+40. unavailable device, 41. a solver that cannot be imported, 44. too many skipped steps
+    (``unstable``), 46. a corrupt checkpoint (CLI: one line), 47. a full disk, 48. SIGTERM and
+    SIGINT, 49. W&B errors without a message, 50. two runs in one directory -> below
 """
 
 from __future__ import annotations
@@ -58,6 +71,7 @@ from .conftest import TINY, subprocess_env
         (["ogas.model.timesteps=0"], "ogas.model.timesteps"),
         (["trainer.initial_points=0", "trainer.points_per_round=0"], "trainer.initial_points"),
         (["problem=custom"], "problem._target_"),
+        (["trainer.device=cuda:99"], "trainer.device"),
     ],
 )
 def test_bad_values_fail_before_anything_is_built(composer, overrides: list[str], key: str) -> None:
@@ -65,6 +79,14 @@ def test_bad_values_fail_before_anything_is_built(composer, overrides: list[str]
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.key == key
+
+
+def test_a_solver_that_cannot_be_imported_is_a_config_error_naming_problem_fn(composer) -> None:
+    cfg = composer([*TINY, "problem=callable", "problem.fn=no_such_module:solve", "model=cnn1d",
+                    "trainer=online"])
+    with pytest.raises(ConfigError, match="no_such_module") as err:
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    assert err.value.key == "problem.fn"
 
 
 @pytest.mark.parametrize(
@@ -152,7 +174,7 @@ def test_breeders_reject_bad_tells_and_bounds() -> None:
 
 
 def test_missing_and_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         find_checkpoint(str(tmp_path / "nowhere"), tmp_path)
     path = tmp_path / "last.pt"
     save_checkpoint({"model": {"w": torch.ones(1000)}}, path)

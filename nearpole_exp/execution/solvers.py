@@ -90,7 +90,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.atomic import save_torch
-from nearpole_exp.errors import ProblemError, check
+from nearpole_exp.errors import ConfigError, ProblemError, check
 from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
 
 PLACEHOLDERS = ("params", "output", "workdir")
@@ -277,6 +277,11 @@ class CallableSimulator(UserSimulator):
         cfg = (CallableSimulatorConfig(**overrides) if config is None
                else dataclasses.replace(config, **overrides))
         super().__init__(cfg)
+        if self._fn is None:
+            try:
+                resolve_callable(cfg.fn)  # here, so a typo fails before the run, naming the key
+            except (ImportError, AttributeError, ValueError) as err:
+                raise ConfigError("fn", f"cannot load the solver {cfg.fn!r}: {err}") from None
 
     @property
     def fn(self) -> Callable[..., Any]:
