@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,8 @@ class Runner:
         self.state = LoopState()
         self._q_abs: Tensor | None = None
         self._q_step = -1
+        self._q_version = 0  # bumped whenever |Q| of the pool is recomputed
+        self._draw: tuple[int, Tensor | None] = (-1, None)
         self._design_prior: Tensor | None = None
         self._design_stale = True
         self.q_source = t.q_source
@@ -311,6 +314,7 @@ class Runner:
                 q = self.pool.field("q")
                 self._q_abs = None if q is None else q.abs()
                 self._q_step = self.state.step
+                self._q_version += 1
             return self._q_abs
         if self._q_abs is None or self._q_step < 0 or \
                 self.state.step - self._q_step >= self.tc.q_refresh_every:
@@ -318,7 +322,26 @@ class Runner:
                 chunks = [self.model.q_values(x).abs() for x in self.pool.inputs.split(65536)]
             self._q_abs = torch.cat(chunks)
             self._q_step = self.state.step
+            self._q_version += 1
         return self._q_abs
+
+    def q_function(self) -> Callable[[Tensor], Tensor] | None:
+        """Q as a differentiable function of the inputs: the problem's or the model's (per
+        ``trainer.q_source``), for distances that need ∇Q (``sampler.distance=newton``)."""
+        if self.q_source == "model":
+            return self.model.q_values if self.model_caps.rational else None
+        return self.problem.q if self.problem.knows_poles else None
+
+    def draw_values(self) -> Tensor | None:
+        """What the sampler draws by (its ``draw_values`` of the pool's |Q|), recomputed only
+        when |Q| is."""
+        q_abs = self.pool_q_abs()
+        version, values = self._draw
+        if version != self._q_version:
+            values = None if q_abs is None else self.sampler.draw_values(
+                self.pool.inputs, q_abs, self.q_function())
+            self._draw = (self._q_version, values)
+        return values
 
     def design_prior(self) -> Tensor | None:
         """Per-sample batch prior (p_design/p_pool)^α of the sample's simulation, from the breeder
@@ -360,12 +383,14 @@ class Runner:
         design = self.design_prior()
         if design is not None:
             prior = design if prior is None else prior * design
-        sel = self.sampler.select(len(self.pool), t.batch_size, q=q_abs if needs_q else None,
+        sel = self.sampler.select(len(self.pool), t.batch_size,
+                                  q=self.draw_values() if needs_q else None,
                                   prior=prior, device=self.device)
         idx = sel.idx.to(self.device)
         x, y = self.pool.inputs[idx], self.pool.targets[idx]
         batch_q = None if q_abs is None else q_abs[idx]
-        delta = 0.0 if self.gradient is None else float(self.gradient.delta(self.state.step, batch_q))
+        delta = 0.0 if self.gradient is None else float(self.gradient.delta(self.state.step,
+                                                                            self._band_q(x, batch_q)))
         self.model.train()
         if self.loss_kind == "residual":
             p, q = self.model.pq(x)
@@ -400,6 +425,14 @@ class Runner:
                                       None if dist is None else dist[idx], sel.weights, losses.detach())
         self.state.step += 1
         return {"loss": float(loss.detach()) if finite else float("nan"), "delta": delta, "ess": sel.ess}
+
+    def _band_q(self, x: Tensor, batch_q: Tensor | None) -> Tensor | None:
+        """|Q| that the hybrid band acts on: the model's own Q at the batch (the division is
+        P/Q of the model), so adaptive δ and ``gradient/saturated_fraction`` describe it."""
+        if not self.model_caps.hybrid_division:
+            return batch_q
+        with torch.no_grad():
+            return self.model.q_values(x).abs()
 
     def _probe_gradients(self, losses: Tensor, weights: Tensor, idx: Tensor, batch_q: Tensor | None) -> None:
         """Gradient norms of the near-pole and far-pole parts of the batch loss, for the monitor."""

@@ -70,6 +70,12 @@ class BatchSampler(ABC):
         non-negative per-sample multiplier (e.g. a curriculum band) on the sampling density.
         """
 
+    def draw_values(self, inputs: Tensor, q_abs: Tensor,
+                    q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
+        """The per-sample values :meth:`select` draws by, given the pool's |Q| (and Q itself as
+        a differentiable ``q_fn``): |Q| unless the sampler is set to another distance."""
+        return q_abs
+
     def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
         """Evaluate Q through ``q_fn`` (e.g. the model's) instead of the problem's, wherever the
         sampler computes Q itself (new proposals); a no-op for samplers that never do."""

@@ -298,6 +298,13 @@ class ImportanceSampler(BatchSampler):
         s = self.config.uniform_mix
         return (1.0 - s) * u / total + s / n
 
+    def draw_values(self, inputs: Tensor, q_abs: Tensor,
+                    q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
+        """``config.distance`` of every pool sample: |Q|, or the Newton distance |Q|/‖∇Q‖."""
+        if self.config.distance == "abs_q":
+            return q_abs
+        return self.distance_values(inputs, q_abs, q_fn)
+
     def distance_values(self, inputs: Tensor, q: Tensor | None = None,
                         q_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """The per-sample values to pass as ``q`` to :meth:`select`, per ``config.distance``."""
