@@ -9,7 +9,7 @@ from torch import Tensor
 
 from nearpole_exp.problems.base import Samples
 
-_FIELDS = ("inputs", "targets", "source", "sim_id", "q", "distance", "draws")
+_FIELDS = ("inputs", "targets", "source", "sim_id", "q", "distance")
 NO_SIM = -1  # the sim id of a point the breeder did not ask for (a sampler's proposal, a prescribed design)
 
 
@@ -73,7 +73,6 @@ class Pool:
             "sim_id": sim_ids.long().cpu()[samples.source[keep].cpu()].to(samples.inputs.device),
             "q": None if samples.q is None else samples.q[keep],
             "distance": None if samples.distance is None else samples.distance[keep],
-            "draws": torch.zeros(int(keep.sum()), dtype=torch.long, device=samples.inputs.device),
         }
         m = int(keep.sum())
         for name, value in values.items():
@@ -94,20 +93,9 @@ class Pool:
         self._size -= n
         self.n_evicted += n
 
-    def record_draws(self, idx: Tensor) -> None:
-        """Count how often each sample was drawn into a training batch.
-
-        O(batch) per call (``index_add_`` into the live rows), not O(pool) like a bincount of
-        pool length, which cost ~2 ms per step at 10^6 samples; out-of-range indices raise.
-        """
-        draws = self._data["draws"]
-        if draws is not None:
-            idx = idx.to(draws.device)
-            draws[: self._size].index_add_(0, idx, torch.ones_like(idx, dtype=draws.dtype))
-
     def field(self, name: str) -> Tensor | None:
-        """The live rows of a field: ``inputs``, ``targets``, ``source``, ``sim_id``, ``q``, ``distance``,
-        ``draws``."""
+        """The live rows of a field: ``inputs``, ``targets``, ``source``, ``sim_id``, ``q``,
+        ``distance`` (how often each was drawn is the sampler's ``draws``)."""
         value = self._data[name]
         return None if value is None else value[: self._size]
 

@@ -301,7 +301,9 @@ class Runner:
         """Append labelled samples of ``len(sim_ids)`` points (``NO_SIM``: not the breeder's)."""
         samples.inputs = samples.inputs.to(self.dtype)
         samples.targets = samples.targets.to(self.dtype)
+        evicted = self.pool.n_evicted
         self.pool.add(samples, sim_ids=sim_ids)
+        self.sampler.draws.drop_oldest(self.pool.n_evicted - evicted)  # rows shifted down
         self.pool.to(self.device)
         self._q_step = -1
         self._design_stale = True
@@ -417,7 +419,7 @@ class Runner:
         if not finite:
             self.state.skipped_steps += 1
         self.scheduler.step()
-        self.pool.record_draws(idx)
+        self.sampler.record(idx, len(self.pool))
         self._tell_breeder(idx, pred.detach(), y, losses.detach())
         if self.monitor is not None:
             dist = self.pool.field("distance")
@@ -480,8 +482,9 @@ class Runner:
         outdir.mkdir(parents=True, exist_ok=True)
         paths = list(self.problem.plots(self.predict, str(outdir)))
         paths += plots.bucket_errors(metrics, outdir / "bucket_errors.png")
-        paths += plots.sampled_histogram(self.pool.inputs.cpu(), self.pool.field("draws").cpu(),
-                                         self.problem.bounds, outdir / "sampled_x.png")
+        draws = self.sampler.draws.counts(len(self.pool)).cpu()
+        paths += plots.sampled_histogram(self.pool.inputs.cpu(), draws, self.problem.bounds,
+                                         outdir / "sampled_x.png")
         paths += list(self.breeder.plots(str(outdir)))
         if self.placement is not None:
             paths += self.placement.plot(str(outdir))

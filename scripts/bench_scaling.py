@@ -758,8 +758,9 @@ PROFILES = """## Profiles (cProfile / torch.profiler, 2026-11-22, this machine)
   Start-up: torch ~2.5 s, torch._dynamo imported by the first optimiser ~1.5–3 s, matplotlib
   ~1 s (now imported only when plotting).
 * Pool of 10^6–10^7 with importance batches: per step the sampler recomputed the weights and a
-  float64 cumulative sum of the whole pool (O(N), ~14 ns per sample), and `Pool.record_draws`
-  did an O(N) bincount (now O(batch)). Since session 2 the weights and their cumulative sum are
+  float64 cumulative sum of the whole pool (O(N), ~14 ns per sample), and the draw counter
+  (then `Pool.record_draws`) did an O(N) bincount (now the sampler's `DrawCounts`, O(batch)).
+  Since session 2 the weights and their cumulative sum are
   cached per |Q| tensor (recomputed when |Q| is refreshed or changed in place), so a draw
   between refreshes is O(batch · log N); section a times the steady state.
 * ActiveSampler at tens of thousands of points: `first_new`'s `torch.unique(dim=0)` over every

@@ -93,7 +93,8 @@ def _near_draws(composer, sampler: str) -> tuple[int, int]:
                     "trainer.batch_size=64", "trainer.num_threads=1", "seed=3"], sampler)
     runner = Runner(cfg, cfg.hydra.runtime.output_dir)
     runner.run()
-    draws, dist = runner.pool.field("draws").cpu(), runner.pool.field("distance").cpu()
+    draws = runner.sampler.draws.counts(len(runner.pool)).cpu()
+    dist = runner.pool.field("distance").cpu()
     near = dist < 1e-3
     return int(draws[near].sum()), int(draws.sum())
 

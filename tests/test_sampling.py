@@ -6,6 +6,8 @@ import dataclasses
 import io
 import math
 
+import hydra
+import numpy as np
 import pytest
 import torch
 
@@ -458,3 +460,39 @@ def test_row_groups_and_first_new_match_torch_unique() -> None:
         expected.append(tuple(row) not in seen)
         seen.add(tuple(row))
     assert mask.tolist() == expected
+
+
+def _tv(counts: torch.Tensor, p: torch.Tensor) -> float:
+    return 0.5 * float((counts.double() / counts.sum() - p).abs().sum())
+
+
+def test_zeroproof_law_is_drawn_exactly_at_the_sampling_noise_floor() -> None:
+    """cap=hard, cap_reference=absolute, uniform_mix=0 draws ZeroProofML's
+    π ∝ min(max(|Q|, min_q_abs)^(−p), max_weight)^(1/T): total variation from that law at the
+    level of exact multinomial draws of the same size, on a three-pole pool (T = 1 and 2)."""
+    x = torch.linspace(-1, 1, 3001, dtype=torch.float64)[:, None]
+    q = (x[:, 0] + 0.61) * (x[:, 0] - 0.07) * (x[:, 0] - 0.83)
+    n = 300_000
+    for temperature in (1.0, 2.0):
+        a = np.maximum(np.abs(q.numpy()), 1e-6)
+        w = np.minimum(a ** -2.0, 100.0) ** (1.0 / temperature)
+        law = torch.from_numpy(w / w.sum())
+        sampler = ImportanceSampler(ImportanceSamplerConfig(
+            weight_power=2.0, max_weight=100.0, temperature=temperature, cap="hard",
+            cap_reference="absolute", uniform_mix=0.0))
+        _, idx = sampler.sample_batch(x, q, n)
+        ours = _tv(torch.bincount(idx, minlength=len(x)), law)
+        gen = torch.Generator().manual_seed(7)
+        floor = np.mean([_tv(torch.bincount(torch.multinomial(law, n, True, generator=gen),
+                                            minlength=len(x)), law) for _ in range(3)])
+        assert ours < 1.25 * floor, (temperature, ours, floor)
+        default = ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0, max_weight=100.0))
+        _, idx = default.sample_batch(x, q, n)
+        assert _tv(torch.bincount(idx, minlength=len(x)), law) > 10 * floor  # another law
+
+
+def test_importance_zeroproof_preset_builds_that_law(composer) -> None:
+    cfg = composer(["sampler=importance_zeroproof"])
+    sampler = hydra.utils.instantiate(cfg.sampler, _convert_="all")
+    c = sampler.config
+    assert (c.cap, c.cap_reference, c.uniform_mix, c.weights_target) == ("hard", "absolute", 0.0, "none")

@@ -413,6 +413,7 @@ class ActiveSampler(BatchSampler):
     def state_dict(self) -> dict[str, Any]:
         return {
             **generator_state(self._generator),
+            "draws": self.draws.state_dict(),
             "bounds": None if self.bounds is None else self.bounds.clone(),
             "points": self.points.clone(), "level": self.level.clone(),
             "refined": self.refined.clone(), "seeded": self.seeded.clone(),
@@ -424,6 +425,8 @@ class ActiveSampler(BatchSampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._generator = restore_generator(state)
+        if "draws" in state:
+            self.draws.load_state_dict(state["draws"])
         self.bounds = None if state["bounds"] is None else state["bounds"].clone()
         for name in ("points", "level", "refined", "seeded", "kind", "q", "roots"):
             setattr(self, name, state[name].clone())

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.rng import child_generator, generator_state, resolve_device, restore_generator
+from nearpole_exp.sampling.counts import DrawCounts
 
 if TYPE_CHECKING:
     from nearpole_exp.pool import Pool
@@ -38,6 +39,11 @@ class BatchSampler(ABC):
 
     def __init__(self) -> None:
         self._generator: torch.Generator | None = None
+        self.draws = DrawCounts()
+
+    def record(self, idx: Tensor, n_pool: int | None = None) -> None:
+        """Count the samples of a batch that was trained on (the one record of draw counts)."""
+        self.draws.add(idx, n_pool)
 
     def generator(self, device: torch.device | str | None) -> torch.Generator:
         """The sampler's own generator on ``device``, created lazily from the global seed.
@@ -89,10 +95,12 @@ class BatchSampler(ABC):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return generator_state(self._generator)
+        return {**generator_state(self._generator), "draws": self.draws.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._generator = restore_generator(state)
+        if "draws" in state:
+            self.draws.load_state_dict(state["draws"])
 
 
 class UniformSampler(BatchSampler):

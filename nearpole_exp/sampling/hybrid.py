@@ -74,6 +74,7 @@ class HybridSampler(BatchSampler):
         super().__init__()
         self.config = dataclasses.replace(config or HybridSamplerConfig(), **overrides)
         self.importance = ImportanceSampler(self.config.importance_config())
+        self.importance.draws = self.draws  # one record: the importance part's statistics read it
         self.active = ActiveSampler(self.config.active_config(), bounds=bounds)
         self.active_rounds = 0
 

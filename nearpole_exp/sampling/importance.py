@@ -32,6 +32,19 @@ replacement, so ``batch_size`` may exceed the pool size. Importance draws use th
 The weights and their cumulative sum are cached per |Q| tensor, so draws between refreshes of
 |Q| cost O(batch · log N).
 
+**ZeroProofML's law exactly** (``cap="hard"``, ``cap_reference="absolute"``, ``uniform_mix=0``;
+the preset ``sampler=importance_zeroproof``, which also sets ``weights_target="none"`` because
+ZeroProofML feeds no correction weights to the loss):
+
+    π_i ∝ min(max(|Q_i|, min_q_abs)^(−p), max_weight)^(1/T).
+
+How the default differs, and why: with ZeroProofML's defaults (p = 2, max_weight = 100) every
+sample with |Q| < 0.1 gets the same weight, so its batches cannot tell a sample at |Q| = 1e-6 from
+one at 0.09 and ``min_q_abs`` never matters; the absolute cap also depends on the scale of Q
+(rescaling P and Q together changes the law). The default soft cap keeps near-pole samples ranked
+by closeness, references the cap to the pool's median (scale-free), and keeps a 10 % uniform
+share so that correction ratios stay bounded.
+
 ``weights_target="none"`` drops the corrections on purpose: the loss then follows the sampling
 density, i.e. the objective itself leans towards the poles (a tilted fit). With corrections the
 expected gradient is uniform's; tilted, a rational model of the truth's degrees locates the pole
@@ -53,7 +66,7 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.metrics import effective_sample_size
-from nearpole_exp.rng import generator_state, resolve_device, restore_generator
+from nearpole_exp.rng import resolve_device
 from nearpole_exp.sampling.base import BatchSampler, Selection
 
 log = logging.getLogger(__name__)
@@ -61,6 +74,7 @@ log = logging.getLogger(__name__)
 _MEDIAN_SAMPLE = 8192
 DISTANCES = ("abs_q", "newton")
 CAP_REFERENCES = ("median", "absolute")
+CAPS = ("soft", "hard")
 WEIGHT_TARGETS = ("prior", "uniform", "none")
 
 
@@ -72,6 +86,7 @@ class ImportanceSamplerConfig:
     min_q_abs: float = 1e-6
     max_weight: float = 100.0
     temperature: float = 1.0
+    cap: str = "soft"
     cap_reference: str = "median"
     importance_batch_ratio: float = 0.7
     uniform_mix: float = 0.1
@@ -86,6 +101,7 @@ class ImportanceSamplerConfig:
         check(self.min_q_abs > 0, "min_q_abs", "must be > 0")
         check(self.max_weight > 0, "max_weight", "must be > 0")
         check(self.temperature > 0, "temperature", "must be > 0")
+        check(self.cap in CAPS, "cap", f"must be one of {CAPS}, got {self.cap!r}")
         check(self.cap_reference in CAP_REFERENCES, "cap_reference",
               f"must be one of {CAP_REFERENCES}, got {self.cap_reference!r}")
         check(0.0 <= self.importance_batch_ratio <= 1.0, "importance_batch_ratio",
@@ -107,13 +123,18 @@ def reference_scale(a: Tensor, mode: str) -> Tensor | float:
 
 
 def importance_weights(values: Tensor, config: ImportanceSamplerConfig) -> Tensor:
-    """Unnormalised importance weights u_i ∈ [0, max_weight] of the pool (NaN/inf → 0)."""
+    """Unnormalised importance weights of the pool (NaN/inf → 0): soft cap u_i ∈ [0,
+    max_weight]; hard cap (ZeroProofML) u_i = min((a_i/a_ref)^(−p), max_weight)^(1/T)."""
     a = values.detach().reshape(-1)
     a = a.float() if a.dtype != torch.float64 else a
     a = a.abs().clamp_min_(config.min_q_abs)
     ref = reference_scale(a, config.cap_reference)
-    power = config.weight_power / config.temperature
-    u = a.div_(ref).pow_(power).add_(1.0 / config.max_weight).reciprocal_()
+    if config.cap == "hard":
+        u = a.div_(ref).pow_(-config.weight_power).clamp_max_(config.max_weight)
+        u = u.pow_(1.0 / config.temperature)
+    else:
+        power = config.weight_power / config.temperature
+        u = a.div_(ref).pow_(power).add_(1.0 / config.max_weight).reciprocal_()
     return u.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -279,8 +300,6 @@ class ImportanceSampler(BatchSampler):
         self.config = dataclasses.replace(config or ImportanceSamplerConfig(), **overrides)
         self.last_selection: Selection | None = None
         self.n_fallbacks = 0
-        self._counts: Tensor | None = None
-        self._n_total = 0
         self._last_q: Tensor | None = None
         self._cache: _WeightCache | None = None
 
@@ -384,29 +403,22 @@ class ImportanceSampler(BatchSampler):
 
     def sample_batch(self, x_pool: Tensor, q_pool: Tensor,
                      batch_size: int) -> tuple[Tensor, Tensor]:
-        """``(batch_x, idx)`` drawn by :meth:`select`; weights are in ``last_selection``."""
+        """``(batch_x, idx)`` drawn by :meth:`select` and counted (:meth:`get_statistics`);
+        weights are in ``last_selection``."""
         sel = self.select(len(x_pool), batch_size, q=q_pool, device=x_pool.device)
+        self.record(sel.idx, len(x_pool))
         return x_pool[sel.idx], sel.idx
 
     def hybrid_sample(self, x_pool: Tensor, q_pool: Tensor,
                       batch_size: int) -> tuple[Tensor, Tensor]:
         """``(batch_x, idx)`` of a shuffled importance + uniform batch on the pool's device."""
         sel = self.select_hybrid(len(x_pool), batch_size, q=q_pool, device=x_pool.device)
+        self.record(sel.idx, len(x_pool))
         return x_pool[sel.idx], sel.idx
 
     # -- statistics -----------------------------------------------------------------------------
     def _record(self, n_pool: int, sel: Selection, q: Tensor) -> None:
-        """Per-index draw counts (index_add into a device tensor; no host sync)."""
-        dev = sel.idx.device
-        counts = self._counts.to(dev) if self._counts is not None else None
-        if counts is None or counts.numel() < n_pool:
-            old = 0 if counts is None else counts.numel()
-            grown = torch.zeros(max(n_pool, 2 * old), dtype=torch.int64, device=dev)
-            if counts is not None:
-                grown[:old] = counts
-            counts = grown
-        self._counts = counts.index_add_(0, sel.idx, torch.ones_like(sel.idx))
-        self._n_total += sel.idx.numel()
+        """The last selection and |Q| (for metrics); draw counts are kept by :meth:`record`."""
         self._last_q = q
         self.last_selection = sel
 
@@ -418,24 +430,25 @@ class ImportanceSampler(BatchSampler):
         been drawing" when Q is a model's and changes.
         """
         nan = math.nan
-        if self._counts is None or self._n_total == 0:
+        counts, total = self.draws.counts(), self.draws.total
+        if total == 0:
             return {"total_samples": 0.0, "unique_samples": 0.0, "sample_diversity": nan,
                     "max_sample_count": 0.0, "min_sample_count": 0.0, "mean_q_abs": nan,
                     "min_q_abs": nan, "n_fallbacks": float(self.n_fallbacks)}
-        drawn = self._counts[self._counts > 0]
+        drawn = counts[counts > 0]
         unique = drawn.numel()
         mean_q = min_q = nan
         if self._last_q is not None:
             a = self._last_q.reshape(-1).abs().double()
-            c = self._counts[: a.numel()].to(a.device, torch.float64)
+            c = self.draws.counts(a.numel()).to(a.device, torch.float64)
             seen = (c > 0) & ~torch.isnan(a)
             if bool(seen.any()):
                 mean_q = float((c * a)[seen].sum() / c[seen].sum())
                 min_q = float(a[seen].min())
         return {
-            "total_samples": float(self._n_total),
+            "total_samples": float(total),
             "unique_samples": float(unique),
-            "sample_diversity": unique / self._n_total,
+            "sample_diversity": unique / total,
             "max_sample_count": float(drawn.max()),
             "min_sample_count": float(drawn.min()),
             "mean_q_abs": mean_q,
@@ -445,12 +458,7 @@ class ImportanceSampler(BatchSampler):
 
     def sample_counts(self, n_pool: int | None = None) -> Tensor:
         """How often each pool index has been drawn (a tensor on the sampler's device)."""
-        counts = self._counts if self._counts is not None else torch.zeros(0, dtype=torch.int64)
-        n = n_pool if n_pool is not None else counts.numel()
-        out = torch.zeros(n, dtype=torch.int64, device=counts.device)
-        m = min(n, counts.numel())
-        out[:m] = counts[:m]
-        return out
+        return self.draws.counts(n_pool)
 
     def metrics(self) -> dict[str, float]:
         stats = self.get_statistics()
@@ -465,16 +473,12 @@ class ImportanceSampler(BatchSampler):
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **generator_state(self._generator),
-            "counts": None if self._counts is None else self._counts.cpu().clone(),
-            "n_total": self._n_total,
-            "n_fallbacks": self.n_fallbacks,
-        }
+        return {**super().state_dict(), "n_fallbacks": self.n_fallbacks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._generator = restore_generator(state)
-        counts = state.get("counts")
-        self._counts = None if counts is None else counts.clone()
-        self._n_total = int(state["n_total"])
+        super().load_state_dict(state)
+        if "counts" in state:  # written before the counts had one owner
+            counts = state["counts"]
+            self.draws.load_state_dict({"counts": torch.zeros(0, dtype=torch.int64)
+                                        if counts is None else counts, "total": state["n_total"]})
         self.n_fallbacks = int(state["n_fallbacks"])
