@@ -47,6 +47,37 @@ def bucket_metrics(pred: Tensor, target: Tensor, distance: Tensor) -> dict[str, 
     return out
 
 
+#: Distance within which an evaluation point counts as near a pole (buckets B0…B3).
+NEAR_DISTANCE = 1e-2
+#: A near-pole fit fails when its median relative error is at least this share of the trivial
+#: (zero) predictor's, which is exactly 1.
+NEAR_FAIL_RELERR = 0.5
+#: ... or when the poles it places are off by at least this share of the domain width.
+NEAR_FAIL_PLE = 1e-2
+
+
+def near_pole_relerr(pred: Tensor, target: Tensor, distance: Tensor) -> float:
+    """Median relative error over the evaluation points within :data:`NEAR_DISTANCE` of a pole
+    (NaN when there are none)."""
+    near = torch.isfinite(distance) & (distance.abs() <= NEAR_DISTANCE)
+    if not bool(near.any()):
+        return float("nan")
+    return float(relative_error(pred[near], target[near]).median())
+
+
+def near_pole_failure(relerr: float, ple: float | None, width: float) -> str | None:
+    """Why a fit failed near its poles, judged against trivial predictors: predicting 0 has
+    relative error 1 everywhere, and reporting no pole scores a PLE of the domain width."""
+    reasons = []
+    if not relerr < NEAR_FAIL_RELERR:  # NaN (a non-finite prediction) fails too
+        reasons.append(f"median relative error within {NEAR_DISTANCE:g} of a pole is {relerr:.3g} "
+                       f"(predicting 0 scores 1; a fit should be below {NEAR_FAIL_RELERR:g})")
+    if ple is not None and not ple < NEAR_FAIL_PLE * width:
+        reasons.append(f"the poles it places are {ple:.3g} off (PLE; no pole at all scores the "
+                       f"width {width:g}; a fit should be below {NEAR_FAIL_PLE * width:.3g})")
+    return "; ".join(reasons) or None
+
+
 def pole_localisation_error(true_poles: Tensor, found: Tensor, width: float) -> float:
     """Mean distance between true poles and found poles under the best one-to-one matching.
 

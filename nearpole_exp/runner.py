@@ -167,7 +167,7 @@ class Runner:
         self._q_abs: Tensor | None = None
         self._q_step = -1
         self._q_version = 0  # bumped whenever |Q| of the pool is recomputed
-        self._draw: tuple[int, Tensor | None] = (-1, None)
+        self._draw: tuple[int, Any] = (-1, None)
         self._design_prior: Tensor | None = None
         self._design_stale = True
         self.q_source = t.q_source
@@ -334,14 +334,14 @@ class Runner:
             return self.model.q_values if self.model_caps.rational else None
         return self.problem.q if self.problem.knows_poles else None
 
-    def draw_values(self) -> Tensor | None:
-        """What the sampler draws by (its ``draw_values`` of the pool's |Q|), recomputed only
-        when |Q| is."""
+    def draw_values(self) -> Any:
+        """What the sampler draws by (its ``draw_values`` of the pool's |Q|, prepared for many
+        draws: e.g. the importance tables), recomputed only when |Q| is."""
         q_abs = self.pool_q_abs()
         version, values = self._draw
         if version != self._q_version:
-            values = None if q_abs is None else self.sampler.draw_values(
-                self.pool.inputs, q_abs, self.q_function())
+            values = None if q_abs is None else self.sampler.prepare(self.sampler.draw_values(
+                self.pool.inputs, q_abs, self.q_function()))
             self._draw = (self._q_version, values)
         return values
 
@@ -621,6 +621,7 @@ class Runner:
         summary.update({k: v for k, v in self.breeder.metrics().items()})
         summary.update(self.problem.summary_info())
         summary.update(self._stability())
+        summary.update(self._fit_verdict(metrics))
         if self.placement is not None:
             summary.update(self.placement.summary())
         if self.feed is not None:
@@ -632,6 +633,16 @@ class Runner:
             paths = self.make_plots(metrics)
             reporter.images(paths, self.state.step)
         return summary
+
+    def _fit_verdict(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """``fit/near_pole_failed`` (and a warning saying why) on problems that judge their fit:
+        a run can complete and still not have learnt the poles."""
+        if not self.problem.knows_poles:
+            return {}
+        reason = self.problem.fit_verdict(metrics)
+        if reason is not None:
+            log.warning("the fit failed near the poles: %s", reason)
+        return {"fit/near_pole_failed": reason is not None, "fit/near_pole_reason": reason or ""}
 
     def _stability(self) -> dict[str, Any]:
         """Status ``unstable`` and a warning when more than ``trainer.max_skipped_fraction`` of

@@ -8,7 +8,8 @@ writes a markdown report.
 
     python scripts/bench_nearpole.py --out outputs/bench_nearpole \\
         --blocks rational1d rational1d_noisy rr_ik --report benchmarks/nearpole_tables.md
-    python scripts/bench_nearpole.py --blocks --speed    # only the sampling-speed table
+
+Sampling speed lives in ``scripts/bench_scaling.py --sampling`` (benchmarks/scaling.md, section a).
 
 Every arm of a block runs the same trainer budget (rounds × steps_per_round, batch size) from
 the block's preset; only the sampler / curriculum / gradient groups differ.
@@ -117,8 +118,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown file for the tables (default: <out>/report.md)")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="skip the runs; aggregate an existing --out")
-    parser.add_argument("--speed", action="store_true",
-                        help="append the batch-selection timings (pools 1e4…1e7, one thread)")
     args = parser.parse_args(argv)
     lines = [f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.", ""]
     for name in args.blocks:
@@ -131,13 +130,6 @@ def main(argv: list[str] | None = None) -> int:
                 took = run_group(block, arm, args.seeds, sweep / f"group{i}", args.threads)
                 print(f"  {name} group{i}: {took:.0f} s", flush=True)
         lines.append(block_tables(name, sweep))
-    if args.speed:
-        import torch
-        from bench_sampling_speed import speed_table  # scripts/ is on sys.path when run as a script
-
-        torch.set_num_threads(1)
-        lines += ["", "## Sampling speed", "",
-                  speed_table([10**4, 10**5, 10**6, 10**7], 128, 2.0, 7, torch.device("cpu"))]
     report = args.report or args.out / "report.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines), encoding="utf-8")

@@ -2,8 +2,9 @@
 
 Sections (all when none is named):
 
-* ``--sampling``: ImportanceSampler / HybridSampler ``select`` vs a raw vectorised draw on pools of
-  1e4…1e7, peak memory at the largest pool (child process), ActiveSampler refinement to its cap.
+* ``--sampling``: ImportanceSampler ``select`` vs the raw vectorised draw of the same law, with a
+  fresh and with a reused |Q|, on pools of 1e4…1e7; peak memory at the largest pool (child
+  process); ActiveSampler refinement to its cap.
 * ``--ogas``: DDPM training steps/s, ``next_parameters`` latency, the background thread's
   overhead on a main training loop, cost vs parameter dimension.
 * ``--e2e``: the default run (wall, peak RSS) and a 12-job sweep, basic launcher vs joblib.
@@ -138,64 +139,82 @@ def make_pool_q(n: int, device: torch.device) -> torch.Tensor:
     return (torch.rand(n, generator=gen, device=device) * 2 - 1 - 0.3).abs()
 
 
-def raw_draw(q: torch.Tensor, batch: int, gen: torch.Generator, power: float = 2.0) -> torch.Tensor:
-    """The raw vectorised draw: weights |q|^-p, then multinomial (≤ 2^24) or cumsum+searchsorted."""
-    w = q.abs().clamp_min(1e-6).pow(-power)
+def raw_weights(q: torch.Tensor, share: float = 0.1, power: float = 2.0,
+                max_weight: float = 100.0, floor: float = 1e-6) -> torch.Tensor:
+    """The sampler's default law written as plain torch, the minimum any code must compute:
+    u = 1/((a/median a)^p + 1/max_weight), a = max(|q|, floor), plus the uniform share."""
+    a = q.abs().clamp_min(floor)
+    ref = a[:: max(1, a.numel() // 1024)].median()
+    u = 1.0 / ((a / ref) ** power + 1.0 / max_weight)
+    return u + u.sum() * share / ((1.0 - share) * u.numel())
+
+
+def raw_fresh(q: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Raw limit with a fresh |Q|: the law's weights, then multinomial (≤ 2^24) or
+    cumulative sum + searchsorted (above)."""
+    w = raw_weights(q)
     if w.numel() <= MULTINOMIAL_LIMIT:
         return torch.multinomial(w, batch, replacement=True, generator=gen)
     cdf = torch.cumsum(w, 0, dtype=torch.float64)
     u = torch.rand(batch, generator=gen, device=w.device, dtype=torch.float64) * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True).clamp_max_(w.numel() - 1)
+    return torch.searchsorted(cdf, u, right=True)
 
 
-def samplers() -> tuple[Any, Any]:
-    from nearpole_exp.sampling.hybrid import HybridSampler, HybridSamplerConfig
-    from nearpole_exp.sampling.importance import ImportanceSampler, ImportanceSamplerConfig
-
-    return (ImportanceSampler(ImportanceSamplerConfig()),
-            HybridSampler(HybridSamplerConfig(active_every=0)))
+def raw_reused(cdf: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Raw limit with a reused |Q|: searchsorted into the law's cached cumulative sum."""
+    u = torch.rand(batch, generator=gen, device=cdf.device, dtype=torch.float64) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True)
 
 
 def time_pool(n: int, batch: int, repeats: int, device: torch.device) -> dict[str, float]:
-    """Best-of-k ms of the raw draw and of both samplers' select on one pool, interleaved."""
+    """Best-of-k ms of each raw limit and the sampler's ``select`` (indices, correction weights,
+    statistics) with a fresh |Q| tensor and with a prepared table, interleaved."""
+    from nearpole_exp.sampling.importance import ImportanceSampler
+
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     q = make_pool_q(n, device)
     gen = torch.Generator(device=device).manual_seed(1)
-    imp, hyb = samplers()
+    cdf = torch.cumsum(raw_weights(q), 0, dtype=torch.float64)
+    fresh, reused = ImportanceSampler(), ImportanceSampler()
+    table = reused.prepare(q)
     return interleaved_best({
-        "raw": lambda: raw_draw(q, batch, gen),
-        "importance": lambda: imp.select(n, batch, q=q, device=device),
-        "hybrid": lambda: hyb.select(n, batch, q=q, device=device),
+        "raw_fresh": lambda: raw_fresh(q, batch, gen),
+        "fresh": lambda: fresh.select(n, batch, q=q, device=device),
+        "raw_reused": lambda: raw_reused(cdf, batch, gen),
+        "reused": lambda: reused.select(n, batch, q=table, device=device),
     }, repeats, sync)
 
 
 def sampling_throughput(sizes: list[int], batch: int, repeats: int,
                         device: torch.device) -> list[dict[str, float]]:
-    """:func:`time_pool` per pool size (fewer repeats at 1e7)."""
+    """:func:`time_pool` per pool size: best of many calls where a call takes microseconds (a
+    best of 7 at 1e4 is still mostly noise), fewer at 1e7."""
     rows = []
     for n in sizes:
-        rows.append({"n": n, **time_pool(n, batch, repeats if n < 10**7 else max(3, repeats // 2),
-                                         device)})
+        k = repeats * 40 if n <= 10**5 else repeats * 4 if n <= 10**6 else max(3, repeats // 2)
+        rows.append({"n": n, **time_pool(n, batch, k, device)})
         gc.collect()
     return rows
 
 
 def child_memory(n: int, batch: int, device: torch.device, draw: str) -> dict[str, Any]:
-    """Peak extra memory of 3 draws of kind ``draw`` on a pool of ``n``, in a fresh process."""
-    q = make_pool_q(n, device)
+    """Peak extra memory of 3 draws of kind ``draw`` on a pool of ``n``, in a fresh process
+    (``fresh``: a new |Q| tensor each draw, as after every refresh)."""
+    from nearpole_exp.sampling.importance import ImportanceSampler
+
     gen = torch.Generator(device=device).manual_seed(1)
-    imp, hyb = samplers()
-    fn = {"raw": lambda: raw_draw(q, batch, gen),
-          "importance": lambda: imp.select(n, batch, q=q, device=device),
-          "hybrid": lambda: hyb.select(n, batch, q=q, device=device)}[draw]
-    out: dict[str, Any] = {"n": n, "draw": draw, "pool_q_mb": q.numel() * q.element_size() / MB}
+    sampler = ImportanceSampler()
+    qs = [make_pool_q(n, device) for _ in range(3)]  # built before the measurement starts
+    fn = {"raw_fresh": lambda q: raw_fresh(q, batch, gen),
+          "fresh": lambda q: sampler.select(n, batch, q=q, device=device)}[draw]
+    out: dict[str, Any] = {"n": n, "draw": draw, "pool_q_mb": qs[0].numel() * qs[0].element_size() / MB}
     if device.type == "cuda":
         out["method"] = "torch.cuda.max_memory_allocated after reset_peak_memory_stats"
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(3):
-            fn()
+        for q in qs:
+            fn(q)
         torch.cuda.synchronize(device)
         out["extra_mb"] = (torch.cuda.max_memory_allocated(device) - base) / MB
         out["kept_mb"] = (torch.cuda.memory_allocated(device) - base) / MB
@@ -204,12 +223,12 @@ def child_memory(n: int, batch: int, device: torch.device, draw: str) -> dict[st
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     exact = reset_peak_rss()
     base = proc_kb("VmRSS") / 1024
-    for _ in range(3):
-        fn()
+    for q in qs:
+        fn(q)
     gc.collect()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if exact:
-        out["method"] = "VmHWM − VmRSS, peak reset via /proc/self/clear_refs after building the pool"
+        out["method"] = "VmHWM − VmRSS, peak reset via /proc/self/clear_refs after building the pools"
         out["extra_mb"] = proc_kb("VmHWM") / 1024 - base
     else:
         out["method"] = "ru_maxrss after − before (undercounts if building the pool peaked higher)"
@@ -222,7 +241,7 @@ def child_memory(n: int, batch: int, device: torch.device, draw: str) -> dict[st
 def sampling_memory(n: int, batch: int, device: torch.device) -> list[dict[str, Any]]:
     """:func:`child_memory` for each draw kind, each in its own child process (a fresh heap)."""
     rows = []
-    for draw in ("raw", "importance", "hybrid"):
+    for draw in ("raw_fresh", "fresh"):
         cmd = [sys.executable, __file__, "--child-memory", str(n), "--child-draw", draw,
                "--batch", str(batch), "--device", str(device)]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -563,27 +582,30 @@ def header(rec: dict[str, Any]) -> list[str]:
 
 def render_sampling(r: dict[str, Any]) -> list[str]:
     lines = [f"Batch {r['batch']}, device {r['device']}, float32 |Q| of a 1D pool, best of "
-             "k interleaved calls. Raw = `w = |q|^-2` then `torch.multinomial` (≤ 2^24 "
-             "categories) or cumsum + searchsorted (above). Samplers include the floor, soft cap, "
-             "median reference, uniform mixture, correction weights and draw statistics. The "
-             "samplers reuse their weights and cumulative sum while |Q| is the same tensor, so "
-             "this is the steady state between |Q| refreshes; a refresh costs about 2× the raw "
-             "draw at 1e6 (benchmarks/nearpole.md, sampling speed).", "",
-             "| pool | raw (ms) | importance select (ms) | vs raw | hybrid select (ms) | vs raw "
-             "| importance ns / pool sample |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "k interleaved calls, ImportanceSampler defaults. Each ratio is against the raw "
+             "limit of the same law (the default soft-capped, median-referenced 1/|Q|² plus the "
+             "10 % uniform share, written as plain torch): **fresh** = a new |Q| tensor every "
+             "call (weights + `torch.multinomial`, or cumulative sum + searchsorted above 2^24) "
+             "vs `select(q=tensor)`; **reused** = the same |Q| (searchsorted into the cached "
+             "cumulative sum) vs `select(q=sampler.prepare(q))`. The sampler also returns the "
+             "correction weights and keeps its statistics.", "",
+             "| pool | raw fresh (ms) | select fresh (ms) | vs raw | raw reused (ms) "
+             "| select reused (ms) | vs raw |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["throughput"]:
-        lines.append(f"| {row['n']:.0e} | {fmt(row['raw'])} | {fmt(row['importance'])} | "
-                     f"{row['importance'] / row['raw']:.2f}× | {fmt(row['hybrid'])} | "
-                     f"{row['hybrid'] / row['raw']:.2f}× | {row['importance'] * 1e6 / row['n']:.1f} |")
+        lines.append(f"| {row['n']:.0e} | {fmt(row['raw_fresh'])} | {fmt(row['fresh'])} | "
+                     f"{row['fresh'] / row['raw_fresh']:.2f}× | {fmt(row['raw_reused'])} | "
+                     f"{fmt(row['reused'])} | {row['reused'] / row['raw_reused']:.2f}× |")
     mem = r["memory"]
     first = mem[0]
-    lines += ["", f"Memory of 3 draws on a pool of {first['n']:.0e}, each kind in a fresh child "
-              f"process (method: {first.get('method', 'n/a')}; the float32 |Q| tensor itself is "
-              f"{fmt(first.get('pool_q_mb'))} MB, the child's RSS with it "
-              f"{fmt(first.get('process_rss_mb'))} MB). Peak = the most extra memory resident at "
-              "once; kept = still resident afterwards (the samplers' int64 draw counts per pool "
-              "sample, and freed blocks the allocator keeps):", "",
-              "| draw | peak extra (MB) | kept (MB) |", "|---|---:|---:|"]
+    peak = {m["draw"]: m.get("extra_mb") for m in mem}
+    ratio = (f"{peak['fresh'] / peak['raw_fresh']:.2f}×" if peak.get("fresh") and
+             peak.get("raw_fresh") else "n/a")
+    lines += ["", f"Memory of 3 draws, each from a new |Q| tensor, on a pool of {first['n']:.0e}, "
+              f"each kind in a fresh child process (method: {first.get('method', 'n/a')}; one "
+              f"float32 |Q| tensor is {fmt(first.get('pool_q_mb'))} MB). Peak = the most extra "
+              "memory resident at once; kept = still resident afterwards (the sampler keeps its "
+              f"float32 weights and float64 cumulative sum to reuse): sampler peak / raw peak = "
+              f"{ratio}.", "", "| draw | peak extra (MB) | kept (MB) |", "|---|---:|---:|"]
     for row in mem:
         lines.append(f"| {row['draw']} | {fmt(row.get('extra_mb'))} | {fmt(row.get('kept_mb'))} |")
     if "active" not in r:
@@ -730,9 +752,9 @@ def predict_paragraph(results: dict[str, Any]) -> list[str]:
     samp = results.get("sampling", {}).get("data")
     if samp and samp.get("throughput"):
         big = samp["throughput"][-1]
-        lines.append(f"* importance/hybrid batches on a pool of N: add about "
-                     f"{big['importance'] * 1e6 / big['n']:.0f} ns × N per step (O(N) weights "
-                     "and cumulative sum every step), on top of the model's step.")
+        lines.append(f"* importance batches on a pool of N: about {big['fresh'] * 1e6 / big['n']:.0f} "
+                     "ns × N at each |Q| refresh (weights and cumulative sum), then "
+                     f"{big['reused']:.2f} ms per step between refreshes, on top of the model's step.")
     ogas = results.get("ogas", {}).get("data")
     if ogas and ogas.get("next_parameters"):
         row = ogas["next_parameters"][-1]

@@ -181,3 +181,31 @@ def test_linear_rational_learns_rr_ik_near_the_singularity(composer):
     # measured (seed 0, 2000 steps): eval/mse 0.19 vs 0.016, recipe B4 0.25 vs 0.020
     assert structured["eval/mse"] < generic["eval/mse"] / 5
     assert structured["eval/recipe_mse/B4"] < generic["eval/recipe_mse/B4"] / 5
+
+
+def test_near_pole_verdict_against_trivial_predictors() -> None:
+    from nearpole_exp.metrics import near_pole_failure, near_pole_relerr
+
+    x = torch.linspace(-1, 1, 2000, dtype=torch.float64)[:, None]  # never exactly on the pole
+    y = 1.0 / (x - 0.3)
+    dist = (x[:, 0] - 0.3).abs()
+    assert near_pole_relerr(torch.zeros_like(y), y, dist) == 1.0  # the zero predictor
+    assert near_pole_relerr(y * 1.01, y, dist) == pytest.approx(0.01)
+    assert near_pole_failure(0.01, 1e-4, 2.0) is None
+    assert "relative error" in near_pole_failure(1.0, 1e-4, 2.0)
+    assert "PLE" in near_pole_failure(0.01, 0.32, 2.0)
+    assert near_pole_failure(float("nan"), None, 2.0) is not None
+
+
+def test_a_run_that_misses_the_pole_says_so(composer, caplog) -> None:
+    """A run that cannot have learnt the pole (a learning rate too small to move) completes with
+    ``fit/near_pole_failed`` and a warning; a normal run does not."""
+    base = ["trainer.progress=false", "logger=none", "trainer.plots=false"]
+    cfg = composer([*base, "debug=default", "trainer.lr=1e-12"], "stuck")
+    with caplog.at_level("WARNING"):
+        summary = Runner(cfg, cfg.hydra.runtime.output_dir).run()
+    assert summary["status"] == "completed" and summary["fit/near_pole_failed"] is True
+    assert any("failed near the poles" in r.getMessage() for r in caplog.records)
+    cfg = composer([*base, "trainer.eval_every=10"], "fit")  # the default run
+    summary = Runner(cfg, cfg.hydra.runtime.output_dir).run()
+    assert summary["fit/near_pole_failed"] is False, summary["fit/near_pole_reason"]

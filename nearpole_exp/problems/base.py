@@ -115,6 +115,11 @@ class Problem(ABC):
         simulator knowingly run under-resolved); none by default."""
         return {}
 
+    def fit_verdict(self, metrics: dict[str, float]) -> str | None:
+        """Why the final fit failed where the problem is hard (a reason to warn about), or None
+        when it did not or the problem has no such judgement."""
+        return None
+
     def per_sample_signal(self, pred: Tensor, target: Tensor) -> Tensor | None:
         """The difficulty a breeder is told per training sample; None: the training loss."""
         return None

@@ -255,12 +255,21 @@ class PoleProblem(Problem):
         y = y.double()
         out = {"eval/mse": float((pred[is_uniform] - y[is_uniform]).pow(2).mean())}
         out.update(metrics.bucket_metrics(pred, y, dist))
+        out["eval/near_relerr_median"] = metrics.near_pole_relerr(pred, y, dist)
         poles = self.poles()
         if poles is not None and self.param_dim == 1:
             width = float(self.bounds[0, 1] - self.bounds[0, 0])
             found = self.found_poles(predict, model)
             out["eval/ple"] = metrics.pole_localisation_error(poles, found, width)
         return out
+
+    def fit_verdict(self, metrics_: dict[str, float]) -> str | None:
+        """Near-pole failure against the trivial predictors (see :func:`metrics.near_pole_failure`)."""
+        relerr = metrics_.get("eval/near_relerr_median")
+        if relerr is None:
+            return None
+        width = float(self.bounds[0, 1] - self.bounds[0, 0])
+        return metrics.near_pole_failure(float(relerr), metrics_.get("eval/ple"), width)
 
     def plots(self, predict: Predictor, outdir: str) -> list[str]:
         """Fitted function vs the truth near each pole (1D problems)."""

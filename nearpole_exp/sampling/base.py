@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from nearpole_exp.metrics import effective_sample_size
 from nearpole_exp.rng import child_generator, generator_state, resolve_device, restore_generator
 from nearpole_exp.sampling.counts import DrawCounts
 
@@ -24,12 +25,19 @@ class Selection:
 
     ``weights`` are ratios target-density / sampling-density (mean about 1), so a weighted
     mean of per-sample losses estimates the uniform-pool loss without bias; ``ess`` is the
-    effective sample size (Σw)²/Σw² of those weights.
+    effective sample size (Σw)²/Σw² of those weights (computed when first read, so a draw
+    does not wait for it).
     """
 
     idx: Tensor
     weights: Tensor
-    ess: float
+    ess_value: float | None = None
+
+    @property
+    def ess(self) -> float:
+        if self.ess_value is None:
+            self.ess_value = effective_sample_size(self.weights)
+        return self.ess_value
 
 
 class BatchSampler(ABC):
@@ -51,8 +59,10 @@ class BatchSampler(ABC):
         Moving to another device starts a new stream there (seeded from the old one), so draws
         stay reproducible for a given seed and device sequence.
         """
-        device = resolve_device(device)
         gen = self._generator
+        if gen is not None and isinstance(device, torch.device) and gen.device == device:
+            return gen  # the hot path: no device resolution
+        device = resolve_device(device)
         if gen is None:
             self._generator = child_generator(device)
         elif resolve_device(gen.device) != device:
@@ -81,6 +91,12 @@ class BatchSampler(ABC):
         """The per-sample values :meth:`select` draws by, given the pool's |Q| (and Q itself as
         a differentiable ``q_fn``): |Q| unless the sampler is set to another distance."""
         return q_abs
+
+    def prepare(self, q: Tensor) -> Any:
+        """What :meth:`select` should get as ``q`` for many draws from one |Q| (a sampler may
+        precompute its O(N) tables here, e.g. :meth:`ImportanceSampler.prepare`); ``q`` itself
+        by default."""
+        return q
 
     def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
         """Evaluate Q through ``q_fn`` (e.g. the model's) instead of the problem's, wherever the

@@ -81,6 +81,9 @@ class HybridSampler(BatchSampler):
     def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
         self.active.use_q_fn(q_fn)
 
+    def prepare(self, q: Tensor) -> Any:
+        return self.importance.prepare_hybrid(q)
+
     def draw_values(self, inputs: Tensor, q_abs: Tensor,
                     q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
         return self.importance.draw_values(inputs, q_abs, q_fn)

@@ -16,7 +16,7 @@ defaults every sample with |Q| < 0.1 got the same weight, a two-level step funct
 3. soft cap: u = 1/(1/w + 1/max_weight), a smooth, strictly decreasing function of a bounded by
    max_weight, so near-pole samples are always ranked by closeness (no plateau) and no sample
    can dominate. ``a_ref`` is the median of a over the pool (``cap_reference="median"``, on a
-   deterministic strided subsample of about 8192 values): the median sample gets
+   deterministic strided subsample of about 1024 values): the median sample gets
    u = 1/(1 + 1/max_weight) ≈ 1, so max_weight bounds the ratio of any weight to a typical
    sample's, and the weights do not change when Q is rescaled (the P/Q gauge);
    ``cap_reference="absolute"`` uses a_ref = 1 like the original.
@@ -25,12 +25,16 @@ defaults every sample with |Q| < 0.1 got the same weight, a two-level step funct
 5. defensive mixture with the uniform density (share s), which bounds the correction ratios
    by 1/s.
 
-The uniform and importance parts of a batch are stratified (round(s·B) uniform draws), and the
-correction weights use the realised share, so they stay exactly unbiased. All draws are with
-replacement, so ``batch_size`` may exceed the pool size. Importance draws use the inverse CDF
-(cumulative sum + searchsorted), which has no 2^24 category limit unlike ``torch.multinomial``.
-The weights and their cumulative sum are cached per |Q| tensor, so draws between refreshes of
-|Q| cost O(batch · log N).
+Without a prior, a batch is B i.i.d. draws from π by inverse CDF (cumulative sum +
+searchsorted, no 2^24 category limit unlike ``torch.multinomial``) with correction ratios
+1/(N·π_i); with a prior (a curriculum) the uniform and importance parts are stratified
+(round(s·B) base draws) and the weights use the realised share. Both are exactly unbiased; all
+draws are with replacement, so ``batch_size`` may exceed the pool size.
+
+Speed: ``select(q=tensor)`` reads |Q| afresh at every call (a handful of O(N) passes into
+buffers the sampler reuses), so no way of changing |Q| can leave stale weights;
+``select(q=sampler.prepare(q))`` draws from a :class:`DrawTable`, a snapshot of the weights and
+their cumulative sum, in O(batch · log N). The runner prepares a table whenever it refreshes |Q|.
 
 **ZeroProofML's law exactly** (``cap="hard"``, ``cap_reference="absolute"``, ``uniform_mix=0``;
 the preset ``sampler=importance_zeroproof``, which also sets ``weights_target="none"`` because
@@ -65,16 +69,18 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.metrics import effective_sample_size
 from nearpole_exp.rng import resolve_device
 from nearpole_exp.sampling.base import BatchSampler, Selection
 
 log = logging.getLogger(__name__)
 
-_MEDIAN_SAMPLE = 8192
+_MEDIAN_SAMPLE = 1024
 DISTANCES = ("abs_q", "newton")
 CAP_REFERENCES = ("median", "absolute")
 CAPS = ("soft", "hard")
+#: Pools up to this size draw from a fresh |Q| with ``torch.multinomial`` (no cumulative sum to
+#: build); larger ones build a table in reused buffers (multinomial allocates per call).
+MULTINOMIAL_MAX = 2**20
 WEIGHT_TARGETS = ("prior", "uniform", "none")
 
 
@@ -138,12 +144,9 @@ def importance_weights(values: Tensor, config: ImportanceSamplerConfig) -> Tenso
     return u.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _inverse_cdf(density: Tensor, k: int, gen: torch.Generator,
-                 cdf: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``k`` indices drawn ∝ ``density`` with replacement, and the density's total (float64);
-    ``cdf`` is the density's float64 cumulative sum when the caller has it cached."""
-    if cdf is None:
-        cdf = torch.cumsum(density, 0, dtype=torch.float64)
+def _inverse_cdf(density: Tensor, k: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``k`` indices drawn ∝ ``density`` with replacement, and the density's total (float64)."""
+    cdf = torch.cumsum(density, 0, dtype=torch.float64)
     total = cdf[-1]
     draws = torch.rand(k, generator=gen, device=density.device, dtype=torch.float64) * total
     idx = torch.searchsorted(cdf, draws, right=True).clamp_max_(density.numel() - 1)
@@ -167,7 +170,6 @@ def mixture_draw(
     device: torch.device,
     *,
     u: Tensor | None = None,
-    u_cdf: Tensor | None = None,
     prior: Tensor | None = None,
     weights_target: str = "prior",
 ) -> MixtureDraw:
@@ -175,8 +177,8 @@ def mixture_draw(
 
     ``ratio_i`` = target_i/π_i where the target is the prior-shaped pool distribution
     (``weights_target="prior"``, or uniform without a prior) or the uniform pool
-    (``"uniform"``, which undoes a curriculum). ``u_cdf``, the cumulative sum of ``u``, skips
-    the O(n) scan on every draw while ``u`` is unchanged (only used without a prior).
+    (``"uniform"``, which undoes a curriculum). The batch is stratified: round(s·B) draws
+    from the base, the rest by importance.
     """
     if n_pool <= 0:
         raise ValueError("cannot select a batch from an empty pool")
@@ -207,7 +209,7 @@ def mixture_draw(
     if n_imp > 0:
         assert u is not None
         dens = u.to(device) if r is None else u.to(device) * r
-        idx_imp, imp_total = _inverse_cdf(dens, n_imp, gen, u_cdf if r is None else None)
+        idx_imp, imp_total = _inverse_cdf(dens, n_imp, gen)
         if not bool(imp_total > 0):
             fallback = True
             dens = None
@@ -271,17 +273,59 @@ def newton_distance(q_fn: Callable[[Tensor], Tensor], x: Tensor, kappa: float = 
 
 
 @dataclass
-class _WeightCache:
-    """Weights of one |Q| tensor, valid while it is the same object at the same version (an
-    in-place change bumps ``_version``; holding ``q`` keeps its memory from being reused)."""
+class DrawTable:
+    """What importance draws need from one |Q| snapshot, for one uniform share s, with the
+    mixture weights u'_i = u_i + s/(1 − s)·Σu/N ∝ π_i: their float64 cumulative sum normalised to
+    end at 1, and 1/u'_i (float32). A snapshot: changing |Q| afterwards, in any way, never
+    changes it (:meth:`ImportanceSampler.prepare` makes one; :meth:`select` accepts it in place of
+    |Q| and then skips the O(N) work)."""
 
-    q: Tensor
-    version: int
-    u: Tensor
-    cdf: Tensor
+    values: Tensor  # the |Q| it was built from (statistics only)
+    share: float
+    inv: Tensor     # 1/u'_i, float32 [N] (inf where the weight is 0: never drawn)
+    cdf: Tensor     # cumulative sum of u' / Σu', float64 [N], cdf[-1] == 1
+    total: float    # Σu'; 0 when every weight is 0 (the draw falls back to uniform)
 
-    def matches(self, q: Tensor) -> bool:
-        return q is self.q and q._version == self.version
+    def __len__(self) -> int:
+        return self.inv.numel()
+
+
+def _table_weights(values: Tensor, config: ImportanceSamplerConfig, work: Tensor) -> Tensor:
+    """The importance weights of ``values`` written into ``work`` (float32 [N]), up to a constant
+    factor (which cancels in every draw and ratio); NaN/inf → 0. Same law as
+    :func:`importance_weights`, in fewer passes over the pool."""
+    flat = values.reshape(-1)
+    a = torch.abs(flat, out=work) if flat.dtype == work.dtype else work.copy_(flat).abs_()
+    a.clamp_min_(config.min_q_abs)
+    ref = float(reference_scale(a, config.cap_reference))
+    if config.cap == "hard":
+        # (a/ref)^(−p) ≤ max_weight  ⟺  a^(−p) ≤ max_weight·ref^(−p)
+        a.pow_(-config.weight_power).clamp_max_(config.max_weight * ref ** -config.weight_power)
+        if config.temperature != 1.0:
+            a.pow_(1.0 / config.temperature)
+    else:
+        # 1/((a/ref)^p' + 1/max_weight) = ref^p' / (a^p' + ref^p'/max_weight)
+        power = config.weight_power / config.temperature
+        a.pow_(power).add_(ref ** power / config.max_weight).reciprocal_()
+    return a.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def build_table(values: Tensor, config: ImportanceSamplerConfig, share: float,
+                out: DrawTable | None = None) -> DrawTable:
+    """A :class:`DrawTable` of ``values`` (|Q| or a distance) for uniform share ``share`` < 1,
+    reusing ``out``'s buffers when they fit (no new memory to fault in on a refresh)."""
+    n = values.numel()
+    fits = out is not None and len(out) == n and out.inv.device == values.device
+    work = out.inv if fits else torch.empty(n, dtype=torch.float32, device=values.device)
+    cdf = out.cdf if fits else torch.empty(n, dtype=torch.float64, device=values.device)
+    u = _table_weights(values, config, work)
+    if share > 0:  # float32 sum (cascaded): a dtype argument would copy the pool to float64
+        u.add_(float(u.sum()) * share / ((1.0 - share) * n))
+    cdf.copy_(u).cumsum_(0)  # in the float64 buffer: no float64 temporary of the pool
+    total = float(cdf[-1]) if n else 0.0
+    if total > 0:
+        cdf.div_(total)
+    return DrawTable(values, share, u.reciprocal_(), cdf, total)
 
 
 class ImportanceSampler(BatchSampler):
@@ -301,7 +345,8 @@ class ImportanceSampler(BatchSampler):
         self.last_selection: Selection | None = None
         self.n_fallbacks = 0
         self._last_q: Tensor | None = None
-        self._cache: _WeightCache | None = None
+        self._scratch: DrawTable | None = None  # buffers reused by draws from a fresh |Q|
+        self._work: Tensor | None = None
 
     # -- densities ---------------------------------------------------------------------------
     def compute_weights(self, q: Tensor) -> Tensor:
@@ -340,41 +385,99 @@ class ImportanceSampler(BatchSampler):
         return q.detach().reshape(-1).abs()
 
     # -- drawing -------------------------------------------------------------------------------
-    def _select(self, n_pool: int, batch_size: int, uniform_share: float, q: Tensor | None,
-                prior: Tensor | None, device: torch.device | str | None) -> Selection:
+    def prepare(self, q: Tensor) -> DrawTable:
+        """The draw table of ``q`` for :meth:`select` (pass it as ``q``): later draws skip the
+        O(N) weights and cumulative sum. A snapshot, so it never goes stale: call again after
+        |Q| changes (the runner does, on its refresh cadence)."""
+        return build_table(q.detach(), self.config, self.config.uniform_mix)
+
+    def prepare_hybrid(self, q: Tensor) -> DrawTable:
+        """:meth:`prepare` for :meth:`select_hybrid`'s share."""
+        return build_table(q.detach(), self.config, self.hybrid_share)
+
+    @property
+    def hybrid_share(self) -> float:
+        """The uniform share of a hybrid batch: 1 − importance_batch_ratio·(1 − uniform_mix)."""
+        return 1.0 - self.config.importance_batch_ratio * (1.0 - self.config.uniform_mix)
+
+    def _select(self, n_pool: int, batch_size: int, uniform_share: float,
+                q: Tensor | DrawTable | None, prior: Tensor | None,
+                device: torch.device | str | None) -> Selection:
         if q is None:
             raise ValueError("ImportanceSampler needs the pool's |Q| (or distance) as q")
         if n_pool <= 0:
             raise ValueError("cannot select a batch from an empty pool")
-        if q.numel() != n_pool:
-            raise ValueError(f"q has {q.numel()} values for a pool of {n_pool}")
-        dev = resolve_device(device, q)
-        q = q.to(dev)
-        gen = self.generator(dev)
-        u = u_cdf = None
-        if uniform_share < 1.0:
-            u, u_cdf = self._weights(q)
-        draw = mixture_draw(n_pool, batch_size, uniform_share, gen, dev, u=u, u_cdf=u_cdf,
+        n_q = len(q) if isinstance(q, DrawTable) else q.numel()
+        if n_q != n_pool:
+            raise ValueError(f"q has {n_q} values for a pool of {n_pool}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if prior is None and uniform_share < 1.0:
+            table = q if isinstance(q, DrawTable) and q.share == uniform_share else None
+            values = q.values if isinstance(q, DrawTable) else q
+            if table is None and n_pool <= MULTINOMIAL_MAX:
+                sel = self._draw_fresh(values.detach(), uniform_share, batch_size)
+                if sel is not None:
+                    return sel
+            elif table is None:
+                table = self._scratch = build_table(values.detach(), self.config, uniform_share,
+                                                    out=self._scratch)
+            if table is not None and table.total > 0:
+                return self._draw_table(table, batch_size)
+        values = q.values if isinstance(q, DrawTable) else q
+        dev = resolve_device(device, values)
+        values = values.to(dev)
+        u = None if uniform_share >= 1.0 else importance_weights(values, self.config)
+        draw = mixture_draw(n_pool, batch_size, uniform_share, self.generator(dev), dev, u=u,
                             prior=prior, weights_target=self.config.weights_target)
         self.n_fallbacks += int(draw.fallback)
         weights = correction_weights(draw.ratio, self.config)
-        sel = Selection(draw.idx, weights, effective_sample_size(weights))
-        self._record(n_pool, sel, q)
+        sel = Selection(draw.idx, weights)
+        self._record(n_pool, sel, values)
         return sel
 
-    def _weights(self, q: Tensor) -> tuple[Tensor, Tensor]:
-        """Importance weights of ``q`` and their cumulative sum, cached while ``q`` is the same,
-        unmodified tensor (the runner refreshes |Q| on a cadence, so most steps reuse them)."""
-        cache = self._cache
-        if cache is None or not cache.matches(q):
-            u = importance_weights(q, self.config)
-            cache = _WeightCache(q, q._version, u, torch.cumsum(u, 0, dtype=torch.float64))
-            self._cache = cache
-        return cache.u, cache.cdf
+    def _draw_fresh(self, values: Tensor, share: float, batch_size: int) -> Selection | None:
+        """A draw from a |Q| read now, on a pool small enough for ``torch.multinomial``: the
+        mixture weights in a reused buffer, no cumulative sum kept (None if every weight is 0)."""
+        n = values.numel()
+        work = self._work
+        if work is None or work.numel() != n or work.device != values.device:
+            work = self._work = torch.empty(n, dtype=torch.float32, device=values.device)
+        u = _table_weights(values, self.config, work)
+        total = float(u.sum())
+        if not total > 0:
+            return None
+        if share > 0:
+            u.add_(total * share / ((1.0 - share) * n))
+            total /= 1.0 - share
+        idx = torch.multinomial(u, batch_size, replacement=True,
+                                generator=self.generator(values.device))
+        sel = Selection(idx, self._ratios(u[idx].reciprocal_(), total, n, batch_size))
+        self._record(n, sel, values)
+        return sel
 
-    def clear_cache(self) -> None:
-        """Forget cached weights (they are also recomputed whenever ``q`` changes)."""
-        self._cache = None
+    def _ratios(self, inv: Tensor, total: float, n: int, batch_size: int) -> Tensor:
+        """Correction weights from 1/u'_i of the drawn samples: the ratios 1/(N·π_i) =
+        Σu'/(N·u'_i), clipped and self-normalised per the config (in place)."""
+        cfg = self.config
+        if cfg.weights_target == "none":
+            return torch.ones(batch_size, device=inv.device)
+        if not cfg.self_normalize or cfg.max_correction > 0:
+            inv.mul_(total / n)
+            if cfg.max_correction > 0:
+                inv.clamp_max_(cfg.max_correction)
+        return inv.div_(inv.mean()) if cfg.self_normalize else inv
+
+    def _draw_table(self, table: DrawTable, batch_size: int) -> Selection:
+        """i.i.d. draws from the mixture π_i = u'_i/Σu' by inverse CDF, with correction ratios
+        1/(N·π_i) = Σu'/(N·u'_i) (self-normalised: ∝ 1/u'_i): the hot path, five O(batch) ops."""
+        cdf = table.cdf
+        r = torch.rand(batch_size, generator=self.generator(cdf.device), device=cdf.device,
+                       dtype=torch.float64)
+        idx = torch.searchsorted(cdf, r, right=True)
+        sel = Selection(idx, self._ratios(table.inv[idx], table.total, len(table), batch_size))
+        self._record(len(table), sel, table.values)
+        return sel
 
     def select(
         self,
@@ -398,8 +501,7 @@ class ImportanceSampler(BatchSampler):
         device: torch.device | None = None,
     ) -> Selection:
         """Hybrid batch: ``importance_batch_ratio`` by importance, the rest uniform."""
-        share = 1.0 - self.config.importance_batch_ratio * (1.0 - self.config.uniform_mix)
-        return self._select(n_pool, batch_size, share, q, prior, device)
+        return self._select(n_pool, batch_size, self.hybrid_share, q, prior, device)
 
     def sample_batch(self, x_pool: Tensor, q_pool: Tensor,
                      batch_size: int) -> tuple[Tensor, Tensor]:
