@@ -15,6 +15,17 @@ import torch
 from nearpole_exp.errors import OutputError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Files are written with the permissions ``open`` would give (mkstemp's are 0600, awkward on a
+#: shared cluster filesystem): 0666 less the process umask, read once at import.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temp file in the same directory, fsync, then rename over ``path``; a
     failed write (disk full, read-only directory) raises :class:`OutputError` naming ``path``."""
@@ -27,6 +38,7 @@ def _atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
         _discard(tmp)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import nearpole_exp
 
 from .conftest import subprocess_env
 
@@ -17,6 +20,11 @@ def test_wheel_ships_config_and_runs_from_elsewhere(tmp_path: Path) -> None:
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(ROOT)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(wheel_dir.glob("nearpole_exp-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "nearpole_exp/py.typed" in names and any(n.endswith("/licenses/LICENSE") for n in names)
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata
+    assert f"Version: {nearpole_exp.__version__}" in metadata  # the one version, from __init__
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     env = subprocess_env()

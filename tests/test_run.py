@@ -215,3 +215,16 @@ def test_nan_parameters_fail_the_run_before_their_checkpoint_is_written(composer
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert state["loop"]["round"] == 1 and not non_finite_parameters(state["model"])
     assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+
+
+def test_run_files_get_the_permissions_open_would_give(composer) -> None:
+    """summary.json and last.pt are written through a temp file (0600 by default); they end
+    with 0666 less the umask, like every other file of the job."""
+    from nearpole_exp.atomic import FILE_MODE
+
+    cfg = composer([*TINY, "logger=none"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    Runner(cfg, out).run()
+    for path in (out / "summary.json", out / "checkpoints" / "last.pt"):
+        assert path.stat().st_mode & 0o777 == FILE_MODE
+    assert FILE_MODE & 0o044  # group and others may read under the usual umask 022
