@@ -173,6 +173,10 @@ def test_a_saved_job_config_reruns_to_the_same_result_and_cfg_resolve_prints(tmp
     assert a["eval/mse"] == b["eval/mse"] and a["eval/relerr_median/B0"] == b["eval/relerr_median/B0"]
     shown = subprocess.run([*base, "--cfg", "job", "--resolve"], **run).stdout
     assert "output_dir: null" in shown and "trainer:" in shown
+    from nearpole_exp import load_run  # a CLI job directory back in Python
+
+    loaded = load_run(first)
+    assert loaded.problem.evaluate(loaded.predict)["eval/mse"] == pytest.approx(a["eval/mse"])
 
 
 def test_override_check_knows_every_shipped_group_and_stays_out_of_the_way() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from nearpole_exp.app import task
 from nearpole_exp.checkpoint import load_checkpoint
@@ -228,3 +229,24 @@ def test_run_files_get_the_permissions_open_would_give(composer) -> None:
     for path in (out / "summary.json", out / "checkpoints" / "last.pt"):
         assert path.stat().st_mode & 0o777 == FILE_MODE
     assert FILE_MODE & 0o044  # group and others may read under the usual umask 022
+
+
+def test_load_run_gives_back_the_trained_model(composer) -> None:
+    import nearpole_exp
+
+    cfg = composer([*TINY, "logger=none"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    (out / ".hydra").mkdir(parents=True, exist_ok=True)
+    (out / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))  # as Hydra saves it
+    runner = Runner(cfg, out)
+    summary = runner.run()
+    run = nearpole_exp.load_run(out)
+    assert not run.model.training and run.summary["eval/mse"] == summary["eval/mse"]
+    assert run.config.problem._target_ == cfg.problem._target_
+    x = torch.linspace(-1, 1, 101)[:, None]
+    with torch.no_grad():
+        expected = runner.model(x.to(next(runner.model.parameters()).dtype))
+    torch.testing.assert_close(run.predict(x), expected)
+    assert run.problem.evaluate(run.predict)["eval/mse"] == pytest.approx(summary["eval/mse"])
+    with pytest.raises(FileNotFoundError, match="not a job directory"):
+        nearpole_exp.load_run(out / "checkpoints")
