@@ -89,7 +89,8 @@ def task(cfg: DictConfig) -> float | None:
             cfg.trainer.progress = False
     try:
         with JobDirectoryLock(output_dir):  # before anything is written into the directory
-            print_config(cfg, output_dir / "config_tree.log")
+            choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+            print_config(cfg, output_dir / "config_tree.log", choices, list(hc.overrides.task))
             try:
                 runner = Runner(cfg, output_dir)
             except ConfigError as err:  # values only the built problem reveals

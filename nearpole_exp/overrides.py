@@ -14,6 +14,23 @@ from omegaconf import OmegaConf
 
 #: Arguments that add config directories: options may then exist that this check cannot see.
 SEARCH_PATH_ARGS = ("hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp")
+#: Hydra's flags that take the next argument as their value (not an override).
+VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg",
+               "-c", "--package", "-p", "--info", "-i", "--shell-completion", "-sc",
+               "--experimental-rerun")
+
+
+def override_arguments(args: list[str]) -> list[str]:
+    """The overrides among Hydra's command-line arguments (flags and their values left out)."""
+    found, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in VALUE_FLAGS:
+            skip = True
+        elif not arg.startswith("-") and "=" in arg:
+            found.append(arg)
+    return found
 
 
 def group_options() -> dict[str, list[str]]:
@@ -58,7 +75,9 @@ def override_error(args: list[str]) -> str | None:
     if any(a.startswith(SEARCH_PATH_ARGS) or a.lstrip("+~").startswith("hydra.searchpath")
            for a in args):
         return None
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    if any(a in ("--shell-completion", "-sc") for a in args):
+        return None  # completion queries pass partial words
+    overrides = override_arguments(args)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # Hydra reports malformed overrides itself

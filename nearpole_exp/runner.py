@@ -42,7 +42,7 @@ from nearpole_exp.pool import NO_SIM, Pool
 from nearpole_exp.problems.base import Problem
 from nearpole_exp.problems.poles import model_q
 from nearpole_exp.reporting import plots
-from nearpole_exp.reporting.console import progress
+from nearpole_exp.reporting.console import progress, to_log_file
 from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import child_generator, rng_state, seed_everything, set_rng_state
 
@@ -602,6 +602,10 @@ class Runner:
                 record["time/wall_s"] = self.state.wall_s
                 record["time/breeder_s"] = self.state.breeder_s
                 reporter.log(record, self.state.step)
+                to_log_file(f"round {r + 1}/{t.rounds}, step {self.state.step}: loss "
+                            f"{record['train/loss']:.4g}" + "".join(
+                                f", {k} {record[k]:.4g}" for k in ("eval/mse", "eval/nrmse_mean",
+                                                                    "eval/ple") if k in record))
                 if self.monitor is not None:
                     reporter.histogram("sampler/q_abs_hist", np.asarray(self.monitor.histogram_values()),
                                        self.state.step)
@@ -615,10 +619,12 @@ class Runner:
         if not metrics:
             metrics = self.evaluate()
         summary = {**metrics, "status": "completed", "round": self.state.round, "step": self.state.step,
-                   "time/wall_s": self.state.wall_s, "time/breeder_s": self.state.breeder_s,
+                   "time/wall_s": self.state.wall_s,
                    "train/skipped_steps": self.state.skipped_steps, "pool/size": len(self.pool),
-                   "pool/rejected": self.pool.n_rejected, "breeder/simulations": self.breeder.n_asked}
-        summary.update({k: v for k, v in self.breeder.metrics().items()})
+                   "pool/rejected": self.pool.n_rejected}
+        if self.problem.simulates:  # a pole problem's points are labels, not simulations
+            summary.update({"time/breeder_s": self.state.breeder_s,
+                            "breeder/simulations": self.breeder.n_asked, **self.breeder.metrics()})
         summary.update(self.problem.summary_info())
         summary.update(self._stability())
         summary.update(self._fit_verdict(metrics))

@@ -165,7 +165,16 @@ def test_a_saved_job_config_reruns_to_the_same_result_and_cfg_resolve_prints(tmp
     base = [sys.executable, "-m", "nearpole_exp"]
     common = ["logger.enabled=false", "trainer.progress=false", "trainer.plots=false"]
     run = dict(capture_output=True, text=True, timeout=180, env=subprocess_env(), check=True)
-    subprocess.run([*base, *TINY, *common, f"hydra.run.dir={first}"], **run)
+    printed = subprocess.run([*base, *TINY, *common, f"hydra.run.dir={first}"], **run).stdout
+    # what ran in a few lines (not the whole tree), the end table titled with it; all in the log
+    head = printed.split("CONFIG")[0].splitlines()
+    assert "CONFIG" not in printed and len(printed.splitlines()) < 40
+    assert head[0].startswith("nearpole_exp: debug=default trainer.progress=false")
+    assert "options: debug=default problem=rational1d model=rational" in printed
+    assert "breeder/" not in printed and "ogas/model" not in printed  # nothing that does not apply
+    logged = (first / "nearpole_exp.log").read_text()
+    assert "round 2/2, step 40" in logged and head[0] in logged and "status" in logged
+    assert "problem" in (first / "config_tree.log").read_text()
     subprocess.run([*base, "--config-path", str(first / ".hydra"), "--config-name", "config",
                     *common, f"hydra.run.dir={again}"], **run)
     a, b = (json.loads((d / "summary.json").read_text()) for d in (first, again))
@@ -190,3 +199,22 @@ def test_override_check_knows_every_shipped_group_and_stays_out_of_the_way() -> 
     assert "Did you mean 'breed'" in override_error(["ogas/breeder=uniform,bred"])
     # options a user's own config directory may add are not second-guessed
     assert override_error(["sampler=mine", "hydra.searchpath=[file://conf]"]) is None
+
+
+def test_help_lists_real_options_and_launchers_without_torch_and_completion_works() -> None:
+    code = ("import runpy, sys; sys.argv = ['nearpole_exp', '--help']; "
+            "runpy.run_module('nearpole_exp', run_name='__main__'); "
+            "print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=subprocess_env(), check=True).stdout
+    assert "TORCH False" in out and "base_" not in out
+    for line in ("problem: what is learnt", "  * rational1d", "ogas/breeder: ", "    ogas ",
+                 "Launchers for -m", "    parallel", "    slurm ", "nearpole-exp"):
+        assert line in out, line
+    for group in ("problem", "model", "sampler", "curriculum", "gradient", "executor", "trainer",
+                  "logger", "experiment", "debug", "ogas/model", "ogas/data"):
+        assert f"\n{group}: " in out, group
+    env = {**subprocess_env(), "COMP_LINE": "nearpole-exp sampler=imp", "COMP_POINT": "25"}
+    done = subprocess.run([sys.executable, "-m", "nearpole_exp", "-sc", "query=bash"], env=env,
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "sampler=importance_zeroproof" in done

@@ -13,16 +13,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
+file_log = logging.getLogger("nearpole_exp.console")
 ORDER = ("problem", "model", "sampler", "curriculum", "gradient", "ogas", "trainer", "logger")
 
 
 class BelowWarning(logging.Filter):
-    """Passes INFO and below: warnings and errors go to stderr as whole lines instead."""
+    """Passes INFO and below, except lines meant for the log file only: warnings and errors go
+    to stderr as whole lines instead, and what the console printed itself is not repeated."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.WARNING
+        return record.levelno < logging.WARNING and not getattr(record, "file_only", False)
 
 
 def console() -> Console:
@@ -41,14 +44,62 @@ def config_tree(cfg: DictConfig) -> Tree:
     return tree
 
 
-def print_config(cfg: DictConfig, save_to: Path | None) -> None:
-    """Print the config tree and save a plain-text copy (``config_tree.log``)."""
-    tree = config_tree(cfg)
-    console().print(tree)
+#: Groups shown only when chosen away from their default, and the OGAS parts only with OGAS.
+QUIET_DEFAULTS = {"ogas/breeder": "uniform", "executor": "batched", "experiment": None,
+                  "debug": None, "hparams_search": None, "local": "default", "diagnostics": "default"}
+GROUP_ORDER = ("experiment", "debug", "problem", "model", "sampler", "curriculum", "gradient",
+               "ogas/breeder", "ogas/model", "ogas/data", "executor", "trainer", "logger",
+               "diagnostics", "hparams_search")
+OGAS_PARTS = ("ogas/model", "ogas/data")
+
+
+def run_title(overrides: list[str]) -> str:
+    """What ran, in one line: the command line's own overrides (Hydra's left out)."""
+    mine = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    return " ".join(mine) if mine else "default run"
+
+
+def option_line(choices: dict[str, Any]) -> str:
+    """The options this run uses: every group, except quiet defaults and unused OGAS parts."""
+    ogas = choices.get("ogas/breeder") == "ogas"
+    rank = {g: i for i, g in enumerate(GROUP_ORDER)}
+    ordered = sorted(choices.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+    shown = [f"{group}={option}" for group, option in ordered
+             if not group.startswith("hydra")
+             and not (group in QUIET_DEFAULTS and option == QUIET_DEFAULTS[group])
+             and (ogas or group not in OGAS_PARTS)]
+    return " ".join(shown)
+
+
+def print_config(cfg: DictConfig, save_to: Path | None, choices: dict[str, Any] | None = None,
+                 overrides: list[str] | None = None) -> None:
+    """Print what this run uses in a few lines (its command-line overrides and chosen options)
+    and write the full resolved tree to ``config_tree.log``; the lines also go to the log file."""
+    lines = [f"[bold]nearpole_exp[/bold]: {run_title(overrides or [])}"]
+    if choices:
+        lines.append(f"options: {option_line(choices)}")
+    if save_to is not None:
+        lines.append(f"job directory: {save_to.parent} (full config: {save_to.name})")
+    for line in lines:
+        console().print(line, highlight=False, soft_wrap=True)
+        to_log_file(Text.from_markup(line).plain)
     if save_to is not None:
         recorder = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
-        recorder.print(tree)
+        recorder.print(config_tree(cfg))
         save_to.write_text(recorder.export_text())
+
+
+def print_table(table: Table) -> None:
+    """Print a table and write its plain text to the log file."""
+    console().print(table)
+    recorder = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
+    recorder.print(table)
+    to_log_file(recorder.export_text().rstrip())
+
+
+def to_log_file(text: str) -> None:
+    """Write ``text`` to the job's log file only (the console already shows it)."""
+    file_log.info("%s", text, extra={"file_only": True})
 
 
 def progress(enabled: bool) -> Progress:
@@ -75,11 +126,12 @@ def _fmt(value: Any) -> str:
 
 def summary_table(summary: dict[str, Any], title: str) -> Table:
     """The end-of-job table of the main metrics (eval/*, sampler/*, breeder/*, time/*)."""
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title, show_lines=False, min_width=min(len(title) + 2, 100))
     table.add_column("metric", style="cyan")
     table.add_column("value", justify="right")
     for key in sorted(summary):
-        if key.split("/")[0] in ("eval", "sampler", "breeder", "time", "status", "train", "sims") \
+        if key.split("/")[0] in ("eval", "sampler", "breeder", "time", "status", "train", "sims",
+                                 "fit") and key != "fit/near_pole_reason" \
                 and not isinstance(summary[key], (list, dict)):
             table.add_row(key, _fmt(summary[key]))
     return table

@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from nearpole_exp.atomic import append_jsonl, save_json
-from nearpole_exp.reporting.console import console, summary_table
+from nearpole_exp.reporting.console import print_table, run_title, summary_table
 from nearpole_exp.reporting.wandb_run import WandbRun
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ def hydra_context() -> dict[str, Any]:
         return {}
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     return {"override_dirname": hc.job.override_dirname, "choices": choices,
-            "job_num": hc.job.get("num"), "mode": str(hc.mode)}
+            "overrides": list(hc.overrides.task), "job_num": hc.job.get("num"),
+            "mode": str(hc.mode)}
 
 
 class Reporter:
@@ -66,6 +67,7 @@ class Reporter:
         self.summary_path = output_dir / "summary.json"
         context = hydra_context()
         self.choices = context.get("choices", {})
+        self.overrides: list[str] = context.get("overrides", [])
         lc = cfg.logger
         group = lc.group or context.get("override_dirname") or cfg.task_name
         self.group = group
@@ -125,6 +127,7 @@ class Reporter:
             self.wandb.log_bar_chart(key, columns, rows, x, y, step)
         self.wandb.summarize({k: v for k, v in summary.items() if not isinstance(v, dict)})
         self.wandb.finish(exit_code=1 if failed else 0)
-        console().print(summary_table(summary, title=f"{self.output_dir.name}: {summary['status']}"))
+        title = f"{run_title(self.overrides)}: {summary['status']}"
+        print_table(summary_table(summary, title=title))
         if unsaved is not None and not failed:
             raise unsaved
