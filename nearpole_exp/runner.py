@@ -25,6 +25,7 @@ from torch import Tensor
 from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.acquisition.feed import SimulationFeed
 from nearpole_exp.acquisition.placement import PlacementLog
+from nearpole_exp.adamw import AdamW
 from nearpole_exp.checkpoint import (
     check_resumable,
     config_fingerprint,
@@ -159,7 +160,7 @@ class Runner:
             self.executor, self.breeder, t.initial_points + (t.rounds - 1) * t.points_per_round,
             generation_size=t.points_per_round or t.initial_points, max_in_flight=t.max_in_flight,
             regenerate_after=t.regenerate_after)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optimizer = AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.total_steps = t.rounds * t.steps_per_round
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.pool = Pool(t.pool_capacity)

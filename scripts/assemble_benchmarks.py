@@ -16,6 +16,7 @@ SECTIONS = [
     ("ogas.md", "scripts/bench_ogas.py", "OGAS vs uniform, Sobol and Breed at equal budget; breeder cost"),
     ("executors.md", "scripts/bench_executors.py", "simulation executors and asynchronous generations"),
     ("scaling.md", "scripts/bench_scaling.py", "how cost grows: pools, dimensions, budgets, sweeps"),
+    ("startup.md", "scripts/bench_startup.py", "a short run's time: imports, config, build, W&B, plots"),
 ]
 
 HEADER = """# Benchmarks

@@ -87,3 +87,33 @@ def test_state_roundtrip():
     other = DeltaSchedule()
     other.load_state_dict(torch.load(buf, weights_only=True))
     assert other.metrics() == s.metrics()
+
+
+def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
+    """The runner's AdamW is torch's single-tensor AdamW op for op (the CPU path), with an
+    interchangeable state_dict; a child process that trains with it never loads torch._dynamo."""
+    import copy
+    import subprocess
+    import sys
+
+    from nearpole_exp.adamw import AdamW
+
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    theirs = copy.deepcopy(ours)
+    x, y = torch.randn(32, 3, dtype=torch.float64), torch.randn(32, 1, dtype=torch.float64)
+    opts = [AdamW(ours.parameters(), lr=1e-2, weight_decay=0.05),
+            torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.05)]
+    for model, opt in zip((ours, theirs), opts, strict=True):
+        for _ in range(15):
+            opt.zero_grad(set_to_none=True)
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters(), strict=True))
+    opts[1].load_state_dict(opts[0].state_dict())
+    opts[0].load_state_dict(opts[1].state_dict())
+    code = ("import sys, torch; from nearpole_exp.adamw import AdamW; m = torch.nn.Linear(2, 1); "
+            "o = AdamW(m.parameters()); m(torch.ones(1, 2)).sum().backward(); o.step(); "
+            "o.load_state_dict(o.state_dict()); o.zero_grad(); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
