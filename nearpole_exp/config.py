@@ -34,6 +34,15 @@ SEED_LIMIT = 2**63  # torch's seeds are 64-bit
 MIN_BATCH_BYTES_PER_SAMPLE = 16
 
 
+def check_fits_memory(key: str, count: int, bytes_each: int, what: str) -> None:
+    """ConfigError naming ``key`` when ``count`` items of at least ``bytes_each`` bytes cannot fit
+    in this machine's memory (a typo like 10**12 stops here, not in the allocator minutes later)."""
+    need = count * bytes_each
+    check(need <= physical_memory(), key,
+          f"{count} {what} need at least {need / 2**30:.3g} GiB, more than this machine's "
+          f"{physical_memory() / 2**30:.3g} GiB of memory")
+
+
 def physical_memory() -> int:
     """This machine's RAM in bytes (a large stand-in where the OS does not say)."""
     try:
@@ -98,10 +107,11 @@ class TrainerConfig:
               f"must lie in [0, 1] (0: batches uniform over the pool), got {self.design_weighting}")
         check(self.regenerate_after >= 0, "regenerate_after", "must be >= 0 (0: points_per_round)")
         check(self.num_threads >= 0, "num_threads", "must be >= 0 (0 keeps torch's default)")
-        need = self.batch_size * MIN_BATCH_BYTES_PER_SAMPLE
-        check(need <= physical_memory(), "batch_size",
-              f"{self.batch_size} samples need at least {need / 2**30:.3g} GiB per batch, more "
-              f"than this machine's {physical_memory() / 2**30:.3g} GiB of memory")
+        check_fits_memory("batch_size", self.batch_size, MIN_BATCH_BYTES_PER_SAMPLE,
+                          "samples per batch")
+        check_fits_memory("initial_points", self.initial_points + self.points_per_round
+                          * max(self.rounds - 1, 0), MIN_BATCH_BYTES_PER_SAMPLE,
+                          "labelled points (initial_points + (rounds − 1)·points_per_round)")
         check(self.pool_capacity == 0 or self.pool_capacity >= self.batch_size, "pool_capacity",
               "must be 0 (unbounded) or at least batch_size")
 

@@ -85,6 +85,8 @@ def test_presets_compose(composer, group: str) -> None:
         ("trainer.lr=inf", "trainer.lr"),
         ("trainer.weight_decay=nan", "trainer.weight_decay"),
         ("trainer.batch_size=1000000000000", "trainer.batch_size"),
+        ("trainer.initial_points=100000000000", "trainer.initial_points"),
+        ("problem=burgers1d problem.n_eval=10000000000", "problem.n_eval"),
         ("trainer.max_skipped_fraction=1.5", "trainer.max_skipped_fraction"),
         ("+unknown_top_key=1", "unknown_top_key"),
         ("problem.low=-inf", "problem.low"),
@@ -92,7 +94,7 @@ def test_presets_compose(composer, group: str) -> None:
     ],
 )
 def test_out_of_range_values_name_the_key(composer, override: str, key: str) -> None:
-    cfg = composer([*TINY, override])
+    cfg = composer([*TINY, *override.split()])
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.key == key

@@ -21,7 +21,8 @@ Round 2:
 39. a hung Python solver under the in-process executors                   -> test_async_runs.py
 42. a _target_ that is not a Problem                                       -> test_configs.py
 43. divergence (every step skipped), 45. a NaN checkpoint                  -> test_run.py
-40. unavailable device, 41. a solver that cannot be imported, 44. too many skipped steps
+40. unavailable device, 41. a solver that cannot be imported, 44. too many skipped steps,
+51. a held-out set or pool too large for memory (absurd n_eval, initial_points; cf. 33)
     (``unstable``), 46. a corrupt checkpoint (CLI: one line), 47. a full disk, 48. SIGTERM and
     SIGINT, 49. W&B errors without a message, 50. two runs in one directory -> below
 """
@@ -79,6 +80,13 @@ def test_bad_values_fail_before_anything_is_built(composer, overrides: list[str]
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.key == key
+
+
+def test_a_held_out_set_too_large_for_memory_is_refused_before_it_is_built(composer) -> None:
+    cfg = composer([*TINY, "problem.n_eval=10000000000"])
+    with pytest.raises(ConfigError, match="GiB") as err:
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    assert err.value.key == "problem.n_eval"
 
 
 def test_a_solver_that_cannot_be_imported_is_a_config_error_naming_problem_fn(composer) -> None:

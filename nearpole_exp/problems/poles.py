@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
+from nearpole_exp.config import check_fits_memory
 from nearpole_exp.errors import ProblemError
 from nearpole_exp.problems.base import Predictor, Problem, Samples
 
@@ -120,6 +121,7 @@ class PoleProblem(Problem):
             raise ValueError("problem bounds: high must exceed low in every dimension")
         if n_eval < 10:
             raise ValueError(f"problem.n_eval must be at least 10, got {n_eval}")
+        check_fits_memory("n_eval", n_eval, 8 * (2 * len(low_t) + 2), "held-out points")
         self._bounds = torch.stack([low_t, high_t], dim=1)
         self.n_eval = n_eval
         self.decades = decades

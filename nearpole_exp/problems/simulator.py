@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
+from nearpole_exp.config import check_fits_memory
 from nearpole_exp.designs import halton
 from nearpole_exp.errors import ConfigError, check
 from nearpole_exp.problems import resolution
@@ -54,6 +55,7 @@ class TrajectoryConfig:
 
     def __post_init__(self) -> None:
         check(self.n_eval >= 2, "n_eval", f"must be at least 2, got {self.n_eval}")
+        check_fits_memory("n_eval", self.n_eval, 1024, "held-out trajectories")
         check(self.eval_batch >= 1, "eval_batch", f"must be positive, got {self.eval_batch}")
 
 
