@@ -21,10 +21,10 @@ Round 2:
 39. a hung Python solver under the in-process executors                   -> test_async_runs.py
 42. a _target_ that is not a Problem                                       -> test_configs.py
 43. divergence (every step skipped), 45. a NaN checkpoint                  -> test_run.py
-40. unavailable device, 41. a solver that cannot be imported, 44. too many skipped steps,
-51. a held-out set or pool too large for memory (absurd n_eval, initial_points; cf. 33)
+40. unavailable device, 41. a solver that cannot be imported, 44. too many skipped steps
     (``unstable``), 46. a corrupt checkpoint (CLI: one line), 47. a full disk, 48. SIGTERM and
-    SIGINT, 49. W&B errors without a message, 50. two runs in one directory -> below
+    SIGINT, 49. W&B errors without a message, 50. two runs in one directory, 51. a held-out set
+    too large for memory (the pool's size: test_configs.py)               -> below
 """
 
 from __future__ import annotations
