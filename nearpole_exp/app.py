@@ -21,6 +21,7 @@ from nearpole_exp.errors import (
 )
 from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.reporting.console import print_config
+from nearpole_exp.reporting.sweep_progress import sweep_position
 from nearpole_exp.runner import Runner
 
 log = logging.getLogger("nearpole_exp")
@@ -90,7 +91,12 @@ def task(cfg: DictConfig) -> float | None:
     try:
         with JobDirectoryLock(output_dir):  # before anything is written into the directory
             choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
-            print_config(cfg, output_dir / "config_tree.log", choices, list(hc.overrides.task))
+            position = None
+            if hc.mode == RunMode.MULTIRUN:
+                position = sweep_position(Path(hc.sweep.dir), int(hc.job.num),
+                                          str(hc.sweeper.get("_target_", "")))
+            print_config(cfg, output_dir / "config_tree.log", choices, list(hc.overrides.task),
+                         position)
             try:
                 runner = Runner(cfg, output_dir)
             except ConfigError as err:  # values only the built problem reveals

@@ -585,7 +585,7 @@ class Runner:
                 for _ in range(t.steps_per_round):
                     out = self.train_step()
                     round_losses.append(out["loss"])
-                    bar.update(task, advance=1, info=f"round {r + 1}/{t.rounds} loss {out['loss']:.3g}")
+                    bar.update(task, advance=1, info=self._bar_info(r, out["loss"]))
                 if self.state.skipped_steps - skipped_before == t.steps_per_round:
                     raise FloatingPointError(
                         f"every step of round {r + 1} was skipped (non-finite loss or gradients; "
@@ -640,6 +640,16 @@ class Runner:
             paths = self.make_plots(metrics)
             reporter.images(paths, self.state.step)
         return summary
+
+    def _bar_info(self, round_idx: int, loss: float) -> str:
+        """The progress bar's text: round and loss, and with an executor the simulations
+        finished / in flight / failed out of the budget."""
+        info = f"round {round_idx + 1}/{self.tc.rounds} loss {loss:.3g}"
+        if self.feed is not None:
+            sims = self.feed.metrics()
+            info += (f" | sims {sims['sims/finished']:.0f}/{self.feed.budget} done, "
+                     f"{sims['sims/in_flight']:.0f} running, {sims['sims/failed']:.0f} failed")
+        return info
 
     def _fit_verdict(self, metrics: dict[str, float]) -> dict[str, Any]:
         """``fit/near_pole_failed`` (and a warning saying why) on problems that judge their fit:

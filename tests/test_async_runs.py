@@ -49,8 +49,10 @@ def test_process_pool_run_records_faults_and_keeps_the_budget(composer) -> None:
 def test_inprocess_feed_matches_the_budget_and_generations(composer) -> None:
     cfg = composer([*SOLVER, "problem.low=[0.1,-0.8]", "problem.high=[1.9,0.8]", "executor=inprocess",
                     "trainer.points_per_round=12"])
-    summary = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
+    runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    summary = runner.run()
     budget = 24 + 2 * 12
+    assert runner._bar_info(2, 0.5).endswith(f"sims {budget}/{budget} done, 0 running, 0 failed")
     assert summary["sims/submitted"] == summary["sims/finished"] == budget
     assert summary["sims/failed"] == 0
     assert summary["sims/generations"] == budget // 12

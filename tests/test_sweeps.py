@@ -90,3 +90,22 @@ def test_kill_nine_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> N
     run_ids = {p.name.rsplit("-", 1)[-1] for p in (job / "wandb").glob("offline-run-*")}
     assert final["wandb_mode"] == "offline", "W&B did not start in time (see the job log)"
     assert len(run_ids) == 1 and final["wandb_run_id"] in run_ids
+
+
+def test_sweep_position_counts_jobs_and_estimates_the_rest(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from nearpole_exp.reporting.sweep_progress import count_jobs, sweep_position
+
+    assert count_jobs(["sampler=uniform,importance", "seed=0,1,2", "trainer.lr=0.1"]) == 6
+    assert count_jobs(["seed=range(0,4)"]) == 4
+    assert count_jobs(["seed=glob(*)"]) is None
+    OmegaConf.save({"hydra": {"overrides": {"task": ["sampler=uniform,importance", "seed=0,1"]}}},
+                   tmp_path / "multirun.yaml")
+    assert sweep_position(tmp_path, 0, "BasicSweeper") == "job 1/4 (0 finished)"
+    for name in ("0_a", "1_b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text("{}")
+    line = sweep_position(tmp_path, 2, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
+    assert line.startswith("job 3/4 (2 finished, elapsed ") and "ETA ≈ " in line
+    assert sweep_position(tmp_path, 2, "optuna").startswith("job 3/? (2 finished")

@@ -72,10 +72,13 @@ def option_line(choices: dict[str, Any]) -> str:
 
 
 def print_config(cfg: DictConfig, save_to: Path | None, choices: dict[str, Any] | None = None,
-                 overrides: list[str] | None = None) -> None:
-    """Print what this run uses in a few lines (its command-line overrides and chosen options)
-    and write the full resolved tree to ``config_tree.log``; the lines also go to the log file."""
+                 overrides: list[str] | None = None, position: str | None = None) -> None:
+    """Print what this run uses in a few lines (its command-line overrides and chosen options,
+    and in a multirun where the job stands) and write the full resolved tree to
+    ``config_tree.log``; the lines also go to the log file."""
     lines = [f"[bold]nearpole_exp[/bold]: {run_title(overrides or [])}"]
+    if position:
+        lines[0] += f" — {position}"
     if choices:
         lines.append(f"options: {option_line(choices)}")
     if save_to is not None:
