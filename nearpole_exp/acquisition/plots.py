@@ -29,8 +29,9 @@ def _pairs(dim: int) -> list[tuple[int, int]]:
 
 
 def _scatter_grid(params: np.ndarray, colour: np.ndarray, label: str, cmap: str,
-                  path: Path) -> Path:
-    """Pairwise scatter of the first dims (x vs sim index in 1D), coloured by ``colour``."""
+                  path: Path, title: str, discrete: bool = False) -> Path:
+    """Pairwise scatter of the first dims (x vs sim index in 1D), coloured by ``colour`` (one
+    colour per integer value, with a legend, when ``discrete``)."""
     dim = params.shape[1]
     pairs = _pairs(dim) or [(-1, 0)]
     cols = min(len(pairs), 3)
@@ -39,26 +40,46 @@ def _scatter_grid(params: np.ndarray, colour: np.ndarray, label: str, cmap: str,
     axes = fig.subplots(rows, cols, squeeze=False)
     known = np.isfinite(colour)
     art = None
+    levels = np.unique(colour[known]) if discrete else np.array([])
+    palette = _discrete_colours(len(levels))
     for ax, (i, j) in zip(axes.flat, pairs, strict=False):
         x = np.arange(len(params)) if i < 0 else params[:, i]
         y = params[:, j]
         if (~known).any():
             ax.scatter(x[~known], y[~known], s=4, c="lightgrey", label="no score")
-        art = ax.scatter(x[known], y[known], s=4, c=colour[known], cmap=cmap)
-        ax.set_xlabel("sim id" if i < 0 else f"λ{i}")
-        ax.set_ylabel(f"λ{j}")
+        if discrete:
+            for level, colour_k in zip(levels, palette, strict=True):
+                mask = known & (colour == level)
+                ax.scatter(x[mask], y[mask], s=5, color=colour_k, label=f"{label} {level:.0f}")
+        else:
+            art = ax.scatter(x[known], y[known], s=4, c=colour[known], cmap=cmap)
+        ax.set_xlabel("simulation id" if i < 0 else f"λ{i} (parameter {i})")
+        ax.set_ylabel(f"λ{j} (parameter {j})")
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    if art is not None:
+    if discrete and len(levels):
+        axes.flat[0].legend(fontsize=7, markerscale=2, loc="best")
+    elif art is not None:
         fig.colorbar(art, ax=axes.ravel().tolist(), label=label)
+    fig.suptitle(title)
     fig.savefig(path, dpi=110)
     return path
 
 
+def _discrete_colours(n: int) -> list[Any]:
+    """``n`` distinct colours in order (tab10, then a sampled viridis past ten)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](k) for k in range(n)]
+    return [colormaps["viridis"](k / max(n - 1, 1)) for k in range(n)]
+
+
 def _line(x: np.ndarray, ys: Mapping[str, np.ndarray], xlabel: str, ylabel: str, path: Path,
-          log: bool = False) -> Path:
+          title: str, log: bool = False) -> Path:
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.subplots()
+    ax.set_title(title)
     for name, y in ys.items():
         ax.plot(x[: len(y)], y, marker="o" if len(y) < 50 else None, label=name)
     if log:
@@ -80,8 +101,9 @@ def _signal_hist(signal: np.ndarray, is_bred: np.ndarray, path: Path) -> Path:
         values = signal[known & mask]
         if values.size:
             ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({values.size})")
-    ax.set_xlabel("score per sim (EMA of the signal)")
-    ax.set_ylabel("count")
+    ax.set_xlabel("score per simulation (EMA of its per-sample signal)")
+    ax.set_ylabel("simulations")
+    ax.set_title("scores of designed and bred simulations")
     ax.legend()
     fig.savefig(path, dpi=110)
     return path
@@ -105,20 +127,24 @@ def plot_breeder(history_like: Any, outdir: str | Path) -> list[Path]:
     paths: list[Path] = []
     if len(params):
         paths.append(_scatter_grid(params, generation, "generation", "viridis",
-                                   out / "params_by_generation.png"))
+                                   out / "params_by_generation.png",
+                                   "simulation parameters by generation", discrete=True))
         paths.append(_scatter_grid(params, signal, "score", "magma",
-                                   out / "params_by_signal.png"))
+                                   out / "params_by_signal.png",
+                                   "simulation parameters by score (EMA of the signal)"))
         paths.append(_signal_hist(signal, is_bred, out / "signal_distribution.png"))
     loss = _np(data.get("ddpm_loss", np.zeros((0, 2)))).reshape(-1, 2)
     if len(loss):
-        paths.append(_line(loss[:, 0], {"DDPM loss": loss[:, 1]}, "train step", "loss",
-                           out / "ddpm_loss.png", log=bool((loss[:, 1] > 0).all())))
+        paths.append(_line(loss[:, 0], {"DDPM loss": loss[:, 1]}, "DDPM training step",
+                           "denoising loss (MSE of the predicted noise)", out / "ddpm_loss.png",
+                           "OGAS DDPM training loss", log=bool((loss[:, 1] > 0).all())))
     ratios = {name: _np(data[key]).astype(float) for name, key in
               (("bred share", "breed_ratio"), ("scheduled R", "breed_ratio_target"),
                ("OOB rate", "oob_rate")) if len(data.get(key, []))}
     if ratios:
         gens = np.arange(max(len(v) for v in ratios.values()))
-        paths.append(_line(gens, ratios, "generation", "share", out / "breed_ratio.png"))
+        paths.append(_line(gens, ratios, "generation", "share of the generation",
+                           out / "breed_ratio.png", "bred share per generation"))
     return paths
 
 

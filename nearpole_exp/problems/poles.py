@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from abc import abstractmethod
 from typing import Any
@@ -94,6 +95,18 @@ def refine_roots(q_fn: Predictor, roots: Tensor, spacing: float, dtype: torch.dt
         left = f_mid == f_lo
         lo, hi = torch.where(left, mid, lo), torch.where(left, hi, mid)
     return torch.where(ok, 0.5 * (lo + hi), r).double()
+
+
+def _symlog_decades(ax: Any, values: Tensor) -> None:
+    """Symlog y (linear within ±1) with at most about seven labelled ticks: 0 and ±10^k for
+    every ``step``-th decade up to the data's largest magnitude."""
+    finite = values[torch.isfinite(values)]
+    top = float(finite.abs().max()) if finite.numel() else 1.0
+    decades = max(math.ceil(math.log10(max(top, 1.0))), 1)
+    step = max(1, math.ceil(decades / 3))
+    powers = [10.0**k for k in range(step, decades + 1, step)]
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_yticks([-p for p in reversed(powers)] + [0.0] + powers)
 
 
 class PoleProblem(Problem):
@@ -274,33 +287,42 @@ class PoleProblem(Problem):
         return metrics.near_pole_failure(float(relerr), metrics_.get("eval/ple"), width)
 
     def plots(self, predict: Predictor, outdir: str) -> list[str]:
-        """Fitted function vs the truth near each pole (1D problems)."""
+        """Fitted function vs the truth near each pole (1D problems): ±0.3 in x, and ±1e-3 as the
+        offset x − pole; symlog y with a few decade ticks, so labels never run together."""
         poles = self.poles()
         if poles is None or self.param_dim != 1:
             return []
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         paths = []
         for i, pole in enumerate(poles.tolist()):
-            fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+            fig = Figure(figsize=(10, 3.8), layout="constrained")
+            ax = fig.subplots(1, 2)
             for j, radius in enumerate((0.3, 1e-3)):
                 lo = max(pole - radius, float(self.bounds[0, 0]))
                 hi = min(pole + radius, float(self.bounds[0, 1]))
                 x = torch.linspace(lo, hi, 2001)[:, None]
                 with torch.no_grad():
-                    pred = predict(x).cpu()
-                ax[j].plot(x[:, 0], self.target(x)[:, 0], "k-", lw=1, label="truth")
-                ax[j].plot(x[:, 0], pred[:, 0], "r--", lw=1, label="model")
-                ax[j].set_yscale("symlog")
-                ax[j].axvline(pole, color="grey", lw=0.5)
-                ax[j].set_title(f"pole {pole:.4g}, ±{radius:g}")
+                    pred = predict(x).cpu()[:, 0].double()
+                truth = self.target(x.double())[:, 0]
+                shown = x[:, 0].double() - (pole if j else 0.0)
+                ax[j].plot(shown, truth, "k-", lw=1, label="truth")
+                ax[j].plot(shown, pred, "r--", lw=1, label="model")
+                ax[j].axvline(0.0 if j else pole, color="grey", lw=0.5)
+                _symlog_decades(ax[j], torch.cat([truth, pred]))
+                ax[j].xaxis.set_major_locator(MaxNLocator(5))
+                ax[j].set_ylabel("y (first output)")
+                if j:
+                    ax[j].ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+                    ax[j].set_xlabel(f"x − {pole:.4g} (offset from the pole)")
+                    ax[j].set_title(f"zoom: ±{radius:g} around the pole")
+                else:
+                    ax[j].set_xlabel("x")
+                    ax[j].set_title(f"pole at x = {pole:.4g}, ±{radius:g}")
             ax[0].legend()
-            fig.tight_layout()
+            fig.suptitle(f"{type(self).__name__}: fitted model vs truth near pole {i}")
             path = os.path.join(outdir, f"fit_pole{i}.png")
             fig.savefig(path, dpi=90)
-            plt.close(fig)
             paths.append(path)
         return paths

@@ -35,6 +35,13 @@ def _log_scale(values: Iterable[float]) -> bool:
     return bool(vals) and min(vals) > 0 and max(vals) / min(vals) >= 10
 
 
+def lower_error_bars(heights: Sequence[float], stds: Sequence[float], log: bool) -> list[float]:
+    """The downward error bar of each bar: the std, stopped at zero for a non-negative mean (and
+    above zero on a log axis), since errors, counts and times cannot be negative."""
+    return [min(s, 0.9 * h) if log and h > 0 else min(s, h) if h >= 0 else s
+            for s, h in zip(stds, heights, strict=True)]
+
+
 def _bars(ax: Any, rows: Sequence[PointRow], metrics: Sequence[str], labels: Sequence[str],
           colours: Sequence[Any], log: bool) -> None:
     width = 0.8 / max(len(rows), 1)
@@ -42,9 +49,7 @@ def _bars(ax: Any, rows: Sequence[PointRow], metrics: Sequence[str], labels: Seq
         means = [row.metrics[m].mean for m in metrics]
         heights = [0.0 if v is None else v for v in means]
         stds = [row.metrics[m].std or 0.0 for m in metrics]
-        # on a log axis a bar's lower error bar must stay above zero
-        lower = [min(s, 0.9 * h) if log and h > 0 else s
-                 for s, h in zip(stds, heights, strict=True)]
+        lower = lower_error_bars(heights, stds, log)
         xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(metrics))]
         ax.bar(xs, heights, width, yerr=[lower, stds], capsize=2, color=colours[i], label=row.label)
     ax.set_xticks(range(len(metrics)), labels)
@@ -69,6 +74,7 @@ def plot_group(result: ComparisonResult, group: str, metrics: Sequence[str], pat
         for ax, m in zip(axes, metrics, strict=True):
             _bars(ax, rows, [m], [short_name(m)], colours,
                   _log_scale(r.metrics[m].mean for r in rows))
+            ax.set_ylabel(f"{short_name(m)} (s)" if m.endswith("_s") else short_name(m))
     else:
         fig = Figure(figsize=(min(3 + 0.35 * len(metrics) * len(rows), 16), 3.8 + 0.25 * len(rows)))
         ax = fig.subplots()
