@@ -15,8 +15,14 @@ from omegaconf import DictConfig
 from nearpole_exp.overrides import override_error
 
 HELP_FLAGS = ("--help", "-h")
+COMPLETION_FLAGS = ("--shell-completion", "-sc")
 
-if not any(a in HELP_FLAGS for a in sys.argv[1:]):
+if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
+    # completing a word composes names and values only: placeholder schemas, no torch import
+    from nearpole_exp.config import register_configs
+
+    register_configs(placeholders=True)
+elif not any(a in HELP_FLAGS for a in sys.argv[1:]):
     # the schemas and resolvers Hydra composes with (this imports torch); also in launcher workers
     from nearpole_exp import app  # noqa: F401
 
@@ -41,6 +47,9 @@ def main() -> None:
     if problem is not None:
         print(f"Invalid config: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
+        _main()
+        return
     from nearpole_exp import app
 
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from nearpole_exp.atomic import save_json
 from nearpole_exp.config import register_configs, restore_schema, validate
@@ -31,15 +31,6 @@ register_configs()
 
 #: Jobs this process has started: a Hydra error before the first one is a configuration error.
 JOBS_STARTED = 0
-
-
-def slug(text: str) -> str:
-    """A directory-name-safe form of an override string (``ogas/breeder=ogas`` → ``ogas.breeder=ogas``)."""
-    return str(text).replace("/", ".").replace(",", "_").replace(" ", "") or "default"
-
-
-if not OmegaConf.has_resolver("slug"):
-    OmegaConf.register_new_resolver("slug", slug)
 
 
 def _status(output_dir: Path) -> str | None:

@@ -294,20 +294,36 @@ def _component_schemas() -> dict[str, dict[str, type]]:
     return schemas
 
 
+def slug(text: str) -> str:
+    """A directory-name-safe form of an override string (``ogas/breeder=ogas`` → ``ogas.breeder=ogas``)."""
+    return str(text).replace("/", ".").replace(",", "_").replace(" ", "") or "default"
+
+
 def register_resolvers() -> None:
-    """The resolver behind ``hydra.job.config.override_dirname.exclude_keys`` (needed to read a
-    saved ``multirun.yaml`` too)."""
+    """The resolvers the primary config's ``hydra`` node uses: ``non_defining_overrides`` behind
+    ``override_dirname.exclude_keys`` (needed to read a saved ``multirun.yaml`` too) and ``slug``
+    for job directory names."""
     if not OmegaConf.has_resolver("non_defining_overrides"):
         OmegaConf.register_new_resolver("non_defining_overrides", override_exclude_keys)
+    if not OmegaConf.has_resolver("slug"):
+        OmegaConf.register_new_resolver("slug", slug)
 
 
-def register_configs() -> None:
-    """Store the top-level schema and one ``base_<option>`` schema per group option."""
+def register_configs(placeholders: bool = False) -> None:
+    """Store the top-level schema and one ``base_<option>`` schema per group option. With
+    ``placeholders`` the component schemas are empty nodes, found from the YAML files alone:
+    enough to compose names and values for shell completion without importing torch."""
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    if placeholders:
+        for group, _, node in _option_files():
+            name = _schema_name(node)
+            if name is not None:
+                cs.store(group=group, name=f"base_{name}", node={})
+        return
     for group, options in _component_schemas().items():
         for option, schema in options.items():
             cs.store(group=group, name=f"base_{option}", node=schema)

@@ -217,6 +217,9 @@ def test_help_lists_real_options_and_launchers_without_torch_and_completion_work
                   "logger", "experiment", "debug", "ogas/model", "ogas/data"):
         assert f"\n{group}: " in out, group
     env = {**subprocess_env(), "COMP_LINE": "nearpole-exp sampler=imp", "COMP_POINT": "25"}
-    done = subprocess.run([sys.executable, "-m", "nearpole_exp", "-sc", "query=bash"], env=env,
-                          capture_output=True, text=True, timeout=120, check=True).stdout
-    assert "sampler=importance_zeroproof" in done
+    code = ("import runpy, sys; sys.argv = ['nearpole_exp', '-sc', 'query=bash']; "
+            "runpy.run_module('nearpole_exp', run_name='__main__'); "
+            "print('TORCH', 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+    assert "sampler=importance_zeroproof" in done and "TORCH False" in done
