@@ -84,6 +84,10 @@ def _line(x: np.ndarray, ys: Mapping[str, np.ndarray], xlabel: str, ylabel: str,
         ax.plot(x[: len(y)], y, marker="o" if len(y) < 50 else None, label=name)
     if log:
         ax.set_yscale("log")
+    if np.issubdtype(np.asarray(x).dtype, np.integer):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if len(ys) > 1:
