@@ -30,6 +30,11 @@ def plot_groups(metrics: Sequence[str], table_metrics: Sequence[str]) -> dict[st
     return groups
 
 
+#: Axis titles for the metric groups the comparison draws.
+AXIS_NAMES = {"relerr_median": "median relative error |ŷ − y| / |y|",
+              "bucket_mse": "mean squared error per bucket", "nrmse": "normalised RMSE"}
+
+
 def _log_scale(values: Iterable[float]) -> bool:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return bool(vals) and min(vals) > 0 and max(vals) / min(vals) >= 10
@@ -81,7 +86,9 @@ def plot_group(result: ComparisonResult, group: str, metrics: Sequence[str], pat
         labels = [m.rsplit("/", 1)[-1].removeprefix("nrmse_") for m in metrics]
         _bars(ax, rows, metrics, labels, colours,
               _log_scale(r.metrics[m].mean for r in rows for m in metrics))
-        ax.set_ylabel(group)
+        ax.set_ylabel(AXIS_NAMES.get(group, group))
+        if all(label[:1] == "B" and label[1:].isdigit() for label in labels):
+            ax.set_xlabel("distance-to-pole bucket (B0 closest; ranges in bucket_errors.png)")
     fig.suptitle(f"{group}: mean ± sample std over seeds")
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=min(len(rows), 3), fontsize=8,
