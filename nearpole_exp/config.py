@@ -131,11 +131,14 @@ class LoggerConfig:
     log_histograms: bool = True
     log_plots: bool = True
     init_timeout: float = 30.0
+    checkpoint_artifact_mb: float = 100.0
 
     def __post_init__(self) -> None:
         check(self.mode in (None, "online", "offline", "disabled"), "mode",
               f"must be null, online, offline or disabled, got {self.mode!r}")
         check(self.init_timeout > 0, "init_timeout", "must be > 0")
+        check(self.checkpoint_artifact_mb >= 0, "checkpoint_artifact_mb",
+              "must be >= 0 (0: never upload the checkpoint)")
 
 
 @dataclass

@@ -547,7 +547,8 @@ class Runner:
             check_resumable(resumed.get("config"), config_fingerprint(cfg), ckpt_path)
             self.load_state_dict(resumed)
             log.info("resumed from %s at round %d, step %d", ckpt_path, self.state.round, self.state.step)
-        reporter = Reporter(cfg, self.output_dir, None if resumed is None else resumed.get("wandb_run_id"))
+        reporter = Reporter(cfg, self.output_dir, None if resumed is None else resumed.get("wandb_run_id"),
+                            {"model_parameters": sum(p.numel() for p in self.model.parameters())})
         summary: dict[str, Any] = {"status": "failed"}
         failed = True
         start_wall = time.perf_counter() - self.state.wall_s

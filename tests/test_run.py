@@ -121,38 +121,54 @@ def test_in_process_multirun(hydra_sweep_runner, tmp_path: Path) -> None:
             assert summary["status"] == "completed"
 
 
+def _inspect(run_dir: Path, env: dict[str, str], *flags: str) -> str:
+    """``wandb leet inspect`` of an offline run (module form, else the console script)."""
+    for head in ([sys.executable, "-m", "wandb"], [str(Path(sys.executable).parent / "wandb")]):
+        out = subprocess.run([*head, "leet", "inspect", *flags, str(run_dir)], capture_output=True,
+                             text=True, timeout=120, env=env, check=False)
+        if out.returncode == 0:
+            return out.stdout
+    raise AssertionError(out.stderr)
+
+
 def test_cli_multirun_writes_grouped_offline_wandb_runs(tmp_path: Path) -> None:
+    """Read back with W&B's own reader: one run per job, grouped by sweep and point (seed left
+    out), two sweeps never in one group, the sweep id and job number in config and tags, errors
+    summarised by their minimum and last value, config and checkpoint artifacts, provenance."""
     env = subprocess_env()
     env.pop("WANDB_MODE", None)
     tiny = ["trainer.rounds=2", "trainer.steps_per_round=20", "trainer.initial_points=256",
             "trainer.batch_size=64", "trainer.plots=false", "trainer.progress=false"]
-    cmd = [sys.executable, "-m", "nearpole_exp", "-m", "seed=0,1", *tiny, f"hydra.sweep.dir={tmp_path}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False,
-                          cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summaries = sorted(tmp_path.glob("*/summary.json"))
-    assert len(summaries) == 2
-    groups, seeds = set(), set()
-    for path in summaries:
-        summary = json.loads(path.read_text())
-        assert summary["status"] == "completed"
-        assert summary["wandb_mode"] == "offline"
-        run_dirs = list((path.parent / "wandb").glob("offline-run-*"))
-        assert len(run_dirs) == 1
-        inspect = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json",
-                                  str(run_dirs[0])], capture_output=True, text=True, timeout=120,
-                                 env=env, check=False)
-        if inspect.returncode != 0:
-            inspect = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect",
-                                      "--summary", "--json", str(run_dirs[0])], capture_output=True,
-                                     text=True, timeout=120, env=env, check=False)
-        assert inspect.returncode == 0, inspect.stderr
-        record = json.loads(inspect.stdout)
-        assert math.isfinite(record["summary"]["eval/relerr_median/B4"])
-        groups.add(summary["wandb_group"])
-        seeds.add(record["config"]["seed"])
-    assert seeds == {0, 1}
-    assert len(groups) == 1, groups
+    records: dict[str, list[tuple[dict, dict, str]]] = {}
+    for sweep, seeds in (("a", "seed=0,1"), ("b", "seed=0")):
+        cmd = [sys.executable, "-m", "nearpole_exp", "-m", seeds, *tiny,
+               f"hydra.sweep.dir={tmp_path / sweep}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                              check=False, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "upload it with: wandb sync " in proc.stdout
+        for path in sorted((tmp_path / sweep).glob("*/summary.json")):
+            summary = json.loads(path.read_text())
+            assert summary["status"] == "completed" and summary["wandb_mode"] == "offline"
+            (run_dir,) = list((path.parent / "wandb").glob("offline-run-*"))
+            record = json.loads(_inspect(run_dir, env, "--summary", "--json"))
+            records.setdefault(sweep, []).append((summary, record, _inspect(run_dir, env, "--json")))
+    assert len(records["a"]) == 2 and len(records["b"]) == 1
+    for jobs in records.values():
+        ids = {r["config"]["sweep"]["id"] for _, r, _ in jobs}
+        assert len(ids) == 1 and {r["config"]["sweep"]["job"] for _, r, _ in jobs} == set(
+            range(len(jobs)))
+        assert len({s["wandb_group"] for s, _, _ in jobs}) == 1  # seeds share a group
+        for summary, record, raw in jobs:
+            assert f"sweep:{next(iter(ids))}" in record["tags"]
+            mse = record["summary"]["eval/mse"]
+            assert set(mse) == {"min", "last"} and mse["min"] <= mse["last"]
+            assert math.isfinite(record["summary"]["eval/relerr_median/B4"]["last"])
+            assert record["config"]["package_version"] and record["config"]["model_parameters"] > 0
+            run_id = summary["wandb_run_id"]
+            assert f"config-{run_id}" in raw and f"checkpoint-{run_id}" in raw
+    group_a, group_b = records["a"][0][0]["wandb_group"], records["b"][0][0]["wandb_group"]
+    assert group_a != group_b and group_a.split("-", 1)[1] == group_b.split("-", 1)[1]
 
 
 def test_cuda_absent_falls_back_to_cpu(composer) -> None:

@@ -7,6 +7,7 @@ and if that fails too, to no W&B at all; any later W&B error disables logging wi
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import netrc
 import os
@@ -19,6 +20,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 _VALID_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
+
+
+#: Metrics whose goal is a minimum: their W&B summary keeps the min and the last value.
+MINIMISED = ("eval/mse", "eval/relerr_median/*", "eval/bucket_mse/*", "eval/nrmse_*",
+             "eval/ple", "eval/near_relerr_median", "train/loss")
 
 
 def has_api_key() -> bool:
@@ -63,6 +69,7 @@ class WandbRun:
                  name: str | None, tags: list[str], config: dict[str, Any], output_dir: str,
                  mode: str | None, run_id: str | None, init_timeout: float) -> None:
         self.run: Any = None
+        self._goals: set[str] = set()
         self.mode = resolve_mode(mode)
         if self.mode == "disabled":
             return
@@ -78,7 +85,9 @@ class WandbRun:
             self.mode = "disabled"
             return
         self._call(self.run.define_metric, "step")
+        self._call(self.run.define_metric, "round")
         self._call(self.run.define_metric, "*", step_metric="step")
+
 
     @staticmethod
     def _init(mode: str, timeout: float, kwargs: dict[str, Any]) -> Any:
@@ -118,8 +127,14 @@ class WandbRun:
             return None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        if self.run is not None:
-            self._call(self.run.log, {**metrics, "step": step})
+        if self.run is None:
+            return
+        for key in metrics:  # W&B's glob definitions do not carry summaries: one per new key
+            if key not in self._goals and any(fnmatch.fnmatch(key, p) for p in MINIMISED):
+                self._goals.add(key)
+                for kind in ("min", "last"):  # errors: the best value and the final one
+                    self._call(self.run.define_metric, key, step_metric="step", summary=kind)
+        self._call(self.run.log, {**metrics, "step": step})
 
     def log_histogram(self, key: str, values: np.ndarray, step: int, bins: int = 64) -> None:
         if self.run is None or values.size == 0:
@@ -158,8 +173,32 @@ class WandbRun:
             self._call(self.run.config.update, values, allow_val_change=True)
 
     def summarize(self, summary: dict[str, Any]) -> None:
+        """The end-of-job values; metrics with a goal keep the min/last W&B made of their history."""
         if self.run is not None:
-            self._call(self.run.summary.update, summary)
+            kept = {k: v for k, v in summary.items() if k not in self._goals}
+            self._call(self.run.summary.update, kept)
+
+    def log_files(self, name: str, kind: str, paths: list[Path]) -> None:
+        """One artifact ``name`` of type ``kind`` holding ``paths`` (offline it syncs later)."""
+        if self.run is None or not paths:
+            return
+        import wandb
+
+        artifact = self._call(wandb.Artifact, name=name, type=kind)
+        if artifact is None:
+            return
+        for path in paths:
+            self._call(artifact.add_file, str(path))
+        self._call(self.run.log_artifact, artifact)
+
+    def location(self) -> str | None:
+        """Where this run lives: its URL online; offline, its directory and how to sync it."""
+        if self.run is None:
+            return None
+        if self.mode == "online":
+            return f"W&B run: {self.run.url}"
+        folder = Path(self.run.dir).parent
+        return f"W&B run (offline): {folder}; upload it with: wandb sync {folder}"
 
     def finish(self, exit_code: int) -> None:
         if self.run is not None:
