@@ -19,6 +19,8 @@ from omegaconf import OmegaConf
 from nearpole_exp.reporting.comparison import ComparisonResult, SweepEmptyError, compare_sweep
 from nearpole_exp.reporting.sweep_callback import CompareOnMultirunEnd
 
+from .conftest import subprocess_env
+
 # Per (sampler, seed): relerr B0, relerr B4, ple (None = non-finite, written as null).
 NUMBERS = {
     ("uniform", 0): (1.0, 0.1, 2.0), ("uniform", 1): (2.0, 0.1, 2.0),
@@ -237,3 +239,40 @@ def test_an_unstable_run_counts_as_failed_with_its_warning(tmp_path: Path) -> No
         {"status": "unstable", "warning": "30 of 100 steps (30.0%) were skipped\nmore"}))
     status, error, _ = _outcome(tmp_path)
     assert status == "failed" and error == "30 of 100 steps (30.0%) were skipped"
+
+
+def test_the_comparison_reaches_wandb_as_its_own_run(sweep: Path) -> None:
+    """``--wandb`` (offline here): a run of job type ``comparison`` in the sweep's group with
+    the comparison table, a W&B bar chart per metric family, the PNGs and the failed jobs."""
+    env = {**subprocess_env(), "WANDB_MODE": "offline"}
+    proc = subprocess.run([sys.executable, "-m", "nearpole_exp.compare", str(sweep), "--wandb",
+                           "--wandb-mode", "offline"], capture_output=True, text=True,
+                          timeout=180, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "wandb sync" in proc.stdout
+    (run_dir,) = list((sweep / "wandb").glob("offline-run-*"))
+    raw = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json",
+                          str(run_dir)], capture_output=True, text=True, timeout=120, env=env,
+                         check=True).stdout
+    assert '"comparison"' in raw  # the job type
+    for key in ("comparison/table", "comparison/relerr_median", "comparison/failed_jobs"):
+        assert key in raw, key
+    summary = json.loads(subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json",
+         str(run_dir)], capture_output=True, text=True, timeout=120, env=env, check=True).stdout)
+    assert summary["summary"]["comparison/failed_jobs"] == 2
+    assert f"sweep:{summary['config']['sweep']['id']}" in summary["tags"]
+
+
+def test_breeder_sweeps_get_the_uniform_design_as_baseline(tmp_path: Path) -> None:
+    from nearpole_exp.reporting.comparison.sweep import compare_sweep
+
+    root = tmp_path / "multirun"
+    for i, (breeder, seed) in enumerate([(b, s) for b in ("uniform", "ogas") for s in (0, 1)]):
+        summary = {"status": "completed", "eval/nrmse_max": 2.0 if breeder == "uniform" else 1.0}
+        write_job(root / str(i), [f"ogas/breeder={breeder}", f"seed={seed}"], summary)
+    result = compare_sweep(root, baseline="auto", write=False)
+    base = next(r for r in result.rows if r.is_baseline)
+    assert base.label == "ogas/breeder=uniform"
+    other = next(r for r in result.rows if not r.is_baseline)
+    assert other.metrics["eval/nrmse_max"].ratio == pytest.approx(2.0)

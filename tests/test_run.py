@@ -167,6 +167,8 @@ def test_cli_multirun_writes_grouped_offline_wandb_runs(tmp_path: Path) -> None:
             assert record["config"]["package_version"] and record["config"]["model_parameters"] > 0
             run_id = summary["wandb_run_id"]
             assert f"config-{run_id}" in raw and f"checkpoint-{run_id}" in raw
+    # the multirun's end logged its comparison as a run of its own, beside the jobs
+    assert len(list((tmp_path / "a" / "wandb").glob("offline-run-*"))) == 1
     group_a, group_b = records["a"][0][0]["wandb_group"], records["b"][0][0]["wandb_group"]
     assert group_a != group_b and group_a.split("-", 1)[1] == group_b.split("-", 1)[1]
 

@@ -56,6 +56,15 @@ class CompareOnMultirunEnd(Callback):
                                    out=self.out, lower_is_better=self.lower_is_better, by=self.by)
             print_comparison(result, console())
             log.info("sweep comparison written to %s", ", ".join(map(str, result.paths.values())))
+            lc = config.get("logger")
+            if lc is not None and lc.get("enabled") and result.n_completed:
+                from nearpole_exp.reporting.comparison.wandb_log import log_comparison
+
+                where = log_comparison(result, project=lc.project, entity=lc.get("entity"),
+                                       mode=lc.get("mode"),
+                                       init_timeout=float(lc.get("init_timeout", 30.0)))
+                if where:
+                    log.info("sweep comparison in %s", where)
         except Exception as err:
             log.warning("sweep comparison skipped: %s: %s", type(err).__name__, err)
         failed = failed_jobs(sweep_dir)

@@ -155,6 +155,16 @@ class WandbRun:
         images = {f"plots/{Path(p).stem}": self._call(wandb.Image, p) for p in paths}
         self.log({k: v for k, v in images.items() if v is not None}, step)
 
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """A W&B Table under ``key``."""
+        if self.run is None:
+            return
+        import wandb
+
+        table = self._call(wandb.Table, columns=columns, data=rows)
+        if table is not None:
+            self._call(self.run.log, {key: table})
+
     def log_bar_chart(self, key: str, columns: list[str], rows: list[list[Any]], x: str, y: str,
                       step: int) -> None:
         """A W&B Table under ``key`` and a bar chart of column ``y`` against ``x`` under ``key/chart``."""

@@ -19,8 +19,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m nearpole_exp.compare",
         description="Compare the sweep points of a Hydra multirun (mean ± std over seeds, ratios).")
     parser.add_argument("sweep_dir", type=Path, help="the multirun directory (hydra.sweep.dir)")
-    parser.add_argument("--baseline", nargs="+", metavar="KEY=VALUE",
-                        help="override(s) naming the reference point, e.g. sampler=uniform")
+    parser.add_argument("--baseline", nargs="+", metavar="KEY=VALUE", default="auto",
+                        help="override(s) naming the reference point, e.g. sampler=uniform "
+                             "(default auto: sampler=uniform, else ogas/breeder=uniform)")
     parser.add_argument("--metrics", nargs="+", metavar="NAME",
                         help="metrics (or globs such as 'eval/relerr_median/*') for the table")
     parser.add_argument("--out", type=Path, help="output directory (default: the sweep directory)")
@@ -28,6 +29,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="direction of the metrics for ratios and wins (default: lower)")
     parser.add_argument("--by", metavar="KEY1,KEY2",
                         help="split into blocks by these override keys, one baseline per block")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the comparison as a W&B run (job type comparison) in the "
+                             "sweep's group")
+    parser.add_argument("--wandb-project", default="nearpole_exp")
+    parser.add_argument("--wandb-entity", default=None)
+    parser.add_argument("--wandb-mode", default=None, choices=["online", "offline"],
+                        help="default: online with an API key, else offline")
     return parser.parse_args(argv)
 
 
@@ -42,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         con.print(Text.assemble(("nothing to compare: ", "red"), str(err)))
         return 2
     print_comparison(result, con)
+    if args.wandb:
+        from nearpole_exp.reporting.comparison.wandb_log import log_comparison
+
+        where = log_comparison(result, project=args.wandb_project, entity=args.wandb_entity,
+                               mode=args.wandb_mode)
+        con.print(where or "W&B could not start: the comparison is in the local files only",
+                  highlight=False, soft_wrap=True)
     if result.n_completed == 0:
         con.print(Text.assemble(("no job completed", "red"), ": nothing to aggregate"))
         return 1

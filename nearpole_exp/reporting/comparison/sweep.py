@@ -15,6 +15,7 @@ from nearpole_exp.reporting.comparison.aggregate import (
 from nearpole_exp.reporting.comparison.plots import plot_group, plot_groups
 from nearpole_exp.reporting.comparison.read import (
     DEFAULT_EXCLUDE,
+    Job,
     SweepEmptyError,
     drop_common,
     find_job_dirs,
@@ -23,6 +24,16 @@ from nearpole_exp.reporting.comparison.read import (
     sweep_excludes,
 )
 from nearpole_exp.reporting.comparison.render import render_markdown, write_csv
+
+#: ``baseline="auto"``: the first of these that some sweep point sets is the reference.
+AUTO_BASELINES = ("sampler=uniform", "ogas/breeder=uniform")
+
+
+def auto_baseline(jobs: Sequence[Job]) -> tuple[str, ...]:
+    """The reference a sweep most likely means: the uniform sampler in a sampler sweep, the
+    uniform design in a breeder sweep; none when no point sets either."""
+    present = {normalise(o) for j in jobs for o in j.point}
+    return next(((normalise(c),) for c in AUTO_BASELINES if normalise(c) in present), ())
 
 
 def _tokens(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -45,7 +56,8 @@ def compare_sweep(sweep_dir: str | Path, baseline: str | Sequence[str] | None = 
                   write: bool = True) -> ComparisonResult:
     """Aggregate a sweep directory and (when ``write``) write CSV, markdown and PNGs to ``out``.
 
-    ``baseline``: override(s) such as ``"sampler=uniform"`` naming the reference point; ``by``:
+    ``baseline``: override(s) such as ``"sampler=uniform"`` naming the reference point, or
+    ``"auto"`` (the uniform sampler, else the uniform breeder, when a point sets it); ``by``:
     override keys splitting the report into blocks, each compared with its own baseline.
     Raises ``SweepEmptyError`` when no job directory is found.
     """
@@ -60,7 +72,8 @@ def compare_sweep(sweep_dir: str | Path, baseline: str | Sequence[str] | None = 
     jobs, common = drop_common(jobs)
     notes: list[str] = []
     csv_metrics, table_metrics = select_metrics(available_metrics(jobs), metrics, notes)
-    base, by_keys = _tokens(baseline), _keys(by)
+    base = auto_baseline(jobs) if baseline == "auto" else _tokens(baseline)
+    by_keys = _keys(by)
     rows = aggregate(jobs, csv_metrics, base, by_keys, lower_is_better, notes)
     failures = [Failure(j.rel, j.label, j.seed, j.status, j.error or "") for j in jobs
                 if j.status != "completed"]
