@@ -90,9 +90,9 @@ def task(cfg: DictConfig) -> float | None:
                          position)
             try:
                 runner = Runner(cfg, output_dir)
-            except ConfigError as err:  # values only the built problem reveals
+                summary = runner.run()
+            except ConfigError as err:  # values only the built problem or a checkpoint reveal
                 return _invalid(err, hc.mode, output_dir)
-            summary = runner.run()
     except DirectoryInUse as err:  # the directory is another run's: write nothing into it
         log.error("%s", err)
         if hc.mode == RunMode.RUN:

@@ -345,3 +345,16 @@ def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer
     # the holder is gone: its lock is stale, the run takes it over and releases it at the end
     assert Runner(cfg, out).run()["status"] == "completed"
     assert not (out / LOCK_NAME).exists()
+
+
+def test_resuming_under_other_settings_is_a_config_error_that_touches_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    base = [sys.executable, "-m", "nearpole_exp", "logger=none", "debug=default",
+            "trainer.progress=false", f"hydra.run.dir={out}"]
+    run = dict(capture_output=True, text=True, timeout=120, env=subprocess_env(), check=False)
+    assert subprocess.run(base, **run).returncode == 0
+    before = (out / "summary.json").read_text()
+    proc = subprocess.run([*base, "trainer.rounds=3"], **run)
+    assert proc.returncode == 2, proc.stderr
+    assert "written with other settings (trainer.rounds: 2 -> 3)" in proc.stderr
+    assert "Traceback" not in proc.stderr and (out / "summary.json").read_text() == before
