@@ -87,3 +87,11 @@ def test_a_run_with_eviction_counts_each_live_sample_once_per_draw(composer) -> 
     assert torch.equal(counts[-100:], last[-100:])
     assert bool((counts >= last).all())
     assert int(counts.sum()) <= runner.sampler.draws.total
+
+
+def test_indices_past_the_pool_raise_without_counting() -> None:
+    draws = DrawCounts()
+    draws.add(torch.tensor([1, 2]), n_pool=10)
+    with pytest.raises(IndexError):
+        draws.add(torch.tensor([10]), n_pool=10)  # storage may be larger: the pool is not
+    assert draws.total == 2

@@ -20,17 +20,16 @@ class DrawCounts:
         return self._counts.numel()
 
     def add(self, idx: Tensor, n_pool: int | None = None) -> None:
-        """Count one draw of each index (repeats count); ``n_pool`` (default: the largest index
-        + 1) is the pool size, so rows never drawn still exist. Negative indices raise."""
+        """Count one draw of each index (repeats count) of a pool of ``n_pool`` rows (default:
+        the largest index + 1). With ``n_pool`` given there is no host sync (the trainer's case);
+        an index outside ``[0, n_pool)`` raises ``IndexError``."""
         idx = idx.reshape(-1).long()
         if idx.numel() == 0:
             return
-        if bool((idx < 0).any()):
-            raise IndexError("draw indices must be >= 0")
-        need = max(n_pool or 0, int(idx.max()) + 1)
-        self._ensure(need, idx.device)
+        n = n_pool if n_pool is not None else max(int(idx.max()) + 1, 0)
+        self._ensure(n, idx.device)
         self._counts = self._counts.to(idx.device)
-        self._counts.index_add_(0, idx, torch.ones_like(idx))
+        self._counts[:n].index_add_(0, idx, torch.ones_like(idx))
         self.total += idx.numel()
 
     def _ensure(self, n: int, device: torch.device) -> None:
