@@ -39,6 +39,7 @@ from nearpole_exp.execution.samples import merge_results
 from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.models.base import capabilities
 from nearpole_exp.models.losses import per_sample_loss, residual_loss
+from nearpole_exp.models.rational import hybrid_divide
 from nearpole_exp.pool import NO_SIM, Pool
 from nearpole_exp.problems.base import Problem
 from nearpole_exp.problems.poles import model_q
@@ -392,14 +393,20 @@ class Runner:
         idx = sel.idx.to(self.device)
         x, y = self.pool.inputs[idx], self.pool.targets[idx]
         batch_q = None if q_abs is None else q_abs[idx]
-        delta = 0.0 if self.gradient is None else float(self.gradient.delta(self.state.step,
-                                                                            self._band_q(x, batch_q)))
         self.model.train()
         if self.loss_kind == "residual":
+            delta = self._delta(batch_q)
             p, q = self.model.pq(x)
             losses = residual_loss(p, q, y)
             pred = (p / q[:, None]).detach()
+        elif self.gradient is not None and self.model_caps.hybrid_division:
+            # one forward: the band is set from the model's own Q, which the division then uses
+            p, q = self.model.pq(x)
+            delta = self._delta(q.detach().abs())
+            pred = hybrid_divide(p, q[:, None], delta)
+            losses = per_sample_loss(pred, y, self.loss_kind)
         else:
+            delta = self._delta(batch_q)
             pred = self.model(x, delta)
             losses = per_sample_loss(pred, y, self.loss_kind)
         weights = sel.weights.to(self.device, losses.dtype)
@@ -429,13 +436,9 @@ class Runner:
         self.state.step += 1
         return {"loss": float(loss.detach()) if finite else float("nan"), "delta": delta, "ess": sel.ess}
 
-    def _band_q(self, x: Tensor, batch_q: Tensor | None) -> Tensor | None:
-        """|Q| that the hybrid band acts on: the model's own Q at the batch (the division is
-        P/Q of the model), so adaptive δ and ``gradient/saturated_fraction`` describe it."""
-        if not self.model_caps.hybrid_division:
-            return batch_q
-        with torch.no_grad():
-            return self.model.q_values(x).abs()
+    def _delta(self, band_q: Tensor | None) -> float:
+        """This step's hybrid band from the |Q| it acts on (0: exact gradient, no schedule)."""
+        return 0.0 if self.gradient is None else float(self.gradient.delta(self.state.step, band_q))
 
     def _probe_gradients(self, losses: Tensor, weights: Tensor, idx: Tensor, batch_q: Tensor | None) -> None:
         """Gradient norms of the near-pole and far-pole parts of the batch loss, for the monitor."""

@@ -1,8 +1,9 @@
 """What the loop may ask of a model beyond ``forward(x, delta=0.0)``, declared as class attributes.
 
 A model class sets ``rational = True`` when it has ``pq(x) -> (P, Q)`` and ``q_values(x)``, and
-``hybrid_division = True`` when ``forward``'s ``delta`` is the band of its P/Q division. Any
-``torch.nn.Module`` that declares neither is a plain regressor.
+``hybrid_division = True`` when ``forward(x, delta)`` is ``hybrid_divide(P, Q, delta)`` of its
+``pq(x)``: the loop then computes P and Q once per step, sets the band from that Q and divides.
+Any ``torch.nn.Module`` that declares neither is a plain regressor.
 """
 
 from __future__ import annotations
