@@ -128,16 +128,23 @@ def reference_scale(a: Tensor, mode: str) -> Tensor | float:
     return torch.nanmedian(a[:: max(1, a.numel() // _MEDIAN_SAMPLE)])
 
 
-def importance_weights(values: Tensor, config: ImportanceSamplerConfig) -> Tensor:
+def importance_weights(values: Tensor, config: ImportanceSamplerConfig,
+                       out: Tensor | None = None) -> Tensor:
     """Unnormalised importance weights of the pool (NaN/inf → 0): soft cap u_i ∈ [0,
-    max_weight]; hard cap (ZeroProofML) u_i = min((a_i/a_ref)^(−p), max_weight)^(1/T)."""
-    a = values.detach().reshape(-1)
-    a = a.float() if a.dtype != torch.float64 else a
-    a = a.abs().clamp_min_(config.min_q_abs)
+    max_weight]; hard cap (ZeroProofML) u_i = min((a_i/a_ref)^(−p), max_weight)^(1/T). Written
+    in place into ``out`` when given (a buffer the sampler reuses), else into a new tensor
+    (float64 for float64 values, float32 otherwise)."""
+    flat = values.detach().reshape(-1)
+    if out is None:
+        dtype = torch.float64 if flat.dtype == torch.float64 else torch.float32
+        out = torch.empty(flat.numel(), dtype=dtype, device=flat.device)
+    a = torch.abs(flat, out=out) if flat.dtype == out.dtype else out.copy_(flat).abs_()
+    a.clamp_min_(config.min_q_abs)
     ref = reference_scale(a, config.cap_reference)
     if config.cap == "hard":
         u = a.div_(ref).pow_(-config.weight_power).clamp_max_(config.max_weight)
-        u = u.pow_(1.0 / config.temperature)
+        if config.temperature != 1.0:
+            u.pow_(1.0 / config.temperature)
     else:
         power = config.weight_power / config.temperature
         u = a.div_(ref).pow_(power).add_(1.0 / config.max_weight).reciprocal_()
@@ -290,26 +297,6 @@ class DrawTable:
         return self.inv.numel()
 
 
-def _table_weights(values: Tensor, config: ImportanceSamplerConfig, work: Tensor) -> Tensor:
-    """The importance weights of ``values`` written into ``work`` (float32 [N]), up to a constant
-    factor (which cancels in every draw and ratio); NaN/inf → 0. Same law as
-    :func:`importance_weights`, in fewer passes over the pool."""
-    flat = values.reshape(-1)
-    a = torch.abs(flat, out=work) if flat.dtype == work.dtype else work.copy_(flat).abs_()
-    a.clamp_min_(config.min_q_abs)
-    ref = float(reference_scale(a, config.cap_reference))
-    if config.cap == "hard":
-        # (a/ref)^(−p) ≤ max_weight  ⟺  a^(−p) ≤ max_weight·ref^(−p)
-        a.pow_(-config.weight_power).clamp_max_(config.max_weight * ref ** -config.weight_power)
-        if config.temperature != 1.0:
-            a.pow_(1.0 / config.temperature)
-    else:
-        # 1/((a/ref)^p' + 1/max_weight) = ref^p' / (a^p' + ref^p'/max_weight)
-        power = config.weight_power / config.temperature
-        a.pow_(power).add_(ref ** power / config.max_weight).reciprocal_()
-    return a.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-
-
 def build_table(values: Tensor, config: ImportanceSamplerConfig, share: float,
                 out: DrawTable | None = None) -> DrawTable:
     """A :class:`DrawTable` of ``values`` (|Q| or a distance) for uniform share ``share`` < 1,
@@ -318,7 +305,7 @@ def build_table(values: Tensor, config: ImportanceSamplerConfig, share: float,
     fits = out is not None and len(out) == n and out.inv.device == values.device
     work = out.inv if fits else torch.empty(n, dtype=torch.float32, device=values.device)
     cdf = out.cdf if fits else torch.empty(n, dtype=torch.float64, device=values.device)
-    u = _table_weights(values, config, work)
+    u = importance_weights(values, config, out=work)
     if share > 0:  # float32 sum (cascaded): a dtype argument would copy the pool to float64
         u.add_(float(u.sum()) * share / ((1.0 - share) * n))
     cdf.copy_(u).cumsum_(0)  # in the float64 buffer: no float64 temporary of the pool
@@ -443,7 +430,7 @@ class ImportanceSampler(BatchSampler):
         work = self._work
         if work is None or work.numel() != n or work.device != values.device:
             work = self._work = torch.empty(n, dtype=torch.float32, device=values.device)
-        u = _table_weights(values, self.config, work)
+        u = importance_weights(values, self.config, out=work)
         total = float(u.sum())
         if not total > 0:
             return None
