@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from nearpole_exp.overrides import group_options
+from nearpole_exp.overrides import group_options, primary_config
 
 GROUPS = {
     "experiment": "presets that set several groups at once",
@@ -52,9 +52,8 @@ def default_options() -> dict[str, str]:
     """Each group's default option, from the primary config's defaults list."""
     from omegaconf import OmegaConf
 
-    primary = OmegaConf.create(files("nearpole_exp.conf").joinpath("config.yaml").read_text())
     found = {}
-    for entry in primary.get("defaults", []):
+    for entry in primary_config().get("defaults", []):
         if OmegaConf.is_dict(entry):
             for key, value in entry.items():
                 name = str(key).removeprefix("optional ").removeprefix("override ")

@@ -10,7 +10,7 @@ from importlib.resources.abc import Traversable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 #: Arguments that add config directories: options may then exist that this check cannot see.
 SEARCH_PATH_ARGS = ("hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp")
@@ -51,10 +51,14 @@ def group_options() -> dict[str, list[str]]:
     return found
 
 
+def primary_config() -> DictConfig:
+    """The packaged primary config file as written (defaults list and top-level keys)."""
+    return OmegaConf.create(files("nearpole_exp.conf").joinpath("config.yaml").read_text())
+
+
 def top_level_keys() -> list[str]:
     """The scalar keys of the primary config (``seed``, ``resume``, …)."""
-    primary = OmegaConf.create(files("nearpole_exp.conf").joinpath("config.yaml").read_text())
-    return [k for k in primary if k not in ("defaults", "hydra")]
+    return [k for k in primary_config() if k not in ("defaults", "hydra")]
 
 
 def _values(override: Override) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,17 +88,21 @@ def print_config(cfg: DictConfig, save_to: Path | None, choices: dict[str, Any] 
         console().print(line, highlight=False, soft_wrap=True)
         to_log_file(Text.from_markup(line).plain)
     if save_to is not None:
-        recorder = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
-        recorder.print(config_tree(cfg))
-        save_to.write_text(recorder.export_text())
+        save_to.write_text(plain_text(config_tree(cfg)))
 
 
 def print_table(table: Table) -> None:
     """Print a table and write its plain text to the log file."""
     console().print(table)
-    recorder = Console(record=True, width=120, file=open("/dev/null", "w"))  # noqa: SIM115
-    recorder.print(table)
-    to_log_file(recorder.export_text().rstrip())
+    to_log_file(plain_text(table).rstrip())
+
+
+def plain_text(renderable: Any) -> str:
+    """What Rich would print for ``renderable``, as plain text 120 columns wide (for files)."""
+    with open(os.devnull, "w") as sink:
+        recorder = Console(record=True, width=120, file=sink)
+        recorder.print(renderable)
+        return recorder.export_text()
 
 
 def to_log_file(text: str) -> None:
