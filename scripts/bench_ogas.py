@@ -77,20 +77,26 @@ def run_logged(cmd: list[str], log: Path) -> int:
         return subprocess.call(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
 
 
-def run_problem(problem: str, args: argparse.Namespace, extra: Sequence[str]) -> float:
-    """All breeders × seeds of one problem into ``<root>/<problem>``; returns the wall time."""
-    sweep = args.root / problem
+def run_problems(problems: Sequence[str], args: argparse.Namespace,
+                 extra: Sequence[str]) -> float:
+    """All breeders × seeds of ``problems`` into ``<root>/<problem>``; returns the wall time.
+
+    With ``--jobs N`` every job of every problem shares one pool of N workers, so a many-core
+    machine stays busy across problems instead of draining the pool at each problem's end.
+    """
     start = time.perf_counter()
     if args.jobs <= 1:
-        cmd = job_command(problem, args.breeders, args.seeds, sweep, extra)
-        print(" ".join(cmd[2:]), flush=True)
-        run_logged(cmd, args.root / f"{problem}.log")
-    else:
-        todo = [(b, s) for s in args.seeds for b in args.breeders]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda bs: run_logged(
-                job_command(problem, [bs[0]], [bs[1]], sweep, extra, f"{bs[0]}_s{bs[1]}"),
-                args.root / f"{problem}_{bs[0]}_s{bs[1]}.log"), todo))
+        for problem in problems:
+            cmd = job_command(problem, args.breeders, args.seeds, args.root / problem, extra)
+            print(" ".join(cmd[2:]), flush=True)
+            run_logged(cmd, args.root / f"{problem}.log")
+        return time.perf_counter() - start
+    todo = [(p, b, s) for p in problems for s in args.seeds for b in args.breeders]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda pbs: run_logged(
+            job_command(pbs[0], [pbs[1]], [pbs[2]], args.root / pbs[0], extra,
+                        f"{pbs[1]}_s{pbs[2]}"),
+            args.root / f"{pbs[0]}_{pbs[1]}_s{pbs[2]}.log"), todo))
     return time.perf_counter() - start
 
 
@@ -399,10 +405,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                   "points_per_round simulations and runs rounds · steps_per_round gradient "
                   "steps (trainer=online and the experiment presets).", ""]
         verdicts, sections, summaries = [], [], []
+        if not args.skip_runs:
+            wall = run_problems(args.problems, args, extra)
+            print(f"{' '.join(args.problems)}: {wall:.0f} s", flush=True)
         for problem in args.problems:
-            if not args.skip_runs:
-                wall = run_problem(problem, args, extra)
-                print(f"{problem}: {wall:.0f} s", flush=True)
             section, summary = problem_section(problem, args.root / problem)
             sections += section
             verdicts.append(verdict(problem, summary.get("ogas", {}), summary.get("breed")))

@@ -1,5 +1,5 @@
-"""Per-simulation records: parameters, provenance, EMA of the difficulty signal, observation counts
-(shared by Breed and OGAS)."""
+"""Per-simulation records: parameters, provenance, EMA of the difficulty signal, the first value
+seen, observation counts (shared by Breed and OGAS)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from torch import Tensor
 
 NOT_IN_RESERVOIR = -1
 EVICTED = -2
+# where a sim's parameters came from (``SimHistory.source``)
+SOURCE_DESIGN = 0
+SOURCE_GENERATOR = 1
+SOURCE_LOCAL = 2
+FIELDS = ("unit", "is_bred", "generation", "target", "signal", "first", "source", "count", "slot")
 
 
 def validate_signals(sim_ids: Tensor, values: Tensor, n_asked: int) -> tuple[Tensor, Tensor, int]:
@@ -39,8 +44,13 @@ def validate_signals(sim_ids: Tensor, values: Tensor, n_asked: int) -> tuple[Ten
 
 
 class SimHistory:
-    """A growing table keyed by sim id: unit-cube parameters, is_bred, generation, target
-    condition, EMA signal, observation count and reservoir slot. Updates are vectorised."""
+    """A growing table keyed by sim id: unit-cube parameters, is_bred, proposal source,
+    generation, target condition, EMA signal, first reported signal, observation count and
+    reservoir slot. Updates are vectorised.
+
+    ``first`` is the mean of the first ``tell`` of a sim: the surrogate's loss there before it
+    trained on that sim, an unbiased look at its error, unlike the EMA of later, fitted losses.
+    """
 
     def __init__(self, dim: int, ema_alpha: float, capacity: int = 1024) -> None:
         self.dim = dim
@@ -56,6 +66,8 @@ class SimHistory:
             "generation": torch.zeros(capacity, dtype=torch.long),
             "target": torch.full((capacity,), float("nan")),
             "signal": torch.full((capacity,), float("nan")),
+            "first": torch.full((capacity,), float("nan")),
+            "source": torch.zeros(capacity, dtype=torch.long),
             "count": torch.zeros(capacity, dtype=torch.long),
             "slot": torch.full((capacity,), NOT_IN_RESERVOIR, dtype=torch.long),
         }
@@ -70,8 +82,9 @@ class SimHistory:
         return int(self.unit.shape[0])
 
     def write(self, first: int, unit: Tensor, is_bred: Tensor, generation: int,
-              target: Tensor) -> None:
-        """Store parameters for ids ``first..first+n-1`` (new ids, or not yet observed ones)."""
+              target: Tensor, source: Tensor | None = None) -> None:
+        """Store parameters for ids ``first..first+n-1`` (new ids, or not yet observed ones);
+        ``source`` (SOURCE_*) defaults to SOURCE_LOCAL for bred points, SOURCE_DESIGN otherwise."""
         n = unit.shape[0]
         end = first + n
         if end > self.capacity:
@@ -83,7 +96,10 @@ class SimHistory:
         self.is_bred[ids] = is_bred
         self.generation[ids] = generation
         self.target[ids] = target
+        self.source[ids] = (torch.where(is_bred, SOURCE_LOCAL, SOURCE_DESIGN) if source is None
+                            else source)
         self.signal[ids] = float("nan")
+        self.first[ids] = float("nan")
         self.slot[ids] = NOT_IN_RESERVOIR
         self.size = max(self.size, end)
 
@@ -101,26 +117,21 @@ class SimHistory:
         seen = self.count[uniq] > 0
         a = self.ema_alpha
         self.signal[uniq] = torch.where(seen, (1 - a) * old + a * mean, mean)
+        self.first[uniq] = torch.where(seen, self.first[uniq], mean)
         self.count[uniq] += counts
         return uniq
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size
-        return {
-            "size": n,
-            "unit": self.unit[:n].clone(),
-            "is_bred": self.is_bred[:n].clone(),
-            "generation": self.generation[:n].clone(),
-            "target": self.target[:n].clone(),
-            "signal": self.signal[:n].clone(),
-            "count": self.count[:n].clone(),
-            "slot": self.slot[:n].clone(),
-        }
+        return {"size": n, **{name: getattr(self, name)[:n].clone() for name in FIELDS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n = int(state["size"])
         self.size = 0
         self._alloc(max(n, 1024))
-        for name in ("unit", "is_bred", "generation", "target", "signal", "count", "slot"):
-            getattr(self, name)[:n] = state[name]
+        for name in FIELDS:
+            if name in state:
+                getattr(self, name)[:n] = state[name]
+        if "source" not in state:  # a checkpoint from before sources were recorded
+            self.source[:n] = torch.where(self.is_bred[:n], SOURCE_LOCAL, SOURCE_DESIGN)
         self.size = n

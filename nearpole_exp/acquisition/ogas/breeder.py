@@ -3,7 +3,8 @@
 A loss-conditioned DDPM over the normalised parameter box is trained continuously (background
 thread, or inline in ``synchronous`` mode) on a FIFO reservoir of scored simulations, debiased
 by a RatioMLP; each generation mixes DDPM children conditioned on high target difficulties with
-non-bred design points, at a scheduled breed ratio.
+non-bred design points, at a scheduled breed ratio. Optionally part of the bred share are local
+children of high-score reservoir sims, its size set by each proposal's measured yield (mixture.py).
 
 Threads and locks: the trainer thread holds ``trainer.lock`` for each step (model lock) and
 takes ``_data_lock`` briefly to draw a batch; ``tell`` takes only ``_data_lock``; generation
@@ -26,8 +27,21 @@ from torch import Tensor
 from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.acquisition.breed import jitter
 from nearpole_exp.acquisition.config import build_config
-from nearpole_exp.acquisition.history import EVICTED, NOT_IN_RESERVOIR, SimHistory, validate_signals
-from nearpole_exp.acquisition.ogas.conditions import MinMaxQueues, conditions, sample_targets
+from nearpole_exp.acquisition.history import (
+    EVICTED,
+    NOT_IN_RESERVOIR,
+    SOURCE_DESIGN,
+    SOURCE_GENERATOR,
+    SOURCE_LOCAL,
+    SimHistory,
+    validate_signals,
+)
+from nearpole_exp.acquisition.ogas.conditions import (
+    MinMaxQueues,
+    conditions,
+    sample_indices,
+    sample_targets,
+)
 from nearpole_exp.acquisition.ogas.config import (
     BreederConfig,
     DataConfig,
@@ -35,6 +49,7 @@ from nearpole_exp.acquisition.ogas.config import (
     ExperimentConfig,
 )
 from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM, Denoiser
+from nearpole_exp.acquisition.ogas.mixture import ProposalMix
 from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.acquisition.ogas.reservoir import Reservoir
 from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
@@ -97,6 +112,7 @@ class OGASBreeder(Breeder):
                                             bc.adaptive_ess_target, bc.adaptive_gain)
                          if bc.adaptive_ratio else None)
         self._ess_sum, self._ess_count = 0.0, 0
+        self.mix = ProposalMix(bc.proposal_mix, bc.local_share, bc.mix_floor, bc.mix_window)
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
         self.queues = MinMaxQueues(dc.min_max_queue_length)
         self.reservoir = Reservoir(dc.buffer_size, self.dim)
@@ -118,6 +134,7 @@ class OGASBreeder(Breeder):
             "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
             "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
             "generate_s": 0.0, "loss_stride": 1.0, "smoothing_k": float("nan"),
+            "local_share": self.mix.share,
         }
         self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": [],
                                               "ddpm_loss": []}
@@ -278,31 +295,46 @@ class OGASBreeder(Breeder):
             can_breed = self.reservoir.size >= bc.min_reservoir_size
         n_bred = math.floor(n * target_ratio + 1e-9) if can_breed else 0
         bred_unit, targets = torch.empty(0, self.dim), torch.zeros(0)
+        source = torch.zeros(0, dtype=torch.long)
         n_oob = n_cand = 0
         if n_bred > 0:
-            self._ensure_trained()
+            with self._data_lock:
+                self.stats["local_share"] = self.mix.update(self.history)
+            n_gen, n_local = self.mix.split(n_bred)
+            if n_gen > 0:
+                self._ensure_trained()
             with self._data_lock:
                 if self.config.data.smoothing_neighbours == 0:
                     self._choose_smoothing()
                 cond = self._reservoir_conditions()
-            targets = sample_targets(cond, n_bred, bc.loss_sampling_strategy,
+                parents = self.reservoir.unit[: self.reservoir.size][
+                    sample_indices(cond, n_local, bc.loss_sampling_alpha, self.generator)
+                ] if n_local else torch.empty(0, self.dim)
+            targets = sample_targets(cond, n_gen, bc.loss_sampling_strategy,
                                      bc.loss_sampling_alpha, bc.loss_sampling_quantile,
                                      self.generator)
-            bred_unit, valid, n_oob, n_cand = self._generate(targets)
-            bred_unit, targets = bred_unit[valid], targets[valid]
-            if bc.child_jitter > 0:
-                bred_unit = jitter(bred_unit, bc.child_jitter, self.generator)
-            elif bc.child_jitter_scale > 0:
-                sigma = adaptive_bandwidth(bred_unit, bc.child_jitter_scale)
-                bred_unit = jitter(bred_unit, sigma[:, None], self.generator)
+            bred_unit, n_oob, n_cand = torch.empty(0, self.dim), 0, 0
+            if n_gen > 0:
+                bred_unit, valid, n_oob, n_cand = self._generate(targets)
+                bred_unit, targets = bred_unit[valid], targets[valid]
+                if bc.child_jitter > 0:
+                    bred_unit = jitter(bred_unit, bc.child_jitter, self.generator)
+                elif bc.child_jitter_scale > 0:
+                    sigma = adaptive_bandwidth(bred_unit, bc.child_jitter_scale)
+                    bred_unit = jitter(bred_unit, sigma[:, None], self.generator)
+            local_unit = jitter(parents, bc.local_sigma, self.generator) if n_local else parents
+            source = torch.cat([torch.full((bred_unit.shape[0],), SOURCE_GENERATOR),
+                                torch.full((n_local,), SOURCE_LOCAL)])
+            bred_unit = torch.cat([bred_unit, local_unit])
+            targets = torch.cat([targets.float(), torch.full((n_local,), float("nan"))])
         n_valid = bred_unit.shape[0]
         design_unit = self.design.draw(n - n_valid)
         unit = torch.cat([bred_unit, design_unit])
-        is_bred = torch.cat([torch.ones(n_valid, dtype=torch.bool),
-                             torch.zeros(n - n_valid, dtype=torch.bool)])
+        source = torch.cat([source, torch.full((n - n_valid,), SOURCE_DESIGN)])
         target = torch.cat([targets.float(), torch.full((n - n_valid,), float("nan"))])
         perm = torch.randperm(n, generator=self.generator)
-        self._staged = {"unit": unit[perm], "is_bred": is_bred[perm], "target": target[perm],
+        self._staged = {"unit": unit[perm], "is_bred": source[perm] != SOURCE_DESIGN,
+                        "source": source[perm], "target": target[perm],
                         "generation": self.schedule.generation}
         self.stats.update(
             ratio=n_valid / n if n else 0.0, ratio_target=target_ratio,
@@ -341,7 +373,7 @@ class OGASBreeder(Breeder):
         k = staged["unit"].shape[0]
         with self._data_lock:
             self.history.write(first, staged["unit"], staged["is_bred"], staged["generation"],
-                               staged["target"])
+                               staged["target"], staged.get("source"))
         self.n_asked = max(self.n_asked, first + k)
         self.schedule.advance()
         for key in ("ratio", "ratio_target", "oob_rate"):
@@ -369,6 +401,7 @@ class OGASBreeder(Breeder):
                     **self.adaptive.state_dict(), "ess_sum": self._ess_sum,
                     "ess_count": self._ess_count},
                 "history": self.history.state_dict(),
+                "mix": self.mix.state_dict(),
                 "queues": self.queues.state_dict(),
                 "reservoir": self.reservoir.state_dict(),
                 "design": self.design.state_dict(),
@@ -406,6 +439,8 @@ class OGASBreeder(Breeder):
                 self._ess_sum = float(state["adaptive"]["ess_sum"])
                 self._ess_count = int(state["adaptive"]["ess_count"])
             self.history.load_state_dict(state["history"])
+            if "mix" in state:
+                self.mix.load_state_dict(state["mix"])
             self.queues.load_state_dict(state["queues"])
             self.reservoir.load_state_dict(state["reservoir"])
             self.design.load_state_dict(state["design"])
@@ -483,6 +518,10 @@ class OGASBreeder(Breeder):
             "breeder/generate_s": self.stats["generate_s"],
             "breeder/smoothing_k": self.stats.get("smoothing_k", float("nan")),
         }
+        if self.config.breeder.proposal_mix != "generator":
+            out["breeder/local_share"] = self.stats["local_share"]
+            for key, value in self.mix.last.items():
+                out[f"breeder/{key}"] = value
         if self.adaptive is not None:
             out["breeder/adaptive_ess"] = self.stats.get("adaptive_ess", float("nan"))
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}

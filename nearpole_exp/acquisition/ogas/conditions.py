@@ -63,6 +63,14 @@ def conditions(signal: Tensor, queues: MinMaxQueues, mode: str = "minmax",
     return c
 
 
+def sample_indices(cond: Tensor, n: int, alpha: float, generator: torch.Generator) -> Tensor:
+    """``n`` reservoir indices drawn with P(j) ∝ max(c_j, 0)^alpha (uniform if all are ≤ 0)."""
+    p = cond.clamp_min(0).double() ** alpha
+    if not bool(p.sum() > 0):
+        p = torch.ones_like(p)
+    return torch.multinomial(p, n, replacement=True, generator=generator)
+
+
 def sample_targets(cond: Tensor, n: int, strategy: str, alpha: float, quantile: float,
                    generator: torch.Generator) -> Tensor:
     """``n`` target difficulties from the reservoir's conditions ``cond``.
@@ -76,8 +84,4 @@ def sample_targets(cond: Tensor, n: int, strategy: str, alpha: float, quantile: 
         lo = torch.quantile(cond, quantile)
         hi = cond.max()
         return lo + (hi - lo) * torch.rand(n, generator=generator)
-    p = cond.clamp_min(0).double() ** alpha
-    if not bool(p.sum() > 0):
-        p = torch.ones_like(p)
-    idx = torch.multinomial(p, n, replacement=True, generator=generator)
-    return cond[idx].float()
+    return cond[sample_indices(cond, n, alpha, generator)].float()

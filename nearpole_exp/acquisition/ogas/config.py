@@ -14,6 +14,8 @@ from nearpole_exp.designs import DESIGNS
 from nearpole_exp.errors import check
 
 LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
+PROPOSAL_MIXES = ("generator", "fixed", "adaptive")
+MIX_DEFAULTS = {"local_share": 0.5, "local_sigma": 0.1, "mix_floor": 0.1, "mix_window": 3}
 BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
@@ -67,6 +69,16 @@ class BreederConfig:
     # nearest other bred point of the generation, k = ⌈√n⌉: the width follows the targeted
     # region's size instead of being fixed in box units (0: off)
     child_jitter_scale: float = 0.0
+    # proposals of the bred share: the loss-conditioned generator alone ("generator", Melissa's
+    # OGAS), or with a share of local children N(parent, local_sigma²) of reservoir sims drawn
+    # like the targets, ∝ c^alpha: a fixed local_share ("fixed"), or one set each generation by
+    # the first-look yield of each proposal, never below mix_floor for either ("adaptive",
+    # starting at local_share; mixture.py)
+    proposal_mix: str = "generator"
+    local_share: float = MIX_DEFAULTS["local_share"]
+    local_sigma: float = MIX_DEFAULTS["local_sigma"]
+    mix_floor: float = MIX_DEFAULTS["mix_floor"]
+    mix_window: int = MIX_DEFAULTS["mix_window"]
     # out-of-bounds generations (box parametrisation only): regenerate, then design draws
     resample_oob: bool = True
     max_oob_attempts: int = 3
@@ -118,6 +130,15 @@ class BreederConfig:
         check(0.0 <= self.ratio_mlp_label_smoothing < 0.5, "ratio_mlp_label_smoothing",
               "must lie in [0, 0.5)")
         check(self.ratio_mlp_lr > 0, "ratio_mlp_lr", "must be positive")
+        check(self.proposal_mix in PROPOSAL_MIXES, "proposal_mix",
+              f"must be one of {PROPOSAL_MIXES}, got {self.proposal_mix!r}")
+        check(0.0 <= self.local_share <= 1.0, "local_share", "must lie in [0, 1]")
+        check(0.0 < self.local_sigma <= 0.5, "local_sigma", "must lie in (0, 0.5]")
+        check(0.0 <= self.mix_floor <= 0.5, "mix_floor", "must lie in [0, 0.5]")
+        check(self.mix_window >= 1, "mix_window", "must be >= 1")
+        for key, default in MIX_DEFAULTS.items():
+            check(self.proposal_mix != "generator" or getattr(self, key) == default, key,
+                  "is used only with proposal_mix=fixed or adaptive")
         check(self.max_oob_attempts >= 0, "max_oob_attempts", "must be >= 0")
         check(self.non_breed_design in DESIGNS, "non_breed_design", f"must be one of {DESIGNS}")
         check(self.min_reservoir_size >= 1, "min_reservoir_size", "must be >= 1")

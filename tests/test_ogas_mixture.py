@@ -1,0 +1,139 @@
+"""OGAS's proposal mixture: first-look values, per-source yields, the adaptive local share."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from nearpole_exp.acquisition.history import (
+    SOURCE_DESIGN,
+    SOURCE_GENERATOR,
+    SOURCE_LOCAL,
+    SimHistory,
+)
+from nearpole_exp.acquisition.ogas import BreederConfig
+from nearpole_exp.acquisition.ogas.mixture import ProposalMix, ranks_within_generation, yields
+from nearpole_exp.errors import ConfigError
+from tests.test_ogas import corner, tell_twice, tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def generation(h: SimHistory, g: int, source: torch.Tensor, first: torch.Tensor) -> None:
+    """Append one generation whose sims report ``first`` once (their first look)."""
+    n = source.numel()
+    start = h.size
+    h.write(start, torch.rand(n, 2), source != SOURCE_DESIGN, g, torch.zeros(n), source)
+    h.update(torch.arange(start, start + n), first)
+
+
+def sources(n_design: int, n_gen: int, n_local: int) -> torch.Tensor:
+    return torch.cat([torch.full((n_design,), SOURCE_DESIGN),
+                      torch.full((n_gen,), SOURCE_GENERATOR),
+                      torch.full((n_local,), SOURCE_LOCAL)])
+
+
+def test_first_look_is_the_first_tell_only():
+    h = SimHistory(dim=2, ema_alpha=0.3)
+    h.write(0, torch.rand(3, 2), torch.tensor([False, True, True]), 0, torch.zeros(3))
+    assert h.source[:3].tolist() == [SOURCE_DESIGN, SOURCE_LOCAL, SOURCE_LOCAL]
+    h.update(torch.tensor([0, 0, 1]), torch.tensor([1.0, 3.0, 5.0]))
+    h.update(torch.tensor([0, 1, 2]), torch.tensor([10.0, 10.0, 7.0]))
+    assert h.first[:3].tolist() == [2.0, 5.0, 7.0]  # later tells move the EMA, not the first look
+    assert h.signal[0] == pytest.approx(0.7 * 2.0 + 0.3 * 10.0)
+    old = h.state_dict()
+    del old["first"], old["source"]  # a checkpoint from before these were recorded
+    restored = SimHistory(dim=2, ema_alpha=0.3)
+    restored.load_state_dict(old)
+    assert restored.source[:3].tolist() == [SOURCE_DESIGN, SOURCE_LOCAL, SOURCE_LOCAL]
+    assert torch.isnan(restored.first[:3]).all()
+
+
+def test_ranks_are_taken_within_each_generation():
+    h = SimHistory(dim=2, ema_alpha=0.3)
+    generation(h, 1, sources(4, 0, 0), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    generation(h, 2, sources(2, 0, 0), torch.tensor([100.0, 50.0]))  # another scale entirely
+    ids, ranks = ranks_within_generation(h, torch.tensor([1, 2]))
+    assert ids.tolist() == [0, 1, 2, 3, 4, 5]
+    assert ranks.tolist() == [0.25, 0.5, 0.75, 1.0, 1.0, 0.5]
+
+
+@pytest.mark.parametrize(("local_offset", "expect"), [
+    (+1.0, "high"),   # local children land where the surrogate is worse: more of them
+    (-1.0, "low"),    # the generator's land there: the local share falls to the floor
+    (0.0, "even"),    # the same law: no preference
+])
+def test_adaptive_share_follows_the_better_yield(local_offset, expect):
+    gen = torch.Generator().manual_seed(0)
+    h = SimHistory(dim=2, ema_alpha=0.3)
+    for g in range(1, 5):
+        noise = torch.rand(30 + 40 + 40, generator=gen)
+        first = noise + torch.cat([torch.zeros(70), torch.full((40,), local_offset)])
+        generation(h, g, sources(30, 40, 40), first)
+    mix = ProposalMix("adaptive", share=0.5, floor=0.1, window=3)
+    share = mix.update(h)
+    y = yields(h, 3)
+    assert y[SOURCE_GENERATOR][2] == 120 and y[SOURCE_LOCAL][2] == 120  # 3 generations × 40
+    if expect == "high":
+        assert share == pytest.approx(0.9)
+        assert mix.last["yield_local"] > mix.last["yield_generator"] + 0.3
+    elif expect == "low":
+        assert share == pytest.approx(0.1)
+    else:
+        assert 0.1 < share < 0.9
+    assert mix.split(100) == (100 - round(100 * share), round(100 * share))
+    other = ProposalMix("adaptive", share=0.5, floor=0.1, window=3)
+    other.load_state_dict(mix.state_dict())
+    assert other.share == share and other.last == mix.last
+
+
+def test_fixed_and_generator_modes_keep_their_share():
+    h = SimHistory(dim=2, ema_alpha=0.3)
+    generation(h, 1, sources(10, 10, 10), torch.rand(30))
+    assert ProposalMix("fixed", 0.3, 0.1, 3).update(h) == 0.3
+    assert ProposalMix("generator", 0.5, 0.1, 3).update(h) == 0.0
+    assert ProposalMix("adaptive", 0.4, 0.1, 3).update(SimHistory(2, 0.3)) == 0.4  # no yields yet
+
+
+def test_breeder_with_local_proposals_records_sources_and_resumes():
+    torch.manual_seed(3)
+    gen = torch.Generator().manual_seed(3)
+    b = tiny(proposal_mix="adaptive", end_breed_ratio=0.8, local_share=0.5)
+    for _ in range(4):
+        tell_twice(b, b.ask(200), gen)
+    src = b.history.source[200:800]
+    assert (src == SOURCE_LOCAL).any() and (src == SOURCE_GENERATOR).any()
+    assert torch.equal(b.history.is_bred[:800], b.history.source[:800] != SOURCE_DESIGN)
+    m = b.metrics()
+    assert 0.1 <= m["breeder/local_share"] <= 0.9
+    assert {"breeder/yield_local", "breeder/yield_generator"} <= set(m)
+    local = b.history.unit[:800][b.history.source[:800] == SOURCE_LOCAL]
+    assert float(corner(local).float().mean()) > 5 * 0.04  # children of the hard sims
+    buf = io.BytesIO()
+    torch.save(b.checkpoint_state(), buf)
+    buf.seek(0)
+    c = tiny(proposal_mix="adaptive", end_breed_ratio=0.8, local_share=0.5)
+    c.restart_from_checkpoint(torch.load(buf, weights_only=True))
+    assert torch.equal(b.ask(64), c.ask(64))
+    assert c.mix.share == b.mix.share
+
+
+def test_a_fixed_share_of_one_breeds_only_local_children():
+    b = tiny(proposal_mix="fixed", local_share=1.0, end_breed_ratio=0.5)
+    gen = torch.Generator().manual_seed(4)
+    tell_twice(b, b.ask(100), gen)
+    b.ask(100)
+    assert int((b.history.source[100:200] == SOURCE_LOCAL).sum()) == 50
+    assert not (b.history.source[100:200] == SOURCE_GENERATOR).any()
+    assert torch.isnan(b.history.target[100:200]).all()  # no generator condition was asked for
+
+
+def test_mix_settings_are_checked():
+    with pytest.raises(ConfigError, match="proposal_mix"):
+        BreederConfig(proposal_mix="both")
+    with pytest.raises(ConfigError, match="local_share"):
+        BreederConfig(local_share=0.3)  # only meaningful with a mixture
+    with pytest.raises(ConfigError, match="mix_floor"):
+        BreederConfig(proposal_mix="adaptive", mix_floor=0.7)
