@@ -1,4 +1,4 @@
-"""OGAS's proposal mixture: first-look values, per-source yields, the adaptive local share."""
+"""First-look yields and what they steer: OGAS's proposal mixture and the yield-driven ratio."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from nearpole_exp.acquisition.history import (
     SimHistory,
 )
 from nearpole_exp.acquisition.ogas import BreederConfig
-from nearpole_exp.acquisition.ogas.mixture import ProposalMix, ranks_within_generation, yields
+from nearpole_exp.acquisition.ogas.mixture import ProposalMix
+from nearpole_exp.acquisition.schedule import YieldBreedRatio
+from nearpole_exp.acquisition.yields import (
+    probability_higher,
+    ranks_within_generation,
+    source_yields,
+)
 from nearpole_exp.errors import ConfigError
 from tests.test_ogas import corner, tell_twice, tiny
 
@@ -74,8 +80,9 @@ def test_adaptive_share_follows_the_better_yield(local_offset, expect):
         generation(h, g, sources(30, 40, 40), first)
     mix = ProposalMix("adaptive", share=0.5, floor=0.1, window=3)
     share = mix.update(h)
-    y = yields(h, 3)
-    assert y[SOURCE_GENERATOR][2] == 120 and y[SOURCE_LOCAL][2] == 120  # 3 generations × 40
+    y = source_yields(h, 3)
+    assert y["generator"].n == 120 and y["local"].n == 120  # 3 generations × 40
+    assert y["design"].n == 90 and y["bred"].n == 240
     if expect == "high":
         assert share == pytest.approx(0.9)
         assert mix.last["yield_local"] > mix.last["yield_generator"] + 0.3
@@ -137,3 +144,45 @@ def test_mix_settings_are_checked():
         BreederConfig(local_share=0.3)  # only meaningful with a mixture
     with pytest.raises(ConfigError, match="mix_floor"):
         BreederConfig(proposal_mix="adaptive", mix_floor=0.7)
+
+
+@pytest.mark.parametrize(("bred_offset", "expect"), [(+1.0, 0.9), (-1.0, 0.0)])
+def test_yield_driven_ratio_breeds_while_bred_points_are_harder(bred_offset, expect):
+    gen = torch.Generator().manual_seed(1)
+    h = SimHistory(dim=2, ema_alpha=0.3)
+    for g in range(1, 4):
+        first = torch.rand(100, generator=gen) + torch.cat([torch.zeros(40),
+                                                            torch.full((60,), bred_offset)])
+        generation(h, g, sources(40, 30, 30), first)
+    y = source_yields(h, 3)
+    ratio = YieldBreedRatio(0.0, 0.9)
+    assert ratio.value == pytest.approx(0.45)  # no evidence yet: half way
+    assert ratio.update(probability_higher(y["bred"], y["design"])) == pytest.approx(expect, abs=1e-3)
+    assert probability_higher(y["design"], y["design"]) == pytest.approx(0.5)
+
+
+def test_breeder_with_yield_driven_ratio_reports_and_resumes():
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(7)
+    kw = dict(adaptive_ratio="yield", end_breed_ratio=0.9,
+              breakpoint=3, proposal_mix="adaptive")
+    b = tiny(**kw)
+    ratios = []
+    for _ in range(4):
+        tell_twice(b, b.ask(200), gen)
+        ratios.append(b.stats["ratio"])
+    assert ratios[0] == 0.0 and ratios[1] == pytest.approx(0.45, abs=0.01)
+    # the corner's sims are harder than the design's (difficulty ~1.1 vs 0.1): breed to the top
+    assert ratios[3] > 0.8
+    m = b.metrics()
+    assert m["breeder/yield_bred"] > m["breeder/yield_design"]
+    state = b.checkpoint_state()
+    c = tiny(**kw)
+    c.restart_from_checkpoint(state)
+    assert c.adaptive.value == b.adaptive.value
+    with pytest.raises(ConfigError, match="adaptive_ratio"):
+        BreederConfig(adaptive_ratio="loss")
+    with pytest.raises(ConfigError, match="adaptive_gain"):
+        BreederConfig(adaptive_ratio="yield", adaptive_gain=2.0)  # an ESS controller's setting
+    assert BreederConfig(adaptive_ratio=True).adaptive_ratio == "ess"  # the former switch
+    BreederConfig(adaptive_ratio="yield", learn_sampling_ratio=False)  # no classifier needed

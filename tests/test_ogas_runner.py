@@ -18,7 +18,8 @@ TINY_OGAS = [
     "trainer.batch_size=128", "trainer.eval_every=6", "problem.n_eval=64",
     "ogas.breeder.synchronous=true", "ogas.breeder.train_steps_per_ask=150",
     "ogas.breeder.min_train_steps=100", "ogas.breeder.end_breed_ratio=0.8",
-    "ogas.breeder.breakpoint=2", "ogas.model.model_dim=32", "ogas.model.depth=2",
+    "ogas.breeder.adaptive_ratio=off", "ogas.breeder.breakpoint=2", "ogas.model.model_dim=32",
+    "ogas.model.depth=2",
     "trainer.design_weighting=0.5",
 ]
 

@@ -78,3 +78,29 @@ class AdaptiveBreedRatio:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value = float(state["value"])
+
+
+class YieldBreedRatio:
+    """Breed ratio steered by first-look yields (acquisition/yields.py): R = low + (high − low)·p
+    once per generation, p the probability that bred points are harder for the surrogate than
+    the design's (0.5 until both have been measured).
+
+    Breeding is worth its share while its points are where the surrogate errs more than on a
+    design draw; once the surrogate has caught up there (p → ½ or below) the design takes back
+    the points and explores.
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low = float(low)
+        self.high = float(high)
+        self.value = self.low + 0.5 * (self.high - self.low)
+
+    def update(self, p_bred_harder: float) -> float:
+        self.value = self.low + (self.high - self.low) * p_bred_harder
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value = float(state["value"])

@@ -54,7 +54,8 @@ from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.acquisition.ogas.reservoir import Reservoir
 from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
 from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
-from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio, BreedRatioSchedule
+from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio, BreedRatioSchedule, YieldBreedRatio
+from nearpole_exp.acquisition.yields import probability_higher, source_yields
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
@@ -108,11 +109,14 @@ class OGASBreeder(Breeder):
         self.schedule = BreedRatioSchedule(bc.start_breed_ratio, bc.end_breed_ratio,
                                            bc.breakpoint, bc.schedule_on, bc.total_budget,
                                            bc.budget_breakpoint)
-        self.adaptive = (AdaptiveBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
-                                            bc.adaptive_ess_target, bc.adaptive_gain)
-                         if bc.adaptive_ratio else None)
+        self.adaptive: AdaptiveBreedRatio | YieldBreedRatio | None = None
+        if bc.adaptive_ratio == "ess":
+            self.adaptive = AdaptiveBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
+                                               bc.adaptive_ess_target, bc.adaptive_gain)
+        elif bc.adaptive_ratio == "yield":
+            self.adaptive = YieldBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio)
         self._ess_sum, self._ess_count = 0.0, 0
-        self.mix = ProposalMix(bc.proposal_mix, bc.local_share, bc.mix_floor, bc.mix_window)
+        self.mix = ProposalMix(bc.proposal_mix, bc.local_share, bc.mix_floor, bc.yield_window)
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
         self.queues = MinMaxQueues(dc.min_max_queue_length)
         self.reservoir = Reservoir(dc.buffer_size, self.dim)
@@ -345,11 +349,20 @@ class OGASBreeder(Breeder):
 
     def _target_ratio(self) -> float:
         """R of the generation being drawn: the schedule's, or the adaptive controller's after
-        feeding it the mean ESS since the last generation (1 while nothing bred is scored)."""
+        feeding it the last generations' signal (mean ESS since the last generation, or the
+        probability that bred sims were harder than design sims)."""
         if self.adaptive is None:
             return self.schedule.ratio(consumed=self.n_asked)
         if self.schedule.generation == 0:
             return 0.0
+        if isinstance(self.adaptive, YieldBreedRatio):
+            with self._data_lock:
+                y = source_yields(self.history, self.config.breeder.yield_window)
+            if "bred" in y and "design" in y:
+                p = probability_higher(y["bred"], y["design"])
+                self.adaptive.update(p)
+                self.stats.update(yield_bred=y["bred"].mean, yield_design=y["design"].mean)
+            return self.adaptive.value
         if self.schedule.generation >= 2:
             ess = self._ess_sum / self._ess_count if self._ess_count else 1.0
             self.adaptive.update(ess)
@@ -522,8 +535,11 @@ class OGASBreeder(Breeder):
             out["breeder/local_share"] = self.stats["local_share"]
             for key, value in self.mix.last.items():
                 out[f"breeder/{key}"] = value
-        if self.adaptive is not None:
+        if isinstance(self.adaptive, AdaptiveBreedRatio):
             out["breeder/adaptive_ess"] = self.stats.get("adaptive_ess", float("nan"))
+        elif self.adaptive is not None:
+            out["breeder/yield_bred"] = self.stats.get("yield_bred", float("nan"))
+            out["breeder/yield_design"] = self.stats.get("yield_design", float("nan"))
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
     @property

@@ -15,7 +15,10 @@ from nearpole_exp.errors import check
 
 LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
 PROPOSAL_MIXES = ("generator", "fixed", "adaptive")
-MIX_DEFAULTS = {"local_share": 0.5, "local_sigma": 0.1, "mix_floor": 0.1, "mix_window": 3}
+ADAPTIVE_RATIOS = ("off", "ess", "yield")
+LEGACY_ADAPTIVE = {"true": "ess", "false": "off"}  # the former boolean switch
+MIX_DEFAULTS = {"local_share": 0.5, "local_sigma": 0.1, "mix_floor": 0.1}
+YIELD_WINDOW = 3
 BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
@@ -44,9 +47,12 @@ class BreederConfig:
     schedule_on: str = "generation"
     total_budget: int | None = None
     budget_breakpoint: float = 0.3
-    # adaptive ratio: from generation 1 at start_breed_ratio, R ← clip(R + gain·(ESS − target),
-    # 0, end_breed_ratio) each generation, ESS the ratio classifier's mean since the last one
-    adaptive_ratio: bool = False
+    # adaptive ratio, in place of the ramp: "ess": from generation 1 at start_breed_ratio,
+    # R ← clip(R + gain·(ESS − target), 0, end_breed_ratio) each generation, ESS the ratio
+    # classifier's mean since the last one; "yield": R = start + (end − start)·p, p the
+    # probability that bred sims are harder for the surrogate than design sims (their
+    # first-look yields over yield_window generations, acquisition/yields.py); "off": the ramp
+    adaptive_ratio: str = "off"
     adaptive_ess_target: float = ADAPTIVE_ESS_TARGET
     adaptive_gain: float = ADAPTIVE_GAIN
     # target difficulties: P(c_j) ∝ max(c_j, 0)^alpha, or c* ~ U[Q_quantile(c), max c]
@@ -72,13 +78,13 @@ class BreederConfig:
     # proposals of the bred share: the loss-conditioned generator alone ("generator", Melissa's
     # OGAS), or with a share of local children N(parent, local_sigma²) of reservoir sims drawn
     # like the targets, ∝ c^alpha: a fixed local_share ("fixed"), or one set each generation by
-    # the first-look yield of each proposal, never below mix_floor for either ("adaptive",
-    # starting at local_share; mixture.py)
+    # the first-look yield of each proposal over yield_window generations, never below
+    # mix_floor for either ("adaptive", starting at local_share; mixture.py)
     proposal_mix: str = "generator"
     local_share: float = MIX_DEFAULTS["local_share"]
     local_sigma: float = MIX_DEFAULTS["local_sigma"]
     mix_floor: float = MIX_DEFAULTS["mix_floor"]
-    mix_window: int = MIX_DEFAULTS["mix_window"]
+    yield_window: int = YIELD_WINDOW
     # out-of-bounds generations (box parametrisation only): regenerate, then design draws
     resample_oob: bool = True
     max_oob_attempts: int = 3
@@ -112,14 +118,19 @@ class BreederConfig:
               "must lie in [0, 10]")
         check(self.child_jitter == 0.0 or self.child_jitter_scale == 0.0, "child_jitter_scale",
               "is an alternative to child_jitter: set one of them")
+        self.adaptive_ratio = LEGACY_ADAPTIVE.get(str(self.adaptive_ratio).lower(),
+                                                  self.adaptive_ratio)
+        check(self.adaptive_ratio in ADAPTIVE_RATIOS, "adaptive_ratio",
+              f"must be one of {ADAPTIVE_RATIOS}, got {self.adaptive_ratio!r}")
+        ess_driven = self.adaptive_ratio == "ess"
         for key, default in (("adaptive_ess_target", ADAPTIVE_ESS_TARGET),
                              ("adaptive_gain", ADAPTIVE_GAIN)):
-            check(self.adaptive_ratio or getattr(self, key) == default, key,
-                  "is used only with adaptive_ratio=true")
-        check(not self.adaptive_ratio or (self.schedule_on == "generation"
+            check(ess_driven or getattr(self, key) == default, key,
+                  "is used only with adaptive_ratio=ess")
+        check(self.adaptive_ratio == "off" or (self.schedule_on == "generation"
                                           and self.breakpoint == RAMP_BREAKPOINT), "breakpoint",
-              "the ramp (breakpoint, schedule_on) is replaced by adaptive_ratio=true: leave it unset")
-        check(not self.adaptive_ratio or self.learn_sampling_ratio, "adaptive_ratio",
+              "the ramp (breakpoint, schedule_on) is replaced by adaptive_ratio: leave it unset")
+        check(not ess_driven or self.learn_sampling_ratio, "adaptive_ratio",
               "is driven by the ratio classifier's ESS: needs learn_sampling_ratio=true")
         check(not (self.learn_sampling_ratio and self.train_only_with_non_breed_samples),
               "train_only_with_non_breed_samples",
@@ -135,7 +146,10 @@ class BreederConfig:
         check(0.0 <= self.local_share <= 1.0, "local_share", "must lie in [0, 1]")
         check(0.0 < self.local_sigma <= 0.5, "local_sigma", "must lie in (0, 0.5]")
         check(0.0 <= self.mix_floor <= 0.5, "mix_floor", "must lie in [0, 0.5]")
-        check(self.mix_window >= 1, "mix_window", "must be >= 1")
+        check(self.yield_window >= 1, "yield_window", "must be >= 1")
+        check(self.yield_window == YIELD_WINDOW or self.proposal_mix == "adaptive"
+              or self.adaptive_ratio == "yield", "yield_window",
+              "is used only with proposal_mix=adaptive or adaptive_ratio=yield")
         for key, default in MIX_DEFAULTS.items():
             check(self.proposal_mix != "generator" or getattr(self, key) == default, key,
                   "is used only with proposal_mix=fixed or adaptive")
