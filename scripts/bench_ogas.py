@@ -281,9 +281,12 @@ def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
         breeder.next_parameters(n_params)
         times.append(time.perf_counter() - start)
         breeder.concretize_resampled_parameters(breeder.n_asked - 1)
-    ratio = breeder.stats["ratio"]
-    return [f"- `next_parameters({n_params})` on the CPU (1 thread; {ratio:.0%} bred by the "
-            f"DDPM, DDIM {cfg.ogas.model.sample_steps} steps, CFG): median "
+    ratio, by_ddpm = breeder.stats["ratio"], 1.0 - breeder.stats["local_share"]
+    m = cfg.ogas.model
+    sampling = (f"DDIM {m.sample_steps} steps" if m.sampler == "ddim"
+                else f"ancestral, {m.timesteps} steps")
+    return [f"- `next_parameters({n_params})` on the CPU (1 thread; {ratio:.0%} bred, "
+            f"{by_ddpm:.0%} of them by the DDPM, {sampling}, guidance {m.guidance_scale}): median "
             f"{statistics.median(times):.3f} s, max {max(times):.3f} s over {repeats} calls "
             f"(target < 1 s).",
             f"- DDPM + ratio-MLP training: {steps_per_s:.0f} steps/s on one CPU thread "
