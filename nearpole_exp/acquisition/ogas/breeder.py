@@ -268,6 +268,51 @@ class OGASBreeder(Breeder):
             n_cand += rows.numel()
         return unit, ~oob, n_oob, n_cand
 
+    def _generator_children(self, targets: Tensor) -> tuple[Tensor, Tensor, int, int]:
+        """DDPM points for ``targets`` with the child jitter: (unit points, their targets,
+        #OOB candidates, #candidates); invalid generations are dropped."""
+        bc = self.config.breeder
+        unit, valid, n_oob, n_cand = self._generate(targets)
+        unit, targets = unit[valid], targets[valid]
+        if bc.child_jitter > 0:
+            unit = jitter(unit, bc.child_jitter, self.generator)
+        elif bc.child_jitter_scale > 0:
+            sigma = adaptive_bandwidth(unit, bc.child_jitter_scale)
+            unit = jitter(unit, sigma[:, None], self.generator)
+        return unit, targets, n_oob, n_cand
+
+    def _bred(self, n_bred: int) -> tuple[Tensor, Tensor, Tensor, int, int]:
+        """The bred share of a generation: (unit points, targets (NaN for local children),
+        sources, #OOB candidates, #candidates), split between the generator and local
+        children of reservoir sims drawn like the targets, ∝ c^alpha (mixture.py)."""
+        bc = self.config.breeder
+        if n_bred == 0:
+            return (torch.empty(0, self.dim), torch.zeros(0), torch.zeros(0, dtype=torch.long),
+                    0, 0)
+        with self._data_lock:
+            self.stats["local_share"] = self.mix.update(self.history)
+        n_gen, n_local = self.mix.split(n_bred)
+        if n_gen > 0:
+            self._ensure_trained()
+        with self._data_lock:
+            if self.config.data.smoothing_neighbours == 0:
+                self._choose_smoothing()
+            cond = self._reservoir_conditions()
+            parents = self.reservoir.unit[: self.reservoir.size][
+                sample_indices(cond, n_local, bc.loss_sampling_alpha, self.generator)
+            ] if n_local else torch.empty(0, self.dim)
+        targets = sample_targets(cond, n_gen, bc.loss_sampling_strategy, bc.loss_sampling_alpha,
+                                 bc.loss_sampling_quantile, self.generator)
+        gen_unit, n_oob, n_cand = torch.empty(0, self.dim), 0, 0
+        if n_gen > 0:
+            gen_unit, targets, n_oob, n_cand = self._generator_children(targets)
+        local_unit = jitter(parents, bc.local_sigma, self.generator) if n_local else parents
+        source = torch.cat([torch.full((gen_unit.shape[0],), SOURCE_GENERATOR),
+                            torch.full((n_local,), SOURCE_LOCAL)])
+        return (torch.cat([gen_unit, local_unit]),
+                torch.cat([targets.float(), torch.full((n_local,), float("nan"))]),
+                source, n_oob, n_cand)
+
     # ------------------------------------------------------------------ Melissa-named API
     def train_sampler(self) -> int:
         """Trigger training: ``train_steps_per_ask`` inline steps (synchronous mode, returns how
@@ -298,39 +343,7 @@ class OGASBreeder(Breeder):
         with self._data_lock:
             can_breed = self.reservoir.size >= bc.min_reservoir_size
         n_bred = math.floor(n * target_ratio + 1e-9) if can_breed else 0
-        bred_unit, targets = torch.empty(0, self.dim), torch.zeros(0)
-        source = torch.zeros(0, dtype=torch.long)
-        n_oob = n_cand = 0
-        if n_bred > 0:
-            with self._data_lock:
-                self.stats["local_share"] = self.mix.update(self.history)
-            n_gen, n_local = self.mix.split(n_bred)
-            if n_gen > 0:
-                self._ensure_trained()
-            with self._data_lock:
-                if self.config.data.smoothing_neighbours == 0:
-                    self._choose_smoothing()
-                cond = self._reservoir_conditions()
-                parents = self.reservoir.unit[: self.reservoir.size][
-                    sample_indices(cond, n_local, bc.loss_sampling_alpha, self.generator)
-                ] if n_local else torch.empty(0, self.dim)
-            targets = sample_targets(cond, n_gen, bc.loss_sampling_strategy,
-                                     bc.loss_sampling_alpha, bc.loss_sampling_quantile,
-                                     self.generator)
-            bred_unit, n_oob, n_cand = torch.empty(0, self.dim), 0, 0
-            if n_gen > 0:
-                bred_unit, valid, n_oob, n_cand = self._generate(targets)
-                bred_unit, targets = bred_unit[valid], targets[valid]
-                if bc.child_jitter > 0:
-                    bred_unit = jitter(bred_unit, bc.child_jitter, self.generator)
-                elif bc.child_jitter_scale > 0:
-                    sigma = adaptive_bandwidth(bred_unit, bc.child_jitter_scale)
-                    bred_unit = jitter(bred_unit, sigma[:, None], self.generator)
-            local_unit = jitter(parents, bc.local_sigma, self.generator) if n_local else parents
-            source = torch.cat([torch.full((bred_unit.shape[0],), SOURCE_GENERATOR),
-                                torch.full((n_local,), SOURCE_LOCAL)])
-            bred_unit = torch.cat([bred_unit, local_unit])
-            targets = torch.cat([targets.float(), torch.full((n_local,), float("nan"))])
+        bred_unit, targets, source, n_oob, n_cand = self._bred(n_bred)
         n_valid = bred_unit.shape[0]
         design_unit = self.design.draw(n - n_valid)
         unit = torch.cat([bred_unit, design_unit])
