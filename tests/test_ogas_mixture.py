@@ -7,6 +7,7 @@ import io
 import pytest
 import torch
 
+from nearpole_exp.acquisition.breed import BreedBreeder, BreedConfig
 from nearpole_exp.acquisition.history import (
     SOURCE_DESIGN,
     SOURCE_GENERATOR,
@@ -22,7 +23,7 @@ from nearpole_exp.acquisition.yields import (
     source_yields,
 )
 from nearpole_exp.errors import ConfigError
-from tests.test_ogas import corner, tell_twice, tiny
+from tests.test_ogas import UNIT2, corner, difficulty, tell_twice, tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -186,3 +187,23 @@ def test_breeder_with_yield_driven_ratio_reports_and_resumes():
         BreederConfig(adaptive_ratio="yield", adaptive_gain=2.0)  # an ESS controller's setting
     assert BreederConfig(adaptive_ratio=True).adaptive_ratio == "ess"  # the former switch
     BreederConfig(adaptive_ratio="yield", learn_sampling_ratio=False)  # no classifier needed
+
+
+def test_breed_with_the_yield_driven_ratio_breeds_up_to_its_ceiling():
+    gen = torch.Generator().manual_seed(2)
+    b = BreedBreeder(UNIT2, start=0.0, end=0.9, adaptive_ratio="yield")
+    for _ in range(4):
+        x = b.ask(200)
+        ids = torch.arange(b.n_asked - 200, b.n_asked)
+        b.tell(ids, difficulty(x, gen))  # unit box: parameters are unit coordinates
+    assert b.records["ratio"][:2] == pytest.approx([0.0, 0.45])
+    assert b.records["ratio"][3] > 0.8  # corner children are far harder than design points
+    m = b.metrics()
+    assert m["breeder/yield_bred"] > m["breeder/yield_design"]
+    c = BreedBreeder(UNIT2, start=0.0, end=0.9, adaptive_ratio="yield")
+    c.load_state_dict(b.state_dict())
+    assert torch.equal(b.ask(50), c.ask(50))
+    with pytest.raises(ConfigError, match="breakpoint"):
+        BreedConfig(adaptive_ratio="yield", breakpoint=5)
+    with pytest.raises(ConfigError, match="adaptive_ratio"):
+        BreedConfig(adaptive_ratio="ess")  # Breed has no ratio classifier

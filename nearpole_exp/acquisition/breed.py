@@ -1,6 +1,7 @@
 """BreedBreeder: the local-mutation baseline (Melissa's DefaultBreeder / "Breed").
 
-Each generation a share R (start → end over ``breakpoint`` generations) is bred: parents are
+Each generation a share R (start → end over ``breakpoint`` generations, or steered by the
+first-look yields with ``adaptive_ratio="yield"``) is bred: parents are
 drawn fitness-proportionally from the most recent ``window`` scored sims, children are Gaussian
 around them with sigma relative to the box; the rest comes from the non-bred design.
 """
@@ -17,7 +18,8 @@ from torch import Tensor
 from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.acquisition.config import BreedConfig, build_config
 from nearpole_exp.acquisition.history import SimHistory, validate_signals
-from nearpole_exp.acquisition.schedule import BreedRatioSchedule
+from nearpole_exp.acquisition.schedule import BreedRatioSchedule, YieldBreedRatio
+from nearpole_exp.acquisition.yields import probability_higher, source_yields
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
@@ -60,6 +62,8 @@ class BreedBreeder(Breeder):
         self.schedule = BreedRatioSchedule(cfg.start, cfg.end, cfg.breakpoint, cfg.schedule_on,
                                            cfg.total_budget, cfg.budget_breakpoint)
         self.history = SimHistory(self.dim, cfg.ema_alpha)
+        self.adaptive = (YieldBreedRatio(cfg.start, cfg.end) if cfg.adaptive_ratio == "yield"
+                         else None)
         self.stats: dict[str, float] = {"ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0,
                                         "dropped_values": 0.0}
         self.records: dict[str, list[float]] = {"ratio": [], "ratio_target": [], "oob_rate": []}
@@ -103,7 +107,7 @@ class BreedBreeder(Breeder):
             raise ValueError(f"n must be >= 0, got {n}")
         h = self.history
         has_scores = bool((h.count[: h.size] >= self.config.min_observations).any())
-        ratio = self.schedule.ratio(consumed=self.n_asked)
+        ratio = self._ratio()
         n_bred = math.floor(n * ratio + 1e-9) if has_scores else 0
         bred, n_oob, n_cand = self._mutate(self._parents(n_bred)) if n_bred else (
             torch.empty(0, self.dim), 0, 0)
@@ -122,6 +126,18 @@ class BreedBreeder(Breeder):
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         return lo + unit * (hi - lo)
 
+    def _ratio(self) -> float:
+        """R of the generation being drawn: the ramp's, or the yield controller's."""
+        if self.adaptive is None:
+            return self.schedule.ratio(consumed=self.n_asked)
+        if self.schedule.generation == 0:
+            return 0.0
+        y = source_yields(self.history, self.config.yield_window)
+        if "bred" in y and "design" in y:
+            self.adaptive.update(probability_higher(y["bred"], y["design"]))
+            self.stats.update(yield_bred=y["bred"].mean, yield_design=y["design"].mean)
+        return self.adaptive.value
+
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample signals (EMA per sim); non-finite values are dropped and counted."""
         ids, vals, dropped = validate_signals(sim_ids, values, self.n_asked)
@@ -133,13 +149,17 @@ class BreedBreeder(Breeder):
         return self.history.is_bred[torch.as_tensor(sim_ids, dtype=torch.long)].clone()
 
     def metrics(self) -> dict[str, float]:
-        return {
+        out = {
             "breeder/ratio": self.stats["ratio"],
             "breeder/ratio_target": self.stats["ratio_target"],
             "breeder/oob_rate": self.stats["oob_rate"],
             "breeder/generation": float(self.schedule.generation),
             "breeder/dropped_values": self.stats["dropped_values"],
         }
+        for key in ("yield_bred", "yield_design"):
+            if key in self.stats:
+                out[f"breeder/{key}"] = self.stats[key]
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +171,7 @@ class BreedBreeder(Breeder):
             "design": self.design.state_dict(),
             "schedule": self.schedule.state_dict(),
             "history": self.history.state_dict(),
+            "adaptive": None if self.adaptive is None else self.adaptive.state_dict(),
             "stats": dict(self.stats),
             "records": {k: list(v) for k, v in self.records.items()},
         }
@@ -163,6 +184,8 @@ class BreedBreeder(Breeder):
         self.design.load_state_dict(state["design"])
         self.schedule.load_state_dict(state["schedule"])
         self.history.load_state_dict(state["history"])
+        if self.adaptive is not None and state.get("adaptive") is not None:
+            self.adaptive.load_state_dict(state["adaptive"])
         self.stats = {k: float(v) for k, v in state["stats"].items()}
         self.records = {k: list(v) for k, v in state["records"].items()}
 

@@ -59,9 +59,21 @@ class BreedConfig:
     oob_factor: float = 0.3
     max_oob_attempts: int = 5
     non_breed_design: str = "uniform"
+    # "yield": R = start + (end − start)·p each generation instead of the ramp, p the
+    # probability that bred sims were harder at first look than design sims over the last
+    # yield_window generations (acquisition/yields.py; as OGAS's adaptive_ratio=yield)
+    adaptive_ratio: str = "off"
+    yield_window: int = 3
 
     def __post_init__(self) -> None:
         check(self.sigma > 0, "sigma", "must be positive")
+        check(self.adaptive_ratio in ("off", "yield"), "adaptive_ratio",
+              f"must be 'off' or 'yield', got {self.adaptive_ratio!r}")
+        check(self.yield_window >= 1, "yield_window", "must be >= 1")
+        check(self.adaptive_ratio == "off" or (self.schedule_on == "generation"
+                                               and self.breakpoint == RAMP_BREAKPOINT),
+              "breakpoint", "the ramp (breakpoint, schedule_on) is replaced by "
+              "adaptive_ratio: leave it unset")
         check_ratio_schedule(self.start, self.end, self.breakpoint, self.schedule_on,
                               self.total_budget, self.budget_breakpoint, ("start", "end"))
         check(self.window >= 1, "window", "must be >= 1")
