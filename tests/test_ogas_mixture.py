@@ -156,7 +156,7 @@ def test_yield_driven_ratio_breeds_while_bred_points_are_harder(bred_offset, exp
                                                             torch.full((60,), bred_offset)])
         generation(h, g, sources(40, 30, 30), first)
     y = source_yields(h, 3)
-    ratio = YieldBreedRatio(0.0, 0.9)
+    ratio = YieldBreedRatio(0.0, 0.9, window=3)
     assert ratio.value == pytest.approx(0.45)  # no evidence yet: half way
     assert ratio.update(probability_higher(y["bred"], y["design"])) == pytest.approx(expect, abs=1e-3)
     assert probability_higher(y["design"], y["design"]) == pytest.approx(0.5)

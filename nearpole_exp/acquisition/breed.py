@@ -19,7 +19,6 @@ from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.acquisition.config import BreedConfig, build_config
 from nearpole_exp.acquisition.history import SimHistory, validate_signals
 from nearpole_exp.acquisition.schedule import BreedRatioSchedule, YieldBreedRatio
-from nearpole_exp.acquisition.yields import probability_higher, source_yields
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
@@ -62,8 +61,8 @@ class BreedBreeder(Breeder):
         self.schedule = BreedRatioSchedule(cfg.start, cfg.end, cfg.breakpoint, cfg.schedule_on,
                                            cfg.total_budget, cfg.budget_breakpoint)
         self.history = SimHistory(self.dim, cfg.ema_alpha)
-        self.adaptive = (YieldBreedRatio(cfg.start, cfg.end) if cfg.adaptive_ratio == "yield"
-                         else None)
+        self.adaptive = (YieldBreedRatio(cfg.start, cfg.end, cfg.yield_window)
+                         if cfg.adaptive_ratio == "yield" else None)
         self.stats: dict[str, float] = {"ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0,
                                         "dropped_values": 0.0}
         self.records: dict[str, list[float]] = {"ratio": [], "ratio_target": [], "oob_rate": []}
@@ -132,11 +131,7 @@ class BreedBreeder(Breeder):
             return self.schedule.ratio(consumed=self.n_asked)
         if self.schedule.generation == 0:
             return 0.0
-        y = source_yields(self.history, self.config.yield_window)
-        if "bred" in y and "design" in y:
-            self.adaptive.update(probability_higher(y["bred"], y["design"]))
-            self.stats.update(yield_bred=y["bred"].mean, yield_design=y["design"].mean)
-        return self.adaptive.value
+        return self.adaptive.observe(self.history)
 
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample signals (EMA per sim); non-finite values are dropped and counted."""
@@ -156,9 +151,8 @@ class BreedBreeder(Breeder):
             "breeder/generation": float(self.schedule.generation),
             "breeder/dropped_values": self.stats["dropped_values"],
         }
-        for key in ("yield_bred", "yield_design"):
-            if key in self.stats:
-                out[f"breeder/{key}"] = self.stats[key]
+        if self.adaptive is not None:
+            out.update({f"breeder/{k}": v for k, v in self.adaptive.last.items()})
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nearpole_exp.acquisition.history import SimHistory
+from nearpole_exp.acquisition.yields import probability_higher, source_yields
+
 
 class BreedRatioSchedule:
     """Linear start→end ramp of R, indexed by generation (Melissa) or by consumed budget.
@@ -82,25 +85,36 @@ class AdaptiveBreedRatio:
 
 class YieldBreedRatio:
     """Breed ratio steered by first-look yields (acquisition/yields.py): R = low + (high − low)·p
-    once per generation, p the probability that bred points are harder for the surrogate than
-    the design's (0.5 until both have been measured).
+    once per generation, p the probability that bred points were harder for the surrogate than
+    the design's over the last ``window`` generations (0.5 until both have been measured).
 
     Breeding is worth its share while its points are where the surrogate errs more than on a
     design draw; once the surrogate has caught up there (p → ½ or below) the design takes back
     the points and explores.
     """
 
-    def __init__(self, low: float, high: float) -> None:
+    def __init__(self, low: float, high: float, window: int) -> None:
         self.low = float(low)
         self.high = float(high)
+        self.window = int(window)
         self.value = self.low + 0.5 * (self.high - self.low)
+        self.last: dict[str, float] = {}
 
     def update(self, p_bred_harder: float) -> float:
         self.value = self.low + (self.high - self.low) * p_bred_harder
         return self.value
 
+    def observe(self, history: SimHistory) -> float:
+        """R of the next generation from ``history``'s yields (unchanged while one is missing)."""
+        y = source_yields(history, self.window)
+        if "bred" in y and "design" in y:
+            self.update(probability_higher(y["bred"], y["design"]))
+            self.last = {"yield_bred": y["bred"].mean, "yield_design": y["design"].mean}
+        return self.value
+
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value}
+        return {"value": self.value, "last": dict(self.last)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value = float(state["value"])
+        self.last = {k: float(v) for k, v in state.get("last", {}).items()}

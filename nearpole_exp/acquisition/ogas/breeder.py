@@ -55,7 +55,6 @@ from nearpole_exp.acquisition.ogas.reservoir import Reservoir
 from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
 from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
 from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio, BreedRatioSchedule, YieldBreedRatio
-from nearpole_exp.acquisition.yields import probability_higher, source_yields
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
@@ -114,7 +113,8 @@ class OGASBreeder(Breeder):
             self.adaptive = AdaptiveBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
                                                bc.adaptive_ess_target, bc.adaptive_gain)
         elif bc.adaptive_ratio == "yield":
-            self.adaptive = YieldBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio)
+            self.adaptive = YieldBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
+                                            bc.yield_window)
         self._ess_sum, self._ess_count = 0.0, 0
         self.mix = ProposalMix(bc.proposal_mix, bc.local_share, bc.mix_floor, bc.yield_window)
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
@@ -370,12 +370,7 @@ class OGASBreeder(Breeder):
             return 0.0
         if isinstance(self.adaptive, YieldBreedRatio):
             with self._data_lock:
-                y = source_yields(self.history, self.config.breeder.yield_window)
-            if "bred" in y and "design" in y:
-                p = probability_higher(y["bred"], y["design"])
-                self.adaptive.update(p)
-                self.stats.update(yield_bred=y["bred"].mean, yield_design=y["design"].mean)
-            return self.adaptive.value
+                return self.adaptive.observe(self.history)
         if self.schedule.generation >= 2:
             ess = self._ess_sum / self._ess_count if self._ess_count else 1.0
             self.adaptive.update(ess)
@@ -551,8 +546,7 @@ class OGASBreeder(Breeder):
         if isinstance(self.adaptive, AdaptiveBreedRatio):
             out["breeder/adaptive_ess"] = self.stats.get("adaptive_ess", float("nan"))
         elif self.adaptive is not None:
-            out["breeder/yield_bred"] = self.stats.get("yield_bred", float("nan"))
-            out["breeder/yield_design"] = self.stats.get("yield_design", float("nan"))
+            out.update({f"breeder/{k}": v for k, v in self.adaptive.last.items()})
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 
     @property
