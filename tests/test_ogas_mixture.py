@@ -145,6 +145,10 @@ def test_mix_settings_are_checked():
         BreederConfig(local_share=0.3)  # only meaningful with a mixture
     with pytest.raises(ConfigError, match="mix_floor"):
         BreederConfig(proposal_mix="adaptive", mix_floor=0.7)
+    with pytest.raises(ConfigError, match="mix_floor"):
+        BreederConfig(proposal_mix="fixed", mix_floor=0.2)  # a fixed share has no floor
+    with pytest.raises(ConfigError, match="yield_window"):
+        BreederConfig(proposal_mix="fixed", yield_window=5)  # nothing measures yields
 
 
 @pytest.mark.parametrize(("bred_offset", "expect"), [(+1.0, 0.9), (-1.0, 0.0)])
@@ -207,3 +211,5 @@ def test_breed_with_the_yield_driven_ratio_breeds_up_to_its_ceiling():
         BreedConfig(adaptive_ratio="yield", breakpoint=5)
     with pytest.raises(ConfigError, match="adaptive_ratio"):
         BreedConfig(adaptive_ratio="ess")  # Breed has no ratio classifier
+    with pytest.raises(ConfigError, match="yield_window"):
+        BreedConfig(yield_window=5)  # the ramp measures no yields

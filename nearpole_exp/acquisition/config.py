@@ -17,6 +17,7 @@ from nearpole_exp.errors import ConfigError, check
 
 SCHEDULE_ON = ("generation", "budget")
 RAMP_BREAKPOINT = 3
+YIELD_WINDOW = 3  # generations a first-look yield is averaged over (acquisition/yields.py)
 BREED_OOB = ("resample", "reflect")
 
 
@@ -63,13 +64,15 @@ class BreedConfig:
     # probability that bred sims were harder at first look than design sims over the last
     # yield_window generations (acquisition/yields.py; as OGAS's adaptive_ratio=yield)
     adaptive_ratio: str = "off"
-    yield_window: int = 3
+    yield_window: int = YIELD_WINDOW
 
     def __post_init__(self) -> None:
         check(self.sigma > 0, "sigma", "must be positive")
         check(self.adaptive_ratio in ("off", "yield"), "adaptive_ratio",
               f"must be 'off' or 'yield', got {self.adaptive_ratio!r}")
         check(self.yield_window >= 1, "yield_window", "must be >= 1")
+        check(self.adaptive_ratio == "yield" or self.yield_window == YIELD_WINDOW, "yield_window",
+              "is used only with adaptive_ratio=yield")
         check(self.adaptive_ratio == "off" or (self.schedule_on == "generation"
                                                and self.breakpoint == RAMP_BREAKPOINT),
               "breakpoint", "the ramp (breakpoint, schedule_on) is replaced by "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nearpole_exp.acquisition.config import RAMP_BREAKPOINT, check_ratio_schedule
+from nearpole_exp.acquisition.config import RAMP_BREAKPOINT, YIELD_WINDOW, check_ratio_schedule
 from nearpole_exp.designs import DESIGNS
 from nearpole_exp.errors import check
 
@@ -18,7 +18,6 @@ PROPOSAL_MIXES = ("generator", "fixed", "adaptive")
 ADAPTIVE_RATIOS = ("off", "ess", "yield")
 LEGACY_ADAPTIVE = {"true": "ess", "false": "off"}  # the former boolean switch
 MIX_DEFAULTS = {"local_share": 0.5, "local_sigma": 0.1, "mix_floor": 0.1}
-YIELD_WINDOW = 3
 BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
@@ -153,6 +152,8 @@ class BreederConfig:
         for key, default in MIX_DEFAULTS.items():
             check(self.proposal_mix != "generator" or getattr(self, key) == default, key,
                   "is used only with proposal_mix=fixed or adaptive")
+        check(self.proposal_mix == "adaptive" or self.mix_floor == MIX_DEFAULTS["mix_floor"],
+              "mix_floor", "is used only with proposal_mix=adaptive")
         check(self.max_oob_attempts >= 0, "max_oob_attempts", "must be >= 0")
         check(self.non_breed_design in DESIGNS, "non_breed_design", f"must be one of {DESIGNS}")
         check(self.min_reservoir_size >= 1, "min_reservoir_size", "must be >= 1")
