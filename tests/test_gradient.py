@@ -117,3 +117,28 @@ def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
             "o.load_state_dict(o.state_dict()); o.zero_grad(); print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_division_keeps_tiny_denominators_of_close_poles() -> None:
+    """Two poles 0.03 apart: the unit-norm Q is ~3e-9 at 1e-7 from a pole, and P/Q must still be
+    the quotient there (a fixed 1e-8 floor returned a tenth of it)."""
+    from nearpole_exp.models.rational import RationalModel
+
+    model = RationalModel(1, 1, p_degree=0, q_degree=2).double()
+    coef = torch.tensor([0.599, -0.63, 0.5], dtype=torch.float64)  # ∝ (x − 0.3)(x − 0.33)
+    with torch.no_grad():
+        model.q_coef.copy_(coef)
+        model.p_coef.fill_(1.0)
+    x = torch.tensor([0.3 - 1e-7, 0.3 + 1e-6, 0.33 - 1e-5], dtype=torch.float64)[:, None]
+    truth = coef.norm() / (2 * 0.5 * (x - 0.3) * (x - 0.33))
+    assert torch.allclose(model(x), truth, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_division_by_an_exact_zero_stays_finite(dtype) -> None:
+    q = torch.zeros(2, dtype=dtype, requires_grad=True)
+    p = torch.ones(2, 1, dtype=dtype, requires_grad=True)
+    out = hybrid_divide(p, q[:, None], 0.0)
+    out.sum().backward()
+    assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(q.grad).all())
+    assert bool(torch.isfinite(p.grad).all())

@@ -14,7 +14,15 @@ from torch import Tensor, nn
 from nearpole_exp.models.mlp import mlp_layers
 from nearpole_exp.models.normalize import BoxNormalizer
 
-Q_FLOOR = 1e-8
+
+def q_floor(dtype: torch.dtype) -> float:
+    """The smallest |Q| the division uses: √(smallest normal number), so 1/Q² stays finite.
+
+    Only Q = 0 itself must be avoided. A fixed floor of 1e-8 cut every pole whose unit-norm
+    denominator has |Q| < 1e-8 within the B0 bucket (two poles 0.03 apart: |Q| = 6e-10 at
+    1e-7 from a pole), so B0 read 0.24–0.93 for fits whose P/Q was right to 2e-7 there.
+    """
+    return torch.finfo(dtype).tiny ** 0.5
 
 
 class HybridDivide(torch.autograd.Function):
@@ -31,15 +39,16 @@ class HybridDivide(torch.autograd.Function):
     quotient gradient pushes it out); as δ shrinks it becomes the quotient fit. It is not the
     linearised fit |P − yQ|², though: with a model pole between training points the weighted
     gradient still has spurious zeros there, so it can stall. The forward value is always P/Q
-    (with Q floored at 1e-8 in magnitude, keeping its sign).
+    (with |Q| floored at :func:`q_floor`, keeping its sign).
     """
 
     @staticmethod
     def forward(ctx, p: Tensor, q: Tensor, delta: float) -> Tensor:  # type: ignore[override]
+        floor = q_floor(q.dtype)
         sign = torch.where(q < 0, -1.0, 1.0).to(q.dtype)
-        q_safe = torch.where(q.abs() < Q_FLOOR, sign * Q_FLOOR, q)
+        q_safe = torch.where(q.abs() < floor, sign * floor, q)
         ctx.save_for_backward(p, q_safe)
-        ctx.delta = max(float(delta), Q_FLOOR)
+        ctx.delta = max(float(delta), floor)
         return p / q_safe
 
     @staticmethod
