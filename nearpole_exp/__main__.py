@@ -34,30 +34,46 @@ def _main(cfg: DictConfig) -> float | None:
     return task(cfg)
 
 
-def main() -> None:
-    """Console-script entry point (``nearpole-exp``). ``--help`` prints without importing torch;
-    a configuration error exits 2 with one line on stderr, whether we find it (an unknown option)
-    or Hydra does (before any job starts)."""
-    if any(a in HELP_FLAGS for a in sys.argv[1:]):
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (Hydra's span several)."""
+    text = str(err)
+    if err.__cause__ is not None and str(err.__cause__) not in text:
+        text = f"{text}: {err.__cause__}"
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``nearpole-exp``). ``--help`` prints without importing torch.
+
+    Every job ends through the task's :class:`~nearpole_exp.app.JobGuard`, which decides its exit
+    code; an exception that reaches this function was raised by Hydra before or between jobs
+    (an unknown group, a value of the wrong type, an override it cannot parse): a configuration
+    error, printed on one line with exit code 2.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in HELP_FLAGS for a in args):
         from nearpole_exp.help import help_text
 
         print(help_text())
         return
-    problem = override_error(sys.argv[1:])
+    problem = override_error(args)
     if problem is not None:
         print(f"Invalid config: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
-        _main()
-        return
-    from nearpole_exp import app
-
+    saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = [sys.argv[0], *args]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach us instead of exiting 1
     try:
         _main()
-    except SystemExit as stop:
-        if stop.code == 1 and not app.JOBS_STARTED:
-            raise SystemExit(2) from None
-        raise
+    except Exception as err:
+        print(f"Invalid config: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        sys.argv = saved_argv
+        if saved_full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ class FinishedRun:
 def load_run(job_dir: str | Path, checkpoint: str | Path | None = None) -> FinishedRun:
     """Rebuild a job's problem and model from ``<job_dir>/.hydra/config.yaml`` and load the
     model's weights from ``checkpoints/last.pt`` (or ``checkpoint``)."""
-    from nearpole_exp.runner import build, build_model, non_finite_parameters
+    from nearpole_exp.build import build_model, build_problem, non_finite_parameters
 
     root = Path(job_dir)
     saved = root / ".hydra" / "config.yaml"
@@ -59,7 +59,7 @@ def load_run(job_dir: str | Path, checkpoint: str | Path | None = None) -> Finis
     broken = non_finite_parameters(state["model"])
     if broken:
         raise CheckpointError(f"{path}: the model holds NaN or inf ({', '.join(broken[:4])})")
-    problem = build(cfg.problem, "problem")
+    problem = build_problem(cfg.problem)
     dtype = torch.float64 if cfg.trainer.precision == "float64" else torch.float32
     model = build_model(cfg.model, problem.model_dims()).to(dtype=dtype)
     model.load_state_dict(state["model"])

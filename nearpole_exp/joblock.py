@@ -25,17 +25,13 @@ def _alive(pid: int) -> bool:
 
 
 class JobDirectoryLock:
-    """``with JobDirectoryLock(dir):`` holds ``dir/.nearpole_exp.lock`` for the block; re-entrant
-    within one process (the CLI holds it from the config print, the runner again for the run)."""
+    """``with JobDirectoryLock(dir):`` holds ``dir/.nearpole_exp.lock`` for the block (the task
+    wrapper takes it, once per job, before anything is written into the directory)."""
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / LOCK_NAME
-        self.nested = False
 
     def __enter__(self) -> JobDirectoryLock:
-        if self._holder() == os.getpid():
-            self.nested = True
-            return self
         for _ in range(2):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,5 +60,5 @@ class JobDirectoryLock:
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if not self.nested and self._holder() == os.getpid():
+        if self._holder() == os.getpid():
             self.path.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""The labelled pool: every training sample acquired so far, stored as growing tensors."""
+"""The labelled pool: every training sample acquired so far, stored as growing tensors, and how
+often each was drawn into a batch (kept with the rows it counts, so eviction moves both)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,66 @@ _FIELDS = ("inputs", "targets", "source", "sim_id", "q", "distance")
 NO_SIM = -1  # the sim id of a point the breeder did not ask for (a sampler's proposal, a prescribed design)
 
 
+class DrawCounts:
+    """Per-row draw counts that grow with the pool; O(batch) per record (``index_add_``)."""
+
+    def __init__(self) -> None:
+        self._counts = torch.zeros(0, dtype=torch.int64)
+        self.total = 0
+
+    def __len__(self) -> int:
+        return self._counts.numel()
+
+    def add(self, idx: Tensor, n_pool: int | None = None) -> None:
+        """Count one draw of each index (repeats count) of a pool of ``n_pool`` rows (default:
+        the largest index + 1). With ``n_pool`` given there is no host sync (the trainer's case);
+        an index outside ``[0, n_pool)`` raises ``IndexError``."""
+        idx = idx.reshape(-1).long()
+        if idx.numel() == 0:
+            return
+        n = n_pool if n_pool is not None else max(int(idx.max()) + 1, 0)
+        self._ensure(n, idx.device)
+        self._counts = self._counts.to(idx.device)
+        self._counts[:n].index_add_(0, idx, torch.ones_like(idx))
+        self.total += idx.numel()
+
+    def _ensure(self, n: int, device: torch.device) -> None:
+        if self._counts.numel() < n:
+            grown = torch.zeros(max(n, 2 * self._counts.numel()), dtype=torch.int64, device=device)
+            grown[: self._counts.numel()] = self._counts.to(device)
+            self._counts = grown
+
+    def drop_oldest(self, n: int) -> None:
+        """The pool evicted its ``n`` oldest rows: row i is now row i − n."""
+        if n > 0:
+            self._counts = self._counts[n:].clone()
+
+    def counts(self, n_pool: int | None = None) -> Tensor:
+        """Counts of rows ``0 … n_pool − 1`` (zeros for rows never drawn)."""
+        n = self._counts.numel() if n_pool is None else n_pool
+        out = torch.zeros(n, dtype=torch.int64, device=self._counts.device)
+        m = min(n, self._counts.numel())
+        out[:m] = self._counts[:m]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"counts": self._counts.cpu().clone(), "total": self.total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._counts = state["counts"].clone().long()
+        self.total = int(state["total"])
+
+
+
 class Pool:
     """Append-only tensor store with amortised O(1) growth and optional FIFO capacity.
 
     Samples with non-finite inputs or targets (e.g. a label exactly on a pole) are
     dropped on entry and counted in ``n_rejected``; they never reach a model. Every acquired point
     has a global source id (its row in :attr:`point_sim_ids`) and the breeder's simulation id
-    (``NO_SIM`` when the breeder did not ask for it); each sample carries both.
+    (``NO_SIM`` when the breeder did not ask for it); each sample carries both. ``draws`` counts
+    how often each row was drawn into a batch; ``version`` changes whenever rows do, so views
+    derived from the pool (|Q|, draw tables) know when to be rebuilt.
     """
 
     def __init__(self, capacity: int = 0) -> None:
@@ -30,6 +84,8 @@ class Pool:
         self.point_sim_ids = torch.empty(0, dtype=torch.long)
         self.n_rejected = 0
         self.n_evicted = 0
+        self.draws = DrawCounts()
+        self.version = 0
 
     def __len__(self) -> int:
         return self._size
@@ -83,6 +139,7 @@ class Pool:
         self._size += m
         if self.capacity and self._size > self.capacity:
             self._evict(self._size - self.capacity)
+        self.version += 1
         return ids
 
     def _evict(self, n: int) -> None:
@@ -92,10 +149,20 @@ class Pool:
                 self._data[name] = value[n : self._size].clone()
         self._size -= n
         self.n_evicted += n
+        self.draws.drop_oldest(n)
+
+    def record_draws(self, idx: Tensor) -> None:
+        """Count one draw of each row in ``idx`` (a batch that was trained on)."""
+        self.draws.add(idx, self._size)
+
+    def simulated(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """(simulation ids, mask of the rows that have one) of rows ``idx``, on the CPU."""
+        sim_ids = self.sim_ids[idx].cpu()
+        return sim_ids, sim_ids != NO_SIM
 
     def field(self, name: str) -> Tensor | None:
         """The live rows of a field: ``inputs``, ``targets``, ``source``, ``sim_id``, ``q``,
-        ``distance`` (how often each was drawn is the sampler's ``draws``)."""
+        ``distance`` (how often each was drawn: :attr:`draws`)."""
         value = self._data[name]
         return None if value is None else value[: self._size]
 
@@ -127,7 +194,8 @@ class Pool:
         data = {k: (None if v is None else v[: self._size].cpu().clone()) for k, v in self._data.items()}
         return {"data": data, "size": self._size, "n_sources": self.n_sources,
                 "point_sim_ids": self.point_sim_ids.clone(),
-                "n_rejected": self.n_rejected, "n_evicted": self.n_evicted}
+                "n_rejected": self.n_rejected, "n_evicted": self.n_evicted,
+                "draws": self.draws.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; one written before the pool kept sim ids needs them given as
@@ -140,3 +208,6 @@ class Pool:
         self.n_sources = int(state["n_sources"])
         self.n_rejected = int(state["n_rejected"])
         self.n_evicted = int(state["n_evicted"])
+        if "draws" in state:  # earlier checkpoints kept them with the sampler (the runner moves them)
+            self.draws.load_state_dict(state["draws"])
+        self.version += 1

@@ -73,7 +73,7 @@ t = time.perf_counter()
 reporter.wandb.finish(exit_code=0)
 marks["W&B finish (offline; logger=wandb only)"] = time.perf_counter() - t
 t = time.perf_counter()
-runner.acquire(0)
+runner.acquisition.acquire(0)
 runner.train_step()
 marks["first round's labelling + first step"] = time.perf_counter() - t
 t = time.perf_counter()

@@ -10,7 +10,8 @@ import torch
 
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.sampling.curriculum import BandCurriculum, CurriculumConfig, NoCurriculum
-from nearpole_exp.sampling.importance import ImportanceSampler, ImportanceSamplerConfig
+from nearpole_exp.sampling.importance import ImportanceSampler
+from nearpole_exp.sampling.importance_law import ImportanceSamplerConfig
 
 # Two samples per ring for edges (1e-2, 1e-1): near [0, 1e-2), mid [1e-2, 1e-1), far [1e-1, inf).
 VALUES = torch.tensor([1e-4, 5e-3, 2e-2, 5e-2, 0.3, 1.0, 1e-1, float("nan")])
@@ -90,7 +91,7 @@ def test_prior_drives_sampler_and_keeps_weights_on_the_band():
     dist = torch.logspace(-6, 0, 3000)
     cur = BandCurriculum(gate_key="", min_dwell=1)
     sampler = ImportanceSampler(ImportanceSamplerConfig(self_normalize=False))
-    sel = sampler.select(3000, 256, q=dist, prior=cur.prior(dist))
+    sel = sampler.select(3000, 256, values=dist, prior=cur.prior(dist))
     assert float(dist[sel.idx].min()) >= 0.1
     assert bool(torch.isfinite(sel.weights).all())
 

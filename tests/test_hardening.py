@@ -42,6 +42,7 @@ import torch
 
 from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
 from nearpole_exp.acquisition.static import StaticBreeder
+from nearpole_exp.app import JobGuard
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from nearpole_exp.config import validate
 from nearpole_exp.errors import (
@@ -117,19 +118,19 @@ def test_incompatible_choices_are_refused_with_the_key_to_change(composer, overr
 def test_empty_pool_and_oversized_batches() -> None:
     sampler = ImportanceSampler()
     with pytest.raises(ValueError, match="empty"):
-        sampler.select(0, 8, q=torch.empty(0))
-    sel = sampler.select(3, 50, q=torch.tensor([0.1, 1.0, 2.0]))
+        sampler.select(0, 8, values=torch.empty(0))
+    sel = sampler.select(3, 50, values=torch.tensor([0.1, 1.0, 2.0]))
     assert len(sel.idx) == 50 and set(sel.idx.tolist()) <= {0, 1, 2}
 
 
 def test_nan_inf_and_zero_q_have_defined_weights() -> None:
     q = torch.tensor([float("nan"), float("inf"), 0.0, 1e-3, 1.0])
-    sel = ImportanceSampler(uniform_mix=0.0).select(5, 4000, q=q)
+    sel = ImportanceSampler(uniform_mix=0.0).select(5, 4000, values=q)
     counts = torch.bincount(sel.idx, minlength=5)
     assert counts[0] == 0 and counts[1] == 0
     assert counts[2] > counts[3] > counts[4]
     assert torch.isfinite(sel.weights).all()
-    fallback = ImportanceSampler().select(3, 300, q=torch.full((3,), float("nan")))
+    fallback = ImportanceSampler().select(3, 300, values=torch.full((3,), float("nan")))
     assert torch.bincount(fallback.idx, minlength=3).min() > 50
 
 
@@ -148,15 +149,17 @@ def test_non_finite_loss_skips_the_step_and_keeps_the_model_finite(composer, mon
     ``trainer.max_skipped_fraction`` the run ends ``unstable`` with a warning saying why."""
     cfg = composer([*TINY, "trainer.loss=relative", f"trainer.max_skipped_fraction={allowed}"])
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
-    original = runner.model.forward
+    original = runner.compute_loss
     calls = {"n": 0}
 
-    def sometimes_nan(x, delta=None):
+    def sometimes_nan(x, y, kind, band):
         calls["n"] += 1
-        out = original(x, delta)
-        return out * float("nan") if calls["n"] % 3 == 0 and runner.model.training else out
+        out = original(x, y, kind, band)
+        if calls["n"] % 3 == 0:
+            out.losses = out.losses * float("nan")
+        return out
 
-    monkeypatch.setattr(runner.model, "forward", sometimes_nan)
+    monkeypatch.setattr(runner, "compute_loss", sometimes_nan)
     summary = runner.run()
     assert summary["status"] == status
     assert 0.2 < summary["train/skipped_steps"] / summary["step"] < 0.5
@@ -331,19 +334,22 @@ def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer
     cfg = composer([*TINY, "logger=none"], "shared_dir")
     out = Path(cfg.hydra.runtime.output_dir)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    guard = JobGuard(out, multirun=False)
     try:
         (out / LOCK_NAME).write_text(str(holder.pid))
-        with pytest.raises(DirectoryInUse, match=f"pid {holder.pid}"):
-            Runner(cfg, out).run()
+        with pytest.raises(DirectoryInUse, match=f"pid {holder.pid}"), JobDirectoryLock(out):
+            pass
+        with pytest.raises(SystemExit) as stop:
+            guard.run(lambda: Runner(cfg, out).run()["status"])
+        assert stop.value.code == 2
         assert not (out / "summary.json").exists() and not (out / "metrics.jsonl").exists()
+        assert math.isnan(JobGuard(out, multirun=True).run(lambda: 0.0))  # a sweep's failed job
+        assert not (out / "summary.json").exists()
     finally:
         holder.kill()
         holder.wait()
-    with JobDirectoryLock(out), JobDirectoryLock(out):  # re-entrant: the CLI, then the runner
-        assert (out / LOCK_NAME).exists()
-    assert not (out / LOCK_NAME).exists()
     # the holder is gone: its lock is stale, the run takes it over and releases it at the end
-    assert Runner(cfg, out).run()["status"] == "completed"
+    assert guard.run(lambda: Runner(cfg, out).run()["status"]) == "completed"
     assert not (out / LOCK_NAME).exists()
 
 

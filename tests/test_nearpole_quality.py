@@ -8,6 +8,7 @@ import torch
 
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.models.rational import RationalModel, hybrid_divide
+from nearpole_exp.problems.base import ModelQ
 from nearpole_exp.problems.poles import hashed_normal, refine_roots
 from nearpole_exp.problems.rational1d import Rational1D
 from nearpole_exp.runner import Runner
@@ -66,7 +67,7 @@ def test_ple_resolves_a_pole_far_below_the_evaluation_grid():
     model = RationalModel(1, 1, p_degree=3, q_degree=1, input_bounds=[[-1.0, 1.0]]).double()
     with torch.no_grad():
         model.q_coef.copy_(torch.tensor([-0.3 - 2e-10, 1.0], dtype=torch.float64))  # Q ∝ x − (0.3 + 2e-10)
-    found = problem.found_poles(lambda x: model(x.double()), model)
+    found = problem.found_poles(lambda x: model(x.double()), ModelQ(model.q_values, torch.float64))
     assert len(found) == 1 and abs(float(found[0]) - 0.3 - 2e-10) < 1e-14
 
 
@@ -93,7 +94,7 @@ def _near_draws(composer, sampler: str) -> tuple[int, int]:
                     "trainer.batch_size=64", "trainer.num_threads=1", "seed=3"], sampler)
     runner = Runner(cfg, cfg.hydra.runtime.output_dir)
     runner.run()
-    draws = runner.sampler.draws.counts(len(runner.pool)).cpu()
+    draws = runner.pool.draws.counts(len(runner.pool)).cpu()
     dist = runner.pool.field("distance").cpu()
     near = dist < 1e-3
     return int(draws[near].sum()), int(draws.sum())

@@ -17,6 +17,7 @@ from nearpole_exp.acquisition.ogas import (
     ExperimentConfig,
     OGASBreeder,
 )
+from nearpole_exp.acquisition.ogas.melissa import MelissaOGASBreeder
 from nearpole_exp.errors import BackgroundThreadError, ConfigError
 from nearpole_exp.rng import load_generator_state
 
@@ -28,14 +29,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(bounds: torch.Tensor = UNIT2, model: DDPMConfig | None = None,
-         data: DataConfig | None = None, **breeder) -> OGASBreeder:
-    """A small synchronous breeder: R jumps to 0.7 at generation 1."""
+         data: DataConfig | None = None, melissa: bool = False, **breeder) -> OGASBreeder:
+    """A small synchronous breeder (with Melissa's method names if asked): R jumps to 0.7 at
+    generation 1."""
     model = model or DDPMConfig(model_dim=64, depth=2, timesteps=50, lr=2e-3, sample_steps=10,
                                 ema_decay=0.95)
     data = data or DataConfig(batch_size=64, buffer_size=2000)
     opts = dict(synchronous=True, train_steps_per_ask=40, min_train_steps=40, breakpoint=2)
     opts.update(breeder)
-    return OGASBreeder(bounds, model=model, data=data, **opts)
+    return (MelissaOGASBreeder if melissa else OGASBreeder)(bounds, model=model, data=data, **opts)
 
 
 def corner(unit: torch.Tensor) -> torch.Tensor:
@@ -189,12 +191,12 @@ def test_checkpoint_round_trip_gives_an_identical_next_generation():
     tell_twice(a, a.ask(64), gen)
     tell_twice(a, a.ask(64), gen)
     buf = io.BytesIO()
-    torch.save(a.checkpoint_state(), buf)
+    torch.save(a.state_dict(), buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
     torch.manual_seed(123)  # a different fresh breeder: everything must come from the state
     b = tiny()
-    b.restart_from_checkpoint(state)
+    b.load_state_dict(state)
     xa, xb = a.ask(64), b.ask(64)
     assert torch.equal(xa, xb)
     assert torch.equal(a.history.is_bred[:192], b.history.is_bred[:192])
@@ -212,8 +214,11 @@ def test_checkpoint_round_trip_gives_an_identical_next_generation():
 
 
 def test_staging_and_concretisation_follow_melissa():
+    """Melissa's two-phase API: a staged generation is written after the last submitted id,
+    overwriting asked ids nobody submitted; it survives a checkpoint; -1 asks for the rest of
+    the budget."""
     torch.manual_seed(6)
-    b = tiny(total_budget=100)
+    b = tiny(total_budget=100, melissa=True)
     p = b.next_parameters(10)
     assert b.n_asked == 0
     assert b.concretize_resampled_parameters(-1) == (0, 9)
@@ -230,8 +235,19 @@ def test_staging_and_concretisation_follow_melissa():
         b.concretize_resampled_parameters(4)
     with pytest.raises(ValueError, match="last_submitted"):
         b.concretize_resampled_parameters(20)
-    assert b.next_parameters(-1).shape == (90, 2)  # the rest of the budget
+    staged = b.next_parameters(-1)
+    assert staged.shape == (90, 2)  # the rest of the budget
     assert b.metrics()["breeder/generation"] == 2.0
+    c = tiny(total_budget=100, melissa=True)
+    c.restart_from_checkpoint(b.checkpoint_state())
+    assert c.concretize_resampled_parameters(9) == b.concretize_resampled_parameters(9) == (10, 99)
+    assert torch.equal(c.parameters_of(torch.arange(10, 100)), staged)
+    signal = torch.rand(100, generator=torch.Generator().manual_seed(1))
+    for breeder in (b, c):
+        breeder.tell(torch.arange(100), signal)
+        assert breeder.train_sampler() == 40  # synchronous: inline steps on the reservoir
+    assert all(torch.equal(p, q) for p, q in zip(b.ddpm.model.parameters(),
+                                                 c.ddpm.model.parameters(), strict=True))
 
 
 def test_background_thread_error_reaches_the_caller_within_one_ask():
@@ -328,7 +344,7 @@ def test_constructor_forms_and_errors():
         OGASBreeder(UNIT2, model={"sampler": "euler"})
     assert err.value.key == "model.sampler"
     with pytest.raises(ValueError, match="total_budget"):
-        OGASBreeder(UNIT2, synchronous=True).next_parameters(-1)
+        MelissaOGASBreeder(UNIT2, synchronous=True).next_parameters(-1)
 
 
 def test_plot_data_and_plots(tmp_path):

@@ -120,10 +120,10 @@ def test_breeder_with_local_proposals_records_sources_and_resumes():
     local = b.history.unit[:800][b.history.source[:800] == SOURCE_LOCAL]
     assert float(corner(local).float().mean()) > 5 * 0.04  # children of the hard sims
     buf = io.BytesIO()
-    torch.save(b.checkpoint_state(), buf)
+    torch.save(b.state_dict(), buf)
     buf.seek(0)
     c = tiny(proposal_mix="adaptive", end_breed_ratio=0.8, local_share=0.5)
-    c.restart_from_checkpoint(torch.load(buf, weights_only=True))
+    c.load_state_dict(torch.load(buf, weights_only=True))
     assert torch.equal(b.ask(64), c.ask(64))
     assert c.mix.share == b.mix.share
 
@@ -181,10 +181,10 @@ def test_breeder_with_yield_driven_ratio_reports_and_resumes():
     assert ratios[3] > 0.8
     m = b.metrics()
     assert m["breeder/yield_bred"] > m["breeder/yield_design"]
-    state = b.checkpoint_state()
+    state = b.state_dict()
     c = tiny(**kw)
-    c.restart_from_checkpoint(state)
-    assert c.adaptive.value == b.adaptive.value
+    c.load_state_dict(state)
+    assert c.ratio_control.value == b.ratio_control.value
     with pytest.raises(ConfigError, match="adaptive_ratio"):
         BreederConfig(adaptive_ratio="loss")
     with pytest.raises(ConfigError, match="adaptive_gain"):

@@ -32,12 +32,12 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
     assert summary["breeder/simulations"] == 128 + 5 * 64
     assert math.isfinite(summary["eval/nrmse_max"])
     assert summary["breeder/train_steps"] >= 100
-    assert runner._design_prior is not None  # the batches used the prior during the run
+    assert runner.selection.design_prior() is not None  # the batches used the prior during the run
     rounds = [json.loads(line) for line in (runner.output_dir / "metrics.jsonl").read_text().splitlines()]
     ess = [r["train/design_ess"] for r in rounds if "train/design_ess" in r]
     assert ess and all(0.2 < v < 1.0 for v in ess)
 
-    data = runner.breeder.plot_data()
+    data = runner.acquisition.breeder.plot_data()
     told = torch.isfinite(data["signal"])
     assert told.float().mean() > 0.9  # the runner told (nearly) every simulation's loss
     bred = data["is_bred"]
@@ -63,9 +63,9 @@ def test_ogas_runs_through_the_runner_and_breeds_in_the_hard_region(composer) ->
 
     # trainer.design_weighting: the ratio classifier's p_design/p_pool pulls the batch prior
     # back towards the design, so the weighted share of the hard corner falls towards its volume
-    runner.tc.design_weighting = 1.0
-    runner._design_stale = True
-    prior = runner.design_prior()
+    runner.selection.design_weighting = 1.0
+    runner.pool.version += 1  # as if the pool had changed: the prior is computed anew
+    prior = runner.selection.design_prior()
     assert prior is not None and prior.shape == (len(runner.pool),)
     sims = runner.pool.sim_ids.cpu()
     hard_sample = hard[sims]
@@ -80,12 +80,12 @@ def test_design_weighting_without_a_ratio_is_reported(composer, caplog) -> None:
     base = ["experiment=landscape", "logger=none", "trainer.progress=false", "trainer.device=cpu",
             "trainer.design_weighting=0.5"]
     cfg = composer([*base, "ogas/breeder=breed"])
-    with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
+    with caplog.at_level("WARNING", logger="nearpole_exp.acquisition.acquire"):
         Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     assert "trainer.design_weighting=0.5 has no effect: BreedBreeder" in caplog.text
     caplog.clear()
     cfg = composer([*base, "ogas/breeder=sobol"])  # a static design: ratio 1, nothing to report
-    with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
+    with caplog.at_level("WARNING", logger="nearpole_exp.acquisition.acquire"):
         Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     assert "design_weighting" not in caplog.text
 
@@ -98,19 +98,19 @@ def test_placement_history_survives_a_checkpoint(composer, tmp_path) -> None:
     cfg = composer(base)
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     summary = runner.run()
-    assert len(runner.placement.history) == 3 and "placement/region_mass/2" in summary
+    assert len(runner.acquisition.placement.history) == 3 and "placement/region_mass/2" in summary
     other = Runner(cfg, tmp_path)
     other.load_state_dict(runner.state_dict(None))
-    assert other.placement.history == runner.placement.history
-    assert other.placement.summary() == runner.placement.summary()
+    assert other.acquisition.placement.history == runner.acquisition.placement.history
+    assert other.acquisition.placement.summary() == runner.acquisition.placement.summary()
 
 
 def test_placement_is_off_and_said_so_under_an_asynchronous_executor(composer, caplog) -> None:
     cfg = composer(["experiment=landscape", "executor=inprocess", "logger=none",
                     "trainer.progress=false", "trainer.device=cpu"])
-    with caplog.at_level("WARNING", logger="nearpole_exp.runner"):
+    with caplog.at_level("WARNING", logger="nearpole_exp.acquisition.acquire"):
         runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     try:
-        assert runner.placement is None and "placement diagnostic" in caplog.text
+        assert runner.acquisition.placement is None and "placement diagnostic" in caplog.text
     finally:
-        runner.executor.close()
+        runner.acquisition.close()

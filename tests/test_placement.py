@@ -143,7 +143,7 @@ def test_adaptive_breeder_follows_its_ess(target, rises, generations):
     c = tiny_breeder(adaptive_ratio=True, adaptive_ess_target=target, start_breed_ratio=0.4,
                      end_breed_ratio=0.8)
     c.load_state_dict(state)
-    assert c.adaptive.value == b.adaptive.value
+    assert c.ratio_control.value == b.ratio_control.value
 
 
 def test_adaptive_ratio_needs_the_ratio_classifier():

@@ -9,6 +9,7 @@ import torch
 
 from nearpole_exp import metrics
 from nearpole_exp.errors import ConfigError
+from nearpole_exp.problems.base import ModelQ
 from nearpole_exp.problems.curve2d import (
     Curve2D,
     point_segment_distance,
@@ -21,13 +22,6 @@ from nearpole_exp.problems.rr_ik import RRIK, RRIKConfig, truncated_normal
 BUCKETS = range(len(metrics.BUCKET_EDGES) - 1)
 NAMES = ["eval/mse"] + [f"eval/{kind}/B{k}" for kind in ("relerr_median", "bucket_count",
                                                           "bucket_mse") for k in BUCKETS]
-
-
-class QModel:
-    """Stands in for a model that exposes its denominator as ``q_values``."""
-
-    def __init__(self, fn):
-        self.q_values = fn
 
 
 def bucket_counts(distance: torch.Tensor) -> list[int]:
@@ -111,7 +105,7 @@ def test_multipole_evaluation_buckets_and_ple():
     x, _, dist, _ = p.eval_set()
     assert min(bucket_counts(dist)) > 0
     assert bool(((x > -1) & (x < 1)).all())
-    perfect = p.evaluate(exact_fn(p), QModel(p.q))
+    perfect = p.evaluate(exact_fn(p), ModelQ(p.q))
     assert_perfect(perfect)
     assert perfect["eval/ple"] < 1e-6
     assert p.evaluate(p.target)["eval/ple"] < 2e-4
@@ -176,12 +170,12 @@ def test_curve2d_eval_set_fills_every_bucket(curve):
 
 
 def test_curve2d_metrics_perfect_and_trivial(curve):
-    perfect = curve.evaluate(exact_fn(curve), QModel(curve.q))
+    perfect = curve.evaluate(exact_fn(curve), ModelQ(curve.q))
     assert_perfect(perfect)
     assert perfect["eval/ple"] < 1e-3
-    shifted = curve.evaluate(exact_fn(curve), QModel(lambda x: curve.q(x) - 0.05))
+    shifted = curve.evaluate(exact_fn(curve), ModelQ(lambda x: curve.q(x) - 0.05))
     assert 1e-3 < shifted["eval/ple"] < 0.1
-    flat = curve.evaluate(zeros_like_target(1), QModel(lambda x: torch.ones(len(x))))
+    flat = curve.evaluate(zeros_like_target(1), ModelQ(lambda x: torch.ones(len(x))))
     assert_trivial(flat)
     assert flat["eval/ple"] == pytest.approx(curve.diameter)
     assert "eval/ple" not in curve.evaluate(zeros_like_target(1))
@@ -306,19 +300,19 @@ def test_rr_ik_eval_set_fills_every_bucket(bulk):
 
 def test_rr_ik_metrics_perfect_and_trivial():
     exact = RRIK(labels="exact", n_eval=1000)
-    perfect = exact.evaluate(exact_fn(exact), QModel(lambda x: torch.sin(x[:, 1])))
+    perfect = exact.evaluate(exact_fn(exact), ModelQ(lambda x: torch.sin(x[:, 1])))
     assert_perfect(perfect)
     assert perfect["eval/ple"] < 1e-6
-    shifted = exact.evaluate(exact_fn(exact), QModel(lambda x: torch.sin(x[:, 1] - 0.02)))
+    shifted = exact.evaluate(exact_fn(exact), ModelQ(lambda x: torch.sin(x[:, 1] - 0.02)))
     assert shifted["eval/ple"] == pytest.approx(0.02, abs=1e-4)
-    none = exact.evaluate(exact_fn(exact), QModel(lambda x: torch.ones(len(x))))
+    none = exact.evaluate(exact_fn(exact), ModelQ(lambda x: torch.ones(len(x))))
     assert none["eval/ple"] == pytest.approx(2 * math.pi)
     trivial = exact.evaluate(zeros_like_target(2))
     assert_trivial(trivial)
     assert trivial["eval/bucket_mse/B0"] > 1e6
     dls = RRIK(labels="dls", n_eval=1000)
-    assert_perfect(dls.evaluate(exact_fn(dls), QModel(lambda x: torch.sin(x[:, 1]))))
-    damped = dls.evaluate(zeros_like_target(2), QModel(lambda x: torch.sin(x[:, 1])))
+    assert_perfect(dls.evaluate(exact_fn(dls), ModelQ(lambda x: torch.sin(x[:, 1]))))
+    damped = dls.evaluate(zeros_like_target(2), ModelQ(lambda x: torch.sin(x[:, 1])))
     assert_trivial(damped)
     assert "eval/ple" not in damped
     assert damped["eval/bucket_mse/B0"] < 0.02

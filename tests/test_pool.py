@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nearpole_exp.pool import Pool
+from nearpole_exp.pool import DrawCounts, Pool
 from nearpole_exp.problems.base import Samples
 from nearpole_exp.runner import Runner
-from nearpole_exp.sampling.counts import DrawCounts
 
 from .conftest import TINY
 
@@ -63,30 +62,30 @@ def test_fifo_eviction_keeps_the_newest_samples_and_their_ids() -> None:
 
 
 def test_a_run_with_eviction_counts_each_live_sample_once_per_draw(composer) -> None:
-    """With pool_capacity the pool evicts every round; the sampler's counts follow the rows:
-    their total is every draw since the last eviction of the rows still live, and the samples
-    of the newest round were drawn only in that round."""
+    """With pool_capacity the pool evicts every round; its draw counts follow the rows: their
+    total is every draw since the last eviction of the rows still live, and the samples of the
+    newest round were drawn only in that round."""
     cfg = composer([*TINY, "logger=none", "trainer.rounds=3", "trainer.steps_per_round=10",
                     "trainer.batch_size=32", "trainer.initial_points=200",
                     "trainer.points_per_round=100", "trainer.pool_capacity=250"])
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     seen: list[torch.Tensor] = []
-    record = runner.sampler.record
+    record = runner.pool.record_draws
 
-    def keep(idx, n_pool=None):
+    def keep(idx):
         seen.append(idx.clone())
-        record(idx, n_pool)
+        record(idx)
 
-    runner.sampler.record = keep
+    runner.pool.record_draws = keep
     runner.run()
     assert runner.pool.n_evicted == 200 + 2 * 100 - 250
-    counts = runner.sampler.draws.counts(len(runner.pool))
+    counts = runner.pool.draws.counts(len(runner.pool))
     # the last round's 10 batches drew from the final pool: its rows hold exactly those draws
     # plus earlier draws of rows that were live then (shifted by the last eviction, 50 rows)
     last = torch.bincount(torch.cat(seen[-10:]), minlength=len(runner.pool))
     assert torch.equal(counts[-100:], last[-100:])
     assert bool((counts >= last).all())
-    assert int(counts.sum()) <= runner.sampler.draws.total
+    assert int(counts.sum()) <= runner.pool.draws.total
 
 
 def test_indices_past_the_pool_raise_without_counting() -> None:

@@ -50,7 +50,7 @@ def test_tiny_run_leaves_the_job_directory(composer) -> None:
 def test_training_improves_on_the_initial_model(composer) -> None:
     cfg = composer([*TINY, "trainer.rounds=3", "trainer.steps_per_round=200"])
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
-    runner.acquire(0)
+    runner.acquisition.acquire(0)
     before = runner.evaluate()["eval/relerr_median/B4"]
     summary = runner.run()
     assert summary["eval/relerr_median/B4"] < 0.1 * before

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from nearpole_exp.runner import Runner
-from nearpole_exp.sampling.importance import newton_distance
+from nearpole_exp.sampling.distances import newton_distance
 
 from .conftest import TINY
 
@@ -24,15 +24,16 @@ def test_newton_distance_is_what_the_sampler_draws_by(composer) -> None:
     for distance in ("abs_q", "newton"):
         cfg = composer([*SINE, f"sampler.distance={distance}"], distance)
         runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
-        runner.acquire(0)
-        values = runner.draw_values().values  # the importance tables are built from these
-        q_abs = runner.pool_q_abs()
+        runner.acquisition.acquire(0)
+        selection = runner.selection
+        values = selection.draw_values(0).values  # the importance tables are built from these
+        q_abs = selection.q_abs(0)
         if distance == "newton":
             expected = newton_distance(runner.problem.q, runner.pool.inputs)
             torch.testing.assert_close(values, expected)
             ranks = [torch.argsort(torch.argsort(v)).double() for v in (values, q_abs)]
             assert torch.corrcoef(torch.stack(ranks))[0, 1] < 0.99  # another order
-            assert runner.draw_values() is runner.draw_values()  # cached until |Q| changes
+            assert selection.draw_values(0) is selection.draw_values(1)  # cached until |Q| changes
         else:
             assert torch.equal(values, q_abs)
         runs[distance] = runner.run()
@@ -45,7 +46,7 @@ def test_the_band_reads_the_models_q(composer) -> None:
     cfg = composer([*TINY, "gradient=hybrid", "logger=none", "trainer.rounds=1",
                     "trainer.steps_per_round=3"])
     runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
-    runner.acquire(0)
+    runner.acquisition.acquire(0)
     seen = {}
     original = runner.gradient.delta
 
@@ -54,19 +55,19 @@ def test_the_band_reads_the_models_q(composer) -> None:
         return original(step, batch_q)
 
     runner.gradient.delta = spy
-    select = runner.sampler.select
+    select = runner.selection.sampler.select
 
     def keep(*args, **kwargs):
         seen["sel"] = select(*args, **kwargs)
         return seen["sel"]
 
-    runner.sampler.select = keep
+    runner.selection.sampler.select = keep
     before = copy.deepcopy(runner.model)  # the step changes the model after δ is chosen
     runner.train_step()
     x = runner.pool.inputs[seen["sel"].idx]
     with torch.no_grad():
         torch.testing.assert_close(seen["q"], before.q_values(x).abs())
-    problem_q = runner.pool_q_abs()[seen["sel"].idx]
+    problem_q = runner.selection.q_abs(runner.state.step)[seen["sel"].idx]
     assert not torch.allclose(seen["q"], problem_q.to(seen["q"].dtype))
     d = runner.gradient.last_delta
     assert runner.gradient.last_saturated == float((seen["q"] < d).float().mean())

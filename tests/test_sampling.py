@@ -13,17 +13,15 @@ import torch
 
 from nearpole_exp import metrics
 from nearpole_exp.errors import ConfigError
-from nearpole_exp.pool import Pool
+from nearpole_exp.pool import DrawCounts, Pool
 from nearpole_exp.problems.poles import PoleProblem
 from nearpole_exp.problems.rational1d import Rational1D
 from nearpole_exp.sampling.active import ActiveSampler, ActiveSamplerConfig, first_new, row_groups
+from nearpole_exp.sampling.distances import newton_distance
 from nearpole_exp.sampling.hybrid import HybridSampler, HybridSamplerConfig
-from nearpole_exp.sampling.importance import (
-    ImportanceSampler,
-    ImportanceSamplerConfig,
-    importance_weights,
-    newton_distance,
-)
+from nearpole_exp.sampling.importance import ImportanceSampler
+from nearpole_exp.sampling.importance_law import ImportanceSamplerConfig, importance_weights
+from nearpole_exp.sampling.zeroproof import ZeroProofSampler
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -92,7 +90,7 @@ def test_nan_inf_and_zero_q():
     assert float(probs[2]) > float(probs[3]) > float(probs[1])
     assert float(probs.sum()) == pytest.approx(1.0)
     assert sampler.n_fallbacks == 0
-    sel = sampler.select(4, 64, q=torch.full((4,), float("nan")))
+    sel = sampler.select(4, 64, values=torch.full((4,), float("nan")))
     assert sampler.n_fallbacks == 1
     assert bool(torch.isfinite(sel.weights).all())
     assert set(sel.idx.tolist()) <= {0, 1, 2, 3}
@@ -102,12 +100,12 @@ def test_nan_inf_and_zero_q():
 def test_empty_pool_and_batch_larger_than_pool():
     sampler = ImportanceSampler()
     with pytest.raises(ValueError, match="empty pool"):
-        sampler.select(0, 8, q=torch.zeros(0))
+        sampler.select(0, 8, values=torch.zeros(0))
     with pytest.raises(ValueError, match="empty pool"):
-        sampler.sample_batch(torch.zeros(0, 1), torch.zeros(0), batch_size=4)
+        ZeroProofSampler().sample_batch(torch.zeros(0, 1), torch.zeros(0), batch_size=4)
     with pytest.raises(ValueError, match="needs the pool"):
         sampler.select(5, 8)
-    sel = sampler.select(5, 50, q=torch.tensor([1e-3, 0.1, 0.2, 0.5, 1.0]))
+    sel = sampler.select(5, 50, values=torch.tensor([1e-3, 0.1, 0.2, 0.5, 1.0]))
     assert sel.idx.shape == (50,)
     assert int(sel.idx.min()) >= 0 and int(sel.idx.max()) <= 4
 
@@ -115,7 +113,7 @@ def test_empty_pool_and_batch_larger_than_pool():
 def test_seed_usage_prefers_small_q():
     torch.manual_seed(0)
     x_pool, q_pool = pool_1d()
-    sampler = ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0, max_weight=100.0))
+    sampler = ZeroProofSampler(ImportanceSamplerConfig(weight_power=2.0, max_weight=100.0))
     batch_x, idx = sampler.sample_batch(x_pool, q_pool, batch_size=128)
     assert batch_x.shape == (128, 1) and idx.shape == (128,)
     torch.testing.assert_close(batch_x, x_pool[idx])
@@ -135,7 +133,7 @@ def test_draw_frequencies_match_compute_weights():
     sampler = ImportanceSampler(ImportanceSamplerConfig(uniform_mix=0.0))
     probs = sampler.compute_weights(q)
     n = 200_000
-    idx = torch.cat([sampler.select(20, 20_000, q=q).idx for _ in range(n // 20_000)])
+    idx = torch.cat([sampler.select(20, 20_000, values=q).idx for _ in range(n // 20_000)])
     freq = torch.bincount(idx, minlength=20).double() / n
     se = (probs * (1 - probs) / n).sqrt()
     assert float(((freq - probs).abs() / se).max()) < 5.0
@@ -150,7 +148,7 @@ def test_correction_weights_give_unbiased_pool_mean(normalize):
     sampler = ImportanceSampler(ImportanceSamplerConfig(self_normalize=normalize))
     estimates = []
     for _ in range(400):
-        sel = sampler.select(len(x), 128, q=q.abs())
+        sel = sampler.select(len(x), 128, values=q.abs())
         w = sel.weights.double()
         est = (w * f[sel.idx]).sum() / (w.sum() if normalize else len(w))
         estimates.append(float(est))
@@ -163,7 +161,7 @@ def test_max_correction_clips_weights():
     q = torch.tensor([1e-6] + [1.0] * 999)
     cfg = ImportanceSamplerConfig(uniform_mix=0.05, self_normalize=False, max_correction=2.0,
                                   cap_reference="absolute", max_weight=1e12)
-    sel = ImportanceSampler(cfg).select(1000, 256, q=q)
+    sel = ImportanceSampler(cfg).select(1000, 256, values=q)
     assert float(sel.weights.max()) == pytest.approx(2.0)
     assert float(sel.weights.min()) < 0.01
 
@@ -173,7 +171,7 @@ def test_hybrid_batch_ratio_and_mixture_weights():
     q = torch.tensor([1e-6] + [1.0] * 999)  # importance draws (almost) only ever pick index 0
     cfg = ImportanceSamplerConfig(importance_batch_ratio=0.7, uniform_mix=0.0,
                                   cap_reference="absolute", max_weight=1e12, self_normalize=False)
-    sampler = ImportanceSampler(cfg)
+    sampler = ZeroProofSampler(cfg)
     x = torch.arange(1000.0)[:, None]
     counts = []
     for _ in range(20):
@@ -196,12 +194,12 @@ def test_prior_restricts_draws_and_weights_target_prior():
     prior = torch.zeros(100)
     prior[:30] = 1.0
     sampler = ImportanceSampler(ImportanceSamplerConfig(weight_power=0.0, self_normalize=False))
-    sel = sampler.select(100, 500, q=q, prior=prior)
+    sel = sampler.select(100, 500, values=q, prior=prior)
     assert int(sel.idx.max()) < 30
     torch.testing.assert_close(sel.weights, torch.ones(500))
     undo = ImportanceSampler(ImportanceSamplerConfig(weight_power=0.0, self_normalize=False,
                                                      weights_target="uniform"))
-    sel = undo.select(100, 500, q=q, prior=prior)
+    sel = undo.select(100, 500, values=q, prior=prior)
     torch.testing.assert_close(sel.weights, torch.full((500,), 0.3))
 
 
@@ -209,30 +207,30 @@ def test_prior_restricts_draws_and_weights_target_prior():
 def test_device_argument(device):
     x, q = pool_1d(500)
     sampler = ImportanceSampler()
-    sel = sampler.select(500, 32, q=q, device=device)
+    sel = sampler.select(500, 32, values=q, device=device)
     assert sel.idx.device.type == device and sel.weights.device.type == device
-    sel = sampler.select(500, 32, q=q, device=torch.device(device))
+    sel = sampler.select(500, 32, values=q, device=torch.device(device))
     assert sel.idx.device.type == device
-    bx, idx = sampler.hybrid_sample(x.to(device), q.to(device), 16)
+    bx, idx = ZeroProofSampler().hybrid_sample(x.to(device), q.to(device), 16)
     assert bx.device.type == device and idx.device.type == device
     other = ImportanceSampler()
     other.load_state_dict(roundtrip(sampler.state_dict()))
-    assert torch.equal(sampler.select(500, 32, q=q, device=device).idx,
-                       other.select(500, 32, q=q, device=device).idx)
+    assert torch.equal(sampler.select(500, 32, values=q, device=device).idx,
+                       other.select(500, 32, values=q, device=device).idx)
 
 
 def test_state_dict_roundtrip_gives_same_next_draw():
     torch.manual_seed(4)
     _, q = pool_1d(1000)
     a = ImportanceSampler()
-    a.select(1000, 64, q=q)
+    a.select(1000, 64, values=q)
     state = roundtrip(a.state_dict())
     b = ImportanceSampler()
     b.load_state_dict(state)
-    sa, sb = a.select(1000, 64, q=q), b.select(1000, 64, q=q)
+    sa, sb = a.select(1000, 64, values=q), b.select(1000, 64, values=q)
     assert torch.equal(sa.idx, sb.idx)
     torch.testing.assert_close(sa.weights, sb.weights)
-    assert a.get_statistics() == b.get_statistics()
+    assert a.metrics(DrawCounts()) == b.metrics(DrawCounts())
 
 
 def test_newton_distance_is_gauge_invariant():
@@ -261,7 +259,7 @@ def test_config_validation_and_overrides():
 @pytest.mark.slow
 def test_pool_above_multinomial_limit():
     q = torch.rand(2**24 + 7, generator=torch.Generator().manual_seed(0))
-    sel = ImportanceSampler().select(len(q), 64, q=q)
+    sel = ImportanceSampler().select(len(q), 64, values=q)
     assert int(sel.idx.max()) < len(q)
 
 
@@ -299,7 +297,7 @@ def test_active_refines_where_q_is_small():
         assert len(pts) > 0
         assert float(problem.q(pts.double()).abs().max()) < 0.1 + h0
     assert int(sampler.level.max()) == 4
-    assert sampler.metrics()["sampler/active/refined"] > 0
+    assert sampler.metrics(DrawCounts())["sampler/active/refined"] > 0
     # Parents are refined once: a later round never re-adds points (no duplicates).
     keys = torch.round(sampler.points / 1e-9).long()
     assert len(torch.unique(keys, dim=0)) == len(sampler.points)
@@ -370,8 +368,8 @@ def test_active_select_uniform_and_state_roundtrip():
     assert torch.equal(pa, pb)
     assert torch.equal(a.select(len(pool), 8).idx, b.select(len(pool), 8).idx)
     mixed = ActiveSampler(importance_mix=0.5)
-    assert mixed.needs_q
-    with pytest.raises(ValueError, match="needs q"):
+    assert mixed.capabilities.needs_q and not ActiveSampler().capabilities.needs_q
+    with pytest.raises(ValueError, match="needs the pool"):
         mixed.select(10, 4)
 
 
@@ -390,15 +388,15 @@ def test_hybrid_sampler_batches_and_active_cadence():
     cfg = HybridSamplerConfig(active_every=2, cap_reference="absolute", max_weight=1e12,
                               importance_batch_ratio=0.5)
     sampler = HybridSampler(cfg)
-    sel = sampler.select(500, 100, q=q)
+    sel = sampler.select(500, 100, values=q)
     assert 50 <= int((sel.idx == 0).sum()) <= 53
     assert float(sel.weights.mean()) == pytest.approx(1.0)
     _, props = run_active(sampler, Rational1D(), 5)
     assert [p is None for p in props] == [False, True, False, True, False]
-    assert sampler.metrics()["sampler/hybrid/active_rounds"] == 3
+    assert sampler.metrics(DrawCounts())["sampler/hybrid/active_rounds"] == 3
     other = HybridSampler(cfg)
     other.load_state_dict(roundtrip(sampler.state_dict()))
-    assert torch.equal(sampler.select(500, 64, q=q).idx, other.select(500, 64, q=q).idx)
+    assert torch.equal(sampler.select(500, 64, values=q).idx, other.select(500, 64, values=q).idx)
     assert torch.equal(other.active.points, sampler.active.points)
 
 
@@ -414,7 +412,7 @@ def test_draws_follow_every_way_of_changing_q(change: str) -> None:
     sampler = ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0, uniform_mix=0.0))
     q = torch.linspace(-1.0, 1.0, 1001).abs()
     table = sampler.prepare(q)
-    first = sampler.select(len(q), 512, q=q)
+    first = sampler.select(len(q), 512, values=q)
     assert _near(first, q) > 0.1
     flat = torch.linspace(-1.0, 1.0, 1001).abs() + 1.0  # |Q| >= 1 everywhere: flat weights
     if change == "add_":
@@ -426,8 +424,8 @@ def test_draws_follow_every_way_of_changing_q(change: str) -> None:
     else:
         q.data = flat.clone()
     assert torch.equal(q, flat)
-    assert _near(sampler.select(len(q), 512, q=q), q) < 0.1
-    snapshot = sampler.select(len(q), 512, q=table)  # the law of |Q| as it was when prepared
+    assert _near(sampler.select(len(q), 512, values=q), q) < 0.1
+    snapshot = sampler.select(len(q), 512, values=table)  # the law of |Q| as it was when prepared
     assert _near(snapshot, flat) > 0.1
 
 
@@ -435,11 +433,11 @@ def test_inference_mode_q_and_weight_cap() -> None:
     with torch.inference_mode():
         q = torch.linspace(-1.0, 1.0, 1001).abs()
     sampler = ImportanceSampler(ImportanceSamplerConfig(uniform_mix=0.0))
-    assert len(sampler.select(len(q), 64, q=q).idx) == 64
-    assert len(sampler.select(len(q), 64, q=sampler.prepare(q)).idx) == 64
+    assert len(sampler.select(len(q), 64, values=q).idx) == 64
+    assert len(sampler.select(len(q), 64, values=sampler.prepare(q)).idx) == 64
     other = torch.full((1001,), 1.0)
     other[7] = 1e-4
-    sel = sampler.select(len(other), 512, q=other)
+    sel = sampler.select(len(other), 512, values=other)
     assert float((sel.idx == 7).float().mean()) > 0.05  # capped weight 100 vs 1000 others: ~9%
 
 
@@ -451,7 +449,7 @@ def test_weights_target_none_tilts_the_objective() -> None:
     cfg = ImportanceSamplerConfig(weight_power=2.0, max_weight=1e4, uniform_mix=0.2,
                                   weights_target="none")
     sampler = ImportanceSampler(cfg)
-    sel = sampler.select(len(q), 200_000, q=q)
+    sel = sampler.select(len(q), 200_000, values=q)
     assert torch.equal(sel.weights, torch.ones(200_000))
     assert sel.ess == pytest.approx(200_000)
     pi = sampler.compute_weights(q)  # the density the batch follows (uniform_mix 0.2)
@@ -461,7 +459,7 @@ def test_weights_target_none_tilts_the_objective() -> None:
     assert estimate == pytest.approx(expected_tilted, rel=0.03)
     assert estimate < 0.5 * float(f.mean())  # far below the uniform mean 0.5
     corrected = ImportanceSampler(dataclasses.replace(cfg, weights_target="prior"))
-    sel_c = corrected.select(len(q), 200_000, q=q)
+    sel_c = corrected.select(len(q), 200_000, values=q)
     unbiased = float((sel_c.weights.double() * f[sel_c.idx]).mean())
     assert unbiased == pytest.approx(float(f.mean()), rel=0.03)
 
@@ -500,7 +498,7 @@ def test_zeroproof_law_is_drawn_exactly_at_the_sampling_noise_floor() -> None:
         a = np.maximum(np.abs(q.numpy()), 1e-6)
         w = np.minimum(a ** -2.0, 100.0) ** (1.0 / temperature)
         law = torch.from_numpy(w / w.sum())
-        sampler = ImportanceSampler(ImportanceSamplerConfig(
+        sampler = ZeroProofSampler(ImportanceSamplerConfig(
             weight_power=2.0, max_weight=100.0, temperature=temperature, cap="hard",
             cap_reference="absolute", uniform_mix=0.0))
         _, idx = sampler.sample_batch(x, q, n)
@@ -509,7 +507,7 @@ def test_zeroproof_law_is_drawn_exactly_at_the_sampling_noise_floor() -> None:
         floor = np.mean([_tv(torch.bincount(torch.multinomial(law, n, True, generator=gen),
                                             minlength=len(x)), law) for _ in range(3)])
         assert ours < 1.25 * floor, (temperature, ours, floor)
-        default = ImportanceSampler(ImportanceSamplerConfig(weight_power=2.0, max_weight=100.0))
+        default = ZeroProofSampler(ImportanceSamplerConfig(weight_power=2.0, max_weight=100.0))
         _, idx = default.sample_batch(x, q, n)
         assert _tv(torch.bincount(idx, minlength=len(x)), law) > 10 * floor  # another law
 
@@ -534,7 +532,7 @@ def test_the_fast_draw_follows_compute_weights(cfg) -> None:
     sampler = ImportanceSampler(cfg)
     law = sampler.compute_weights(q)
     n = 200_000
-    sel = sampler.select(len(q), n, q=sampler.prepare(q))
+    sel = sampler.select(len(q), n, values=sampler.prepare(q))
     ours = _tv(torch.bincount(sel.idx, minlength=len(q)), law)
     gen = torch.Generator().manual_seed(3)
     floor = _tv(torch.bincount(torch.multinomial(law, n, True, generator=gen), minlength=len(q)), law)

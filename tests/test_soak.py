@@ -89,7 +89,7 @@ def test_long_ogas_run_keeps_memory_flat_and_leaks_nothing(composer) -> None:
     threads_before, kids_before = threading.active_count(), child_pids()
     runner = Runner(cfg, out)
     probes: dict[str, float] = {}
-    acquire = runner.acquire
+    acquire = runner.acquisition.acquire
 
     def probing_acquire(round_idx: int) -> int:
         if round_idx == PROBE:
@@ -99,7 +99,7 @@ def test_long_ogas_run_keeps_memory_flat_and_leaks_nothing(composer) -> None:
             probes["py_threads"] = threading.active_count()
         return acquire(round_idx)
 
-    runner.acquire = probing_acquire  # type: ignore[method-assign]
+    runner.acquisition.acquire = probing_acquire  # type: ignore[method-assign]
     summary = runner.run()
     rss_end = rss_mb()
     tensors_end, tensor_mb_end = live_tensors()

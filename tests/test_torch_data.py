@@ -38,7 +38,7 @@ def test_importance_batches_and_their_weights_reach_the_loop(workers: int) -> No
     assert near / seen > 4 * uniform_share
     truth = float((X[:, 0] ** 2).mean())
     assert abs(sum(estimate) / len(estimate) - truth) < 0.03
-    assert sampler.draws.total == seen  # the one record of draws, counted in the main process
+    assert batches.draw_counts.total == seen  # counted in the main process, once per draw
 
 
 def test_q_refresh_cadence_curriculum_and_plain_index_samplers() -> None:

@@ -3,24 +3,51 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 
+@dataclass(frozen=True)
+class BreederCapabilities:
+    """What a breeder declares (its ``capabilities``).
+
+    ``rewrites_unsubmitted``: :meth:`Breeder.next_generation` may write a generation over asked
+    ids nobody submitted yet (``after``); ``trains_in_background``: it keeps a training thread
+    busy beside the caller; ``design_ratio``: :meth:`Breeder.design_weights` can weight its points
+    back to its design.
+    """
+
+    rewrites_unsubmitted: bool = False
+    trains_in_background: bool = False
+    design_ratio: bool = False
+
+
+@dataclass
+class Generation:
+    """Points ``[n, d]`` (box coordinates) and the simulation ids they were written at."""
+
+    points: Tensor
+    ids: Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.numel())
+
+
 class Breeder(ABC):
     """Proposes points in a box and learns from per-sample difficulty signals.
 
-    Simulation ids are assigned in ask order: the first point ever returned by ``ask`` has
-    id 0, the next id 1, and so on; ``tell`` refers to points by those ids.
+    Simulation ids are assigned in ask order: the first point ever returned has id 0, the next
+    id 1, and so on; ``tell`` refers to points by those ids. :meth:`next_generation` returns the
+    ids with the points, so no caller derives them.
     """
 
     # the config groups besides ``ogas/breeder`` the breeder is built with (``ogas/<part>``), and
     # the dataclass that is each part's schema
     config_parts: ClassVar[dict[str, type]] = {}
-    # whether :meth:`regenerate` may rewrite asked-but-unsubmitted ids (asynchronous feeds)
-    rewrites_unsubmitted: ClassVar[bool] = False
+    capabilities = BreederCapabilities()
 
     def __init__(self, bounds: Tensor) -> None:
         bounds = torch.as_tensor(bounds, dtype=torch.float32)
@@ -32,23 +59,21 @@ class Breeder(ABC):
         self.n_asked = 0
 
     @property
-    def trains_in_background(self) -> bool:
-        """Whether the breeder keeps a training thread busy beside the caller."""
-        return False
-
-    @property
     def dim(self) -> int:
         return int(self.bounds.shape[0])
 
     @abstractmethod
     def ask(self, n: int) -> Tensor:
-        """The next ``n`` points, shape ``[n, d]``, inside the box."""
+        """The next ``n`` points, shape ``[n, d]``, inside the box (at the next free ids)."""
 
-    def regenerate(self, n: int, last_submitted: int) -> tuple[Tensor, int, int]:
-        """A generation of ``n`` points written at ids ``last_submitted + 1 …``, rewriting asked
-        ids nobody submitted yet; returns (points, first id, last id). Only for breeders that
-        declare ``rewrites_unsubmitted``."""
-        raise NotImplementedError(f"{type(self).__name__} does not rewrite unsubmitted ids")
+    def next_generation(self, n: int, after: int | None = None) -> Generation:
+        """A generation of ``n`` points and its ids: the next free ids, or (breeders that declare
+        ``rewrites_unsubmitted``) ids ``after + 1 …``, rewriting asked ids nobody submitted."""
+        if after is not None and after != self.n_asked - 1:
+            raise NotImplementedError(f"{type(self).__name__} does not rewrite unsubmitted ids")
+        first = self.n_asked
+        points = self.ask(n)
+        return Generation(points, torch.arange(first, first + len(points)))
 
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
@@ -58,15 +83,10 @@ class Breeder(ABC):
         breeder does not breed."""
         return None
 
-    @property
-    def has_design_ratio(self) -> bool:
-        """Whether :meth:`design_weights` can weight this breeder's points back to its design."""
-        return False
-
     def design_weights(self, sim_ids: Tensor) -> Tensor | None:
         """Density ratios p_design/p_asked at asked sims (mean 1 over ``sim_ids``), which weight a
-        pool of breeder-biased sims back towards the design; None when there is no ratio (yet)
-        or every point came from the design (ratio 1)."""
+        pool of breeder-biased sims back towards the design (breeders that declare
+        ``design_ratio``); None before there is a ratio or when every point came from the design."""
         return None
 
     def metrics(self) -> dict[str, float]:

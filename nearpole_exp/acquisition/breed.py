@@ -18,7 +18,7 @@ from torch import Tensor
 from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.acquisition.config import BreedConfig, build_config
 from nearpole_exp.acquisition.history import SimHistory, validate_signals
-from nearpole_exp.acquisition.schedule import BreedRatioSchedule, YieldBreedRatio
+from nearpole_exp.acquisition.schedule import BreedRatioSchedule, ratio_controller
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
@@ -61,8 +61,8 @@ class BreedBreeder(Breeder):
         self.schedule = BreedRatioSchedule(cfg.start, cfg.end, cfg.breakpoint, cfg.schedule_on,
                                            cfg.total_budget, cfg.budget_breakpoint)
         self.history = SimHistory(self.dim, cfg.ema_alpha)
-        self.adaptive = (YieldBreedRatio(cfg.start, cfg.end, cfg.yield_window)
-                         if cfg.adaptive_ratio == "yield" else None)
+        self.ratio_control = ratio_controller(cfg.adaptive_ratio, self.schedule, cfg.start,
+                                              cfg.end, cfg.yield_window)
         self.stats: dict[str, float] = {"ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0,
                                         "dropped_values": 0.0}
         self.records: dict[str, list[float]] = {"ratio": [], "ratio_target": [], "oob_rate": []}
@@ -127,11 +127,7 @@ class BreedBreeder(Breeder):
 
     def _ratio(self) -> float:
         """R of the generation being drawn: the ramp's, or the yield controller's."""
-        if self.adaptive is None:
-            return self.schedule.ratio(consumed=self.n_asked)
-        if self.schedule.generation == 0:
-            return 0.0
-        return self.adaptive.observe(self.history)
+        return self.ratio_control.next_ratio(self.history, self.schedule.generation, self.n_asked)
 
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample signals (EMA per sim); non-finite values are dropped and counted."""
@@ -151,8 +147,7 @@ class BreedBreeder(Breeder):
             "breeder/generation": float(self.schedule.generation),
             "breeder/dropped_values": self.stats["dropped_values"],
         }
-        if self.adaptive is not None:
-            out.update({f"breeder/{k}": v for k, v in self.adaptive.last.items()})
+        out.update({f"breeder/{k}": v for k, v in self.ratio_control.metrics().items()})
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -165,7 +160,7 @@ class BreedBreeder(Breeder):
             "design": self.design.state_dict(),
             "schedule": self.schedule.state_dict(),
             "history": self.history.state_dict(),
-            "adaptive": None if self.adaptive is None else self.adaptive.state_dict(),
+            "adaptive": self.ratio_control.state_dict(),
             "stats": dict(self.stats),
             "records": {k: list(v) for k, v in self.records.items()},
         }
@@ -178,8 +173,7 @@ class BreedBreeder(Breeder):
         self.design.load_state_dict(state["design"])
         self.schedule.load_state_dict(state["schedule"])
         self.history.load_state_dict(state["history"])
-        if self.adaptive is not None and state.get("adaptive") is not None:
-            self.adaptive.load_state_dict(state["adaptive"])
+        self.ratio_control.load_state_dict(state.get("adaptive"))
         self.stats = {k: float(v) for k, v in state["stats"].items()}
         self.records = {k: list(v) for k, v in state["records"].items()}
 

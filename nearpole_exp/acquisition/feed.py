@@ -65,7 +65,7 @@ class SimulationFeed:
         self.executor = executor
         self.breeder = breeder
         self.budget = int(budget)
-        self.rewrites = breeder.rewrites_unsubmitted
+        self.rewrites = breeder.capabilities.rewrites_unsubmitted
         self.n_submitted = 0
         self.n_finished = 0
         self.generations = 0
@@ -135,18 +135,19 @@ class SimulationFeed:
         if k <= 0:
             return
         if self.rewrites:
-            params, first, last = self.breeder.regenerate(k, self.n_submitted - 1)
+            gen = self.breeder.next_generation(k, after=self.n_submitted - 1)
+            last = int(gen.ids[-1])
             keep = self._ahead_ids > last
             self.n_rewritten += int((self._ahead_ids <= last).sum())
-            self._ahead_ids = torch.cat([torch.arange(first, last + 1), self._ahead_ids[keep]])
-            self._ahead = torch.cat([params.float(), self._ahead[keep]])
+            self._ahead_ids = torch.cat([gen.ids, self._ahead_ids[keep]])
+            self._ahead = torch.cat([gen.points.float(), self._ahead[keep]])
         elif len(self._ahead_ids) == 0:
-            first = self.breeder.n_asked
-            if first != self.n_submitted:
-                raise RuntimeError(f"breeder has asked {first} points but {self.n_submitted} were "
-                                   "submitted: the feed must be the breeder's only user")
-            self._ahead = self.breeder.ask(k).float()
-            self._ahead_ids = torch.arange(first, first + k)
+            if self.breeder.n_asked != self.n_submitted:
+                raise RuntimeError(f"breeder has asked {self.breeder.n_asked} points but "
+                                   f"{self.n_submitted} were submitted: the feed must be the "
+                                   "breeder's only user")
+            gen = self.breeder.next_generation(k)
+            self._ahead, self._ahead_ids = gen.points.float(), gen.ids
         else:
             return
         self.generations += 1

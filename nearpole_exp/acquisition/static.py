@@ -6,22 +6,22 @@ from typing import Any
 
 from torch import Tensor
 
-from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.acquisition.base import Breeder, BreederCapabilities
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator
 
 
 class StaticBreeder(Breeder):
-    """Draws every generation from a fixed design; ignores the difficulty signal."""
+    """Draws every generation from a fixed design; ignores the difficulty signal.
+
+    Every point comes from the design, so its design ratio is 1 (``design_weights`` is None and
+    design weighting changes nothing)."""
+
+    capabilities = BreederCapabilities(design_ratio=True)
 
     def __init__(self, bounds: Tensor, design: str = "uniform") -> None:
         super().__init__(bounds)
         self.stream = UnitDesign(design, self.dim, child_generator())
-
-    @property
-    def has_design_ratio(self) -> bool:
-        """Every point comes from the design, so the ratio is 1 (design weighting changes nothing)."""
-        return True
 
     def ask(self, n: int) -> Tensor:
         unit = self.stream.draw(n)

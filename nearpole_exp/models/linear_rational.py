@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from nearpole_exp.errors import check
+from nearpole_exp.models.base import Band, LossOutput, ModelCapabilities
+from nearpole_exp.models.losses import per_sample_loss, residual_loss
 from nearpole_exp.models.mlp import ACTIVATIONS, mlp_layers
 from nearpole_exp.models.normalize import BoxNormalizer
 
@@ -23,7 +25,7 @@ from nearpole_exp.models.normalize import BoxNormalizer
 class LinearRationalModel(nn.Module):
     """y = floor·A(φ(c))·d / q(φ(c)) with q > 0; ``pq`` and ``q_values`` like the rational model."""
 
-    rational = True
+    capabilities = ModelCapabilities(rational=True)
 
     def __init__(self, in_features: int, out_features: int, context_dims: list[int] | None = None,
                  periodic: bool = True, hidden: int = 64, depth: int = 2, activation: str = "tanh",
@@ -80,3 +82,12 @@ class LinearRationalModel(nn.Module):
         """P/Q; ``delta`` (the hybrid-gradient band) is accepted and unused, since q > 0."""
         p, q = self.pq(x)
         return p / q[:, None]
+
+    def compute_loss(self, x: Tensor, y: Tensor, kind: str, band: Band = None) -> LossOutput:
+        """``residual``: the linearised loss on P and Q; otherwise ``kind`` on P/Q (q > 0, so no
+        band applies)."""
+        p, q = self.pq(x)
+        if kind == "residual":
+            return LossOutput(residual_loss(p, q, y), (p / q[:, None]).detach())
+        pred = p / q[:, None]
+        return LossOutput(per_sample_loss(pred, y, kind), pred)

@@ -27,3 +27,18 @@ def per_sample_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind == "relative":
         return sq / (1.0 + scale)
     return sq.clamp_min(1e-24).sqrt() / scale.sqrt().clamp_min(1e-6)
+
+
+def resolve_loss(kind: str, *, rational: bool, knows_poles: bool, labels_have_poles: bool,
+                 band: bool) -> str:
+    """``auto``: the residual loss for rational models on labels with poles (the quotient loss
+    when a δ schedule is set, since δ acts on P/Q), ``relative`` otherwise on pole problems (on
+    RR-IK's damped labels the residual loss placed spurious poles: eval/mse 36.5 vs 0.23), ``mse``
+    for simulators. Any other ``kind`` is kept."""
+    if kind != "auto":
+        return kind
+    if not knows_poles:
+        return "mse"
+    if rational and not band and labels_have_poles:
+        return "residual"
+    return "relative"

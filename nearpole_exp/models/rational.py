@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nearpole_exp.models.base import Band, LossOutput, ModelCapabilities
+from nearpole_exp.models.losses import per_sample_loss, residual_loss
 from nearpole_exp.models.mlp import mlp_layers
 from nearpole_exp.models.normalize import BoxNormalizer
 
@@ -81,8 +83,7 @@ class RationalModel(nn.Module):
     """y = P(x)/Q(x) with learnable P and Q; ``q_values(x)`` gives Q per sample."""
 
     #: forward's ``delta`` sets the band of the hybrid division (what ``gradient=hybrid`` drives)
-    rational = True
-    hybrid_division = True
+    capabilities = ModelCapabilities(rational=True, hybrid_division=True)
 
     def __init__(self, in_features: int, out_features: int, p_degree: int = 6, q_degree: int = 4,
                  hidden: int = 64, depth: int = 2, activation: str = "tanh",
@@ -130,3 +131,13 @@ class RationalModel(nn.Module):
         p, q = self.pq(x)
         band = self.delta if delta is None else delta
         return hybrid_divide(p, q[:, None], band)
+
+    def compute_loss(self, x: Tensor, y: Tensor, kind: str, band: Band = None) -> LossOutput:
+        """``residual``: the linearised loss on P and Q; otherwise ``kind`` on the hybrid quotient,
+        its band δ set by ``band`` from this batch's |Q| (exact division without one)."""
+        p, q = self.pq(x)
+        if kind == "residual":
+            return LossOutput(residual_loss(p, q, y), (p / q[:, None]).detach())
+        delta = 0.0 if band is None else float(band(q.detach().abs()))
+        pred = hybrid_divide(p, q[:, None], delta)
+        return LossOutput(per_sample_loss(pred, y, kind), pred, delta)

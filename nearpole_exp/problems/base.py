@@ -19,6 +19,18 @@ from torch import Tensor
 Predictor = Callable[[Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class ModelQ:
+    """A fitted model's denominator as a problem may read it: ``fn(x)`` gives Q ``[n]`` on the CPU
+    for inputs in ``dtype`` (the model's precision, in which roots are refined)."""
+
+    fn: Callable[[Tensor], Tensor]
+    dtype: torch.dtype = torch.float32
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
 @dataclass
 class Samples:
     """Labelled training samples made from a batch of acquired points.
@@ -58,18 +70,25 @@ class IdealPlacement:
         return int(self.lows.shape[1])
 
 
+@dataclass(frozen=True)
+class ProblemCapabilities:
+    """What a problem declares (its ``capabilities``), never probed: ``knows_poles``: Q and the
+    pole distance of its inputs are known (``q``, ``distance``), so samplers may use them;
+    ``simulates``: it labels by running simulations, so asynchronous executors apply;
+    ``labels_have_poles``: its labels themselves have poles (a rational model can then fit the
+    linearised residual)."""
+
+    knows_poles: bool = False
+    simulates: bool = False
+    labels_have_poles: bool = False
+
+
 class Problem(ABC):
     """A learning problem: acquisition box, oracle, model dimensions and evaluation."""
 
     kind: ClassVar[str]
     name: str = "problem"
-    # what the loop may ask of a problem (declared, not probed):
-    # Q and the pole distance of its inputs are known (`q`, `distance`): samplers may use them
-    knows_poles: ClassVar[bool] = False
-    # labels by running simulations: asynchronous executors apply (executor=...)
-    simulates: ClassVar[bool] = False
-    # its labels themselves have poles (a rational model can then fit the linearised residual)
-    labels_have_poles: bool = False
+    capabilities = ProblemCapabilities()
 
     @property
     @abstractmethod
@@ -90,8 +109,9 @@ class Problem(ABC):
         """Keyword arguments a model needs to match this problem's inputs and outputs."""
 
     @abstractmethod
-    def evaluate(self, predict: Predictor, model: torch.nn.Module | None = None) -> dict[str, float]:
-        """Metrics (docs/architecture.md names, e.g. ``eval/mse``) of ``predict`` on held-out points."""
+    def evaluate(self, predict: Predictor, model_q: ModelQ | None = None) -> dict[str, float]:
+        """Metrics (docs/architecture.md names, e.g. ``eval/mse``) of ``predict`` on held-out points;
+        ``model_q`` is the model's denominator where it has one (pole localisation)."""
 
     def initial_design(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
         """Points for round 0 when the problem prescribes them (a published recipe), else None:

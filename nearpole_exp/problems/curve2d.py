@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.problems.base import Predictor
-from nearpole_exp.problems.poles import PoleProblem, model_q
+from nearpole_exp.problems.base import ModelQ, Predictor
+from nearpole_exp.problems.poles import PoleProblem
 
 SHAPES = ("ellipse", "sine")
 _CHUNK = 2048
@@ -272,14 +272,12 @@ class Curve2D(PoleProblem):
         inside = ((pts > b[:, 0]) & (pts < b[:, 1])).all(dim=1)
         return pts[inside].float()
 
-    def evaluate(self, predict: Predictor,
-                 model: torch.nn.Module | None = None) -> dict[str, float]:
+    def evaluate(self, predict: Predictor, model_q: ModelQ | None = None) -> dict[str, float]:
         """Base metrics plus ``eval/ple`` for models exposing ``q_values`` (else no ple: a
         plain predictor has no zero set, and ridges of |ŷ| are not a reliable substitute)."""
-        out = super().evaluate(predict, model)
-        q_values = model_q(model)
-        if q_values is not None:
-            out["eval/ple"] = self.pole_curve_error(q_values)
+        out = super().evaluate(predict, model_q)
+        if model_q is not None:
+            out["eval/ple"] = self.pole_curve_error(model_q)
         return out
 
     def pole_curve_error(self, q_values: Predictor) -> float:

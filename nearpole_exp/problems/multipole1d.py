@@ -10,10 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nearpole_exp import metrics
 from nearpole_exp.errors import check
-from nearpole_exp.problems.base import Predictor
-from nearpole_exp.problems.poles import PoleProblem, model_dtype, model_q, refine_roots
+from nearpole_exp.problems.base import ModelQ, Predictor
+from nearpole_exp.problems.poles import PoleProblem
 
 #: Poles closer than this would share their B0…B3 neighbourhoods (upper edge of B3).
 MIN_POLE_GAP = 1e-2
@@ -101,22 +100,8 @@ class MultiPole1D(PoleProblem):
     def poles(self) -> Tensor:
         return self._poles.double()
 
-    def found_poles(self, predict: Predictor, model: torch.nn.Module | None) -> Tensor:
-        """Roots of the model's Q on a fine grid, else the ``k`` highest peaks of |ŷ|.
-
-        Overrides the base because its peak branch reads ``len(self.poles() or [])``, which
-        is ambiguous for a tensor of several poles (and 0 for a single pole at 0.0).
-        """
-        lo, hi = self.bounds[0].tolist()
-        grid = torch.linspace(lo, hi, 20001)[:, None]
-        q_fn = model_q(model)
-        with torch.no_grad():
-            if q_fn is not None:
-                roots = metrics.roots_on_grid(grid[:, 0], q_fn(grid).flatten())
-                return refine_roots(q_fn, roots, float(grid[1, 0] - grid[0, 0]),
-                                    model_dtype(model))
-            mag = predict(grid).reshape(len(grid), -1).norm(dim=1).cpu()
-        peak = (mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])
-        idx = torch.nonzero(peak).flatten() + 1
-        top = idx[torch.argsort(mag[idx], descending=True)[: len(self._poles)]]
-        return grid[top, 0]
+    def found_poles(self, predict: Predictor, model_q: ModelQ | None,
+                    touch_tol: float = 0.0) -> Tensor:
+        """Roots of the model's Q without the double-root rule of the base (several simple poles
+        may lie closer than one grid cell's touch tolerance would allow)."""
+        return super().found_poles(predict, model_q, touch_tol)

@@ -14,20 +14,9 @@ from torch import Tensor
 from nearpole_exp import metrics
 from nearpole_exp.config import check_fits_memory
 from nearpole_exp.errors import ProblemError
-from nearpole_exp.problems.base import Predictor, Problem, Samples
+from nearpole_exp.problems.base import ModelQ, Predictor, Problem, ProblemCapabilities, Samples
 
 log = logging.getLogger(__name__)
-
-
-def model_q(model: object) -> Predictor | None:
-    """The model's ``q_values`` run on the model's device with results on the CPU, or None."""
-    q_values = getattr(model, "q_values", None)
-    if q_values is None:
-        return None
-    device = torch.device("cpu")
-    if isinstance(model, torch.nn.Module):
-        device = next(iter(model.parameters()), torch.empty(0)).device
-    return lambda x: q_values(x.to(device)).cpu()
 
 
 _GOLDEN = 0x9E3779B97F4A7C15 - 2**64
@@ -65,14 +54,6 @@ def hashed_normal(x: Tensor, n_out: int, seed: int) -> Tensor:
                   for s in (1, 2))
         cols.append(torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2))
     return torch.stack(cols, dim=1)
-
-
-def model_dtype(model: object) -> torch.dtype:
-    """The floating dtype of a module's parameters (float32 when it has none)."""
-    if isinstance(model, torch.nn.Module):
-        for param in model.parameters():
-            return param.dtype
-    return torch.float32
 
 
 def refine_roots(q_fn: Predictor, roots: Tensor, spacing: float, dtype: torch.dtype,
@@ -118,9 +99,8 @@ class PoleProblem(Problem):
     """
 
     kind = "pole"
-    knows_poles = True
-    #: Whether the labels themselves have poles (a damped target, e.g. RR-IK's DLS, has none).
-    labels_have_poles: bool = True
+    # a damped target (e.g. RR-IK's DLS labels) declares labels_have_poles=False
+    capabilities = ProblemCapabilities(knows_poles=True, labels_have_poles=True)
     label_noise: float = 0.0
     noise_seed: int = 0
 
@@ -245,16 +225,16 @@ class PoleProblem(Problem):
             self._eval = (x[keep], y[keep], dist, is_uniform[keep])
         return self._eval
 
-    def found_poles(self, predict: Predictor, model: torch.nn.Module | None) -> Tensor:
-        """Pole locations of the fitted model in 1D: roots of its Q, else the k largest peaks of |ŷ|."""
+    def found_poles(self, predict: Predictor, model_q: ModelQ | None,
+                    touch_tol: float = 1e-3) -> Tensor:
+        """Pole locations of the fitted model in 1D: roots of its Q (bisected in the model's
+        precision), else the k largest peaks of |ŷ| (k: the number of true poles)."""
         lo, hi = self.bounds[0].tolist()
         grid = torch.linspace(lo, hi, 20001)[:, None]
-        q_fn = model_q(model)
         with torch.no_grad():
-            if q_fn is not None:
-                roots = metrics.roots_on_grid(grid[:, 0], q_fn(grid).flatten(), touch_tol=1e-3)
-                return refine_roots(q_fn, roots, float(grid[1, 0] - grid[0, 0]),
-                                    model_dtype(model))
+            if model_q is not None:
+                roots = metrics.roots_on_grid(grid[:, 0], model_q(grid).flatten(), touch_tol=touch_tol)
+                return refine_roots(model_q, roots, float(grid[1, 0] - grid[0, 0]), model_q.dtype)
             mag = predict(grid).reshape(len(grid), -1).norm(dim=1).cpu()
         poles = self.poles()
         k = 0 if poles is None else len(poles)
@@ -263,7 +243,7 @@ class PoleProblem(Problem):
         top = idx[torch.argsort(mag[idx], descending=True)[:k]]
         return grid[top, 0]
 
-    def evaluate(self, predict: Predictor, model: torch.nn.Module | None = None) -> dict[str, float]:
+    def evaluate(self, predict: Predictor, model_q: ModelQ | None = None) -> dict[str, float]:
         x, y, dist, is_uniform = self.eval_set()
         with torch.no_grad():
             pred = predict(x).reshape(y.shape).cpu().double()
@@ -274,7 +254,7 @@ class PoleProblem(Problem):
         poles = self.poles()
         if poles is not None and self.param_dim == 1:
             width = float(self.bounds[0, 1] - self.bounds[0, 0])
-            found = self.found_poles(predict, model)
+            found = self.found_poles(predict, model_q)
             out["eval/ple"] = metrics.pole_localisation_error(poles, found, width)
         return out
 

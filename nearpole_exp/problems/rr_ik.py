@@ -22,9 +22,9 @@ from torch import Tensor
 
 from nearpole_exp import metrics
 from nearpole_exp.errors import check
-from nearpole_exp.problems.base import Predictor
+from nearpole_exp.problems.base import ModelQ, Predictor, ProblemCapabilities
 from nearpole_exp.problems.curve2d import symmetric_chamfer
-from nearpole_exp.problems.poles import PoleProblem, model_q
+from nearpole_exp.problems.poles import PoleProblem
 
 LABELS = ("exact", "dls")
 EVAL_BULK = ("zeroproof", "uniform")
@@ -89,7 +89,8 @@ class RRIK(PoleProblem):
     def __init__(self, config: RRIKConfig | None = None, **overrides: object) -> None:
         self.config = dataclasses.replace(config or RRIKConfig(), **overrides)
         cfg = self.config
-        self.labels_have_poles = cfg.labels == "exact"
+        self.capabilities = ProblemCapabilities(knows_poles=True,
+                                                labels_have_poles=cfg.labels == "exact")
         pi = math.pi
         super().__init__([-pi, -pi, -cfg.d_max, -cfg.d_max], [pi, pi, cfg.d_max, cfg.d_max],
                          cfg.n_eval)
@@ -229,8 +230,7 @@ class RRIK(PoleProblem):
             self._eval = (x[keep], y[keep], self.distance(x[keep]), is_bulk[keep])
         return self._eval
 
-    def evaluate(self, predict: Predictor,
-                 model: torch.nn.Module | None = None) -> dict[str, float]:
+    def evaluate(self, predict: Predictor, model_q: ModelQ | None = None) -> dict[str, float]:
         """Base metrics (``eval/mse`` on the bulk, per-bucket relerr/MSE/count on |det J|) plus
         ``eval/ple`` for exact labels and a model with ``q_values``.
 
@@ -238,7 +238,7 @@ class RRIK(PoleProblem):
         ``eval/recipe_count/B*``: per-bucket MSE on the recipe's test distribution alone (the
         base buckets add log-spaced near-singular points), ZeroProofML's protocol.
         """
-        out = super().evaluate(predict, model)
+        out = super().evaluate(predict, model_q)
         if self.config.eval_bulk == "zeroproof":
             x, y, dist, bulk = self.eval_set()
             with torch.no_grad():
@@ -247,9 +247,8 @@ class RRIK(PoleProblem):
             for k in range(len(metrics.BUCKET_EDGES) - 1):
                 out[f"eval/recipe_mse/B{k}"] = stats[f"eval/bucket_mse/B{k}"]
                 out[f"eval/recipe_count/B{k}"] = stats[f"eval/bucket_count/B{k}"]
-        q_values = model_q(model)
-        if q_values is not None and self.config.labels == "exact":
-            out["eval/ple"] = self.singular_set_error(q_values)
+        if model_q is not None and self.config.labels == "exact":
+            out["eval/ple"] = self.singular_set_error(model_q)
         return out
 
     def singular_set_error(self, q_values: Predictor) -> float:

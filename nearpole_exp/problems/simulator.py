@@ -37,7 +37,7 @@ from nearpole_exp.config import check_fits_memory
 from nearpole_exp.designs import halton
 from nearpole_exp.errors import ConfigError, check
 from nearpole_exp.problems import resolution
-from nearpole_exp.problems.base import Predictor, Problem, Samples
+from nearpole_exp.problems.base import ModelQ, Predictor, Problem, ProblemCapabilities, Samples
 from nearpole_exp.problems.resolution import Requirement
 
 RMS_FLOOR = 1e-6
@@ -149,7 +149,7 @@ class TrajectoryProblem(Problem):
     """Each acquired point yields S samples; evaluated by per-point nRMSE statistics."""
 
     kind = "simulator"
-    simulates = True
+    capabilities = ProblemCapabilities(simulates=True)
 
     def __init__(self, config: TrajectoryConfig) -> None:
         self.config = config
@@ -211,8 +211,7 @@ class TrajectoryProblem(Problem):
         per_point = nrmse(pred, flat_targets).reshape(n, s).mean(dim=1)
         return per_point, pred.reshape(targets.shape), targets.double()
 
-    def evaluate(self, predict: Predictor,
-                 model: torch.nn.Module | None = None) -> dict[str, float]:
+    def evaluate(self, predict: Predictor, model_q: ModelQ | None = None) -> dict[str, float]:
         per_point, pred, targets = self.eval_scores(predict)
         out = metrics.trajectory_metrics(per_point)
         out["eval/mse"] = float((pred - targets).pow(2).mean())

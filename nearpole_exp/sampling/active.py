@@ -36,17 +36,17 @@ from torch import Tensor
 from nearpole_exp.errors import check
 from nearpole_exp.metrics import effective_sample_size
 from nearpole_exp.rng import generator_state, resolve_device, restore_generator
-from nearpole_exp.sampling.base import BatchSampler, Selection
-from nearpole_exp.sampling.importance import (
+from nearpole_exp.sampling.base import BatchSampler, SamplerCapabilities, Selection
+from nearpole_exp.sampling.distances import q_and_grad
+from nearpole_exp.sampling.importance_law import (
     ImportanceSamplerConfig,
     correction_weights,
     importance_weights,
     mixture_draw,
-    q_and_grad,
 )
 
 if TYPE_CHECKING:
-    from nearpole_exp.pool import Pool
+    from nearpole_exp.pool import DrawCounts, Pool
     from nearpole_exp.problems.base import Problem
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,8 @@ class ActiveSampler(BatchSampler):
                  q_fn: QFunction | None = None, **overrides: Any) -> None:
         super().__init__()
         self.config = dataclasses.replace(config or ActiveSamplerConfig(), **overrides)
-        self.needs_q = self.config.importance_mix > 0
+        self.capabilities = SamplerCapabilities(needs_q=self.config.importance_mix > 0,
+                                                proposes=True)
         self._importance = ImportanceSamplerConfig(uniform_mix=0.0)
         self.q_fn = q_fn
         self.bounds = None if bounds is None else torch.as_tensor(bounds, dtype=torch.float64)
@@ -378,24 +379,25 @@ class ActiveSampler(BatchSampler):
         n_pool: int,
         batch_size: int,
         *,
-        q: Tensor | None = None,
+        values: Tensor | None = None,
         prior: Tensor | None = None,
         device: torch.device | None = None,
     ) -> Selection:
         """Uniform over the pool, with an ``importance_mix`` share by 1/|Q|² if configured."""
+        q = values
         dev = resolve_device(device, q)
         gen = self.generator(dev)
         mix = self.config.importance_mix
         u = None
         if mix > 0:
             if q is None:
-                raise ValueError("ActiveSampler with importance_mix > 0 needs q")
+                raise ValueError("ActiveSampler with importance_mix > 0 needs the pool's |Q| as values")
             u = importance_weights(q.to(dev), self._importance)
         draw = mixture_draw(n_pool, batch_size, 1.0 - mix, gen, dev, u=u, prior=prior)
         weights = correction_weights(draw.ratio, self._importance)
         return Selection(draw.idx, weights, effective_sample_size(weights))
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, draws: DrawCounts) -> dict[str, float]:
         q = self.q.abs()
         finite = q[torch.isfinite(q)]
         thr = self.config.refinement_threshold
@@ -413,7 +415,6 @@ class ActiveSampler(BatchSampler):
     def state_dict(self) -> dict[str, Any]:
         return {
             **generator_state(self._generator),
-            "draws": self.draws.state_dict(),
             "bounds": None if self.bounds is None else self.bounds.clone(),
             "points": self.points.clone(), "level": self.level.clone(),
             "refined": self.refined.clone(), "seeded": self.seeded.clone(),
@@ -425,8 +426,6 @@ class ActiveSampler(BatchSampler):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._generator = restore_generator(state)
-        if "draws" in state:
-            self.draws.load_state_dict(state["draws"])
         self.bounds = None if state["bounds"] is None else state["bounds"].clone()
         for name in ("points", "level", "refined", "seeded", "kind", "q", "roots"):
             setattr(self, name, state[name].clone())

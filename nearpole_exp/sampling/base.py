@@ -12,10 +12,9 @@ from torch import Tensor
 
 from nearpole_exp.metrics import effective_sample_size
 from nearpole_exp.rng import child_generator, generator_state, resolve_device, restore_generator
-from nearpole_exp.sampling.counts import DrawCounts
 
 if TYPE_CHECKING:
-    from nearpole_exp.pool import Pool
+    from nearpole_exp.pool import DrawCounts, Pool
     from nearpole_exp.problems.base import Problem
 
 
@@ -40,18 +39,23 @@ class Selection:
         return self.ess_value
 
 
+@dataclass(frozen=True)
+class SamplerCapabilities:
+    """What a sampler declares (its ``capabilities``): whether :meth:`BatchSampler.select` needs
+    the values to draw by (the pool's |Q| or a distance), and whether it proposes points to label
+    (:meth:`BatchSampler.propose`)."""
+
+    needs_q: bool = False
+    proposes: bool = False
+
+
 class BatchSampler(ABC):
     """Chooses training batches from the pool; may also propose new points to label."""
 
-    needs_q: bool = False
+    capabilities = SamplerCapabilities()
 
     def __init__(self) -> None:
         self._generator: torch.Generator | None = None
-        self.draws = DrawCounts()
-
-    def record(self, idx: Tensor, n_pool: int | None = None) -> None:
-        """Count the samples of a batch that was trained on (the one record of draw counts)."""
-        self.draws.add(idx, n_pool)
 
     def generator(self, device: torch.device | str | None) -> torch.Generator:
         """The sampler's own generator on ``device``, created lazily from the global seed.
@@ -76,14 +80,16 @@ class BatchSampler(ABC):
         n_pool: int,
         batch_size: int,
         *,
-        q: Tensor | None = None,
+        values: Any = None,
         prior: Tensor | None = None,
         device: torch.device | None = None,
     ) -> Selection:
         """Draw ``batch_size`` indices from a pool of ``n_pool`` samples.
 
-        ``q`` holds the pool's |Q| (or distance) when ``needs_q``; ``prior`` is an optional
-        non-negative per-sample multiplier (e.g. a curriculum band) on the sampling density.
+        ``values`` is what the sampler draws by when it ``needs_q``: the per-sample values of
+        :meth:`draw_values` (|Q| or a distance), or what :meth:`prepare` made of them; ``prior``
+        is an optional non-negative per-sample multiplier (e.g. a curriculum band) on the
+        sampling density.
         """
 
     def draw_values(self, inputs: Tensor, q_abs: Tensor,
@@ -92,31 +98,31 @@ class BatchSampler(ABC):
         a differentiable ``q_fn``): |Q| unless the sampler is set to another distance."""
         return q_abs
 
-    def prepare(self, q: Tensor) -> Any:
-        """What :meth:`select` should get as ``q`` for many draws from one |Q| (a sampler may
-        precompute its O(N) tables here, e.g. :meth:`ImportanceSampler.prepare`); ``q`` itself
-        by default."""
-        return q
+    def prepare(self, values: Tensor) -> Any:
+        """What :meth:`select` should get as ``values`` for many draws from one set of values (a
+        sampler may precompute its O(N) tables here, e.g. :meth:`ImportanceSampler.prepare`);
+        ``values`` themselves by default."""
+        return values
 
     def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
         """Evaluate Q through ``q_fn`` (e.g. the model's) instead of the problem's, wherever the
         sampler computes Q itself (new proposals); a no-op for samplers that never do."""
 
     def propose(self, problem: Problem, pool: Pool, round_idx: int) -> Tensor | None:
-        """New points to label before round ``round_idx`` (active samplers), else None."""
-        return None
+        """New points to label before round ``round_idx`` (samplers that declare ``proposes``;
+        None on rounds without proposals)."""
+        raise NotImplementedError(f"{type(self).__name__} proposes no points")
 
-    def metrics(self) -> dict[str, float]:
-        """Scalars describing the sampler's recent behaviour (``sampler/*`` names)."""
+    def metrics(self, draws: DrawCounts) -> dict[str, float]:
+        """Scalars describing the sampler's recent behaviour (``sampler/*`` names), given how
+        often each pool row has been drawn."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**generator_state(self._generator), "draws": self.draws.state_dict()}
+        return generator_state(self._generator)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._generator = restore_generator(state)
-        if "draws" in state:
-            self.draws.load_state_dict(state["draws"])
 
 
 class UniformSampler(BatchSampler):
@@ -131,7 +137,7 @@ class UniformSampler(BatchSampler):
         n_pool: int,
         batch_size: int,
         *,
-        q: Tensor | None = None,
+        values: Any = None,
         prior: Tensor | None = None,
         device: torch.device | None = None,
     ) -> Selection:

@@ -19,11 +19,12 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.sampling.active import ActiveSampler, ActiveSamplerConfig
-from nearpole_exp.sampling.base import BatchSampler, Selection
-from nearpole_exp.sampling.importance import ImportanceSampler, ImportanceSamplerConfig
+from nearpole_exp.sampling.base import BatchSampler, SamplerCapabilities, Selection
+from nearpole_exp.sampling.importance import ImportanceSampler
+from nearpole_exp.sampling.importance_law import ImportanceSamplerConfig
 
 if TYPE_CHECKING:
-    from nearpole_exp.pool import Pool
+    from nearpole_exp.pool import DrawCounts, Pool
     from nearpole_exp.problems.base import Problem
 
 
@@ -67,22 +68,21 @@ class HybridSampler(BatchSampler):
 
     config_class = HybridSamplerConfig  # the schema of its config group option (config.py)
 
-    needs_q = True
+    capabilities = SamplerCapabilities(needs_q=True, proposes=True)
 
     def __init__(self, config: HybridSamplerConfig | None = None, *, bounds: Tensor | None = None,
                  **overrides: Any) -> None:
         super().__init__()
         self.config = dataclasses.replace(config or HybridSamplerConfig(), **overrides)
         self.importance = ImportanceSampler(self.config.importance_config())
-        self.importance.draws = self.draws  # one record: the importance part's statistics read it
         self.active = ActiveSampler(self.config.active_config(), bounds=bounds)
         self.active_rounds = 0
 
     def use_q_fn(self, q_fn: Callable[[Tensor], Tensor]) -> None:
         self.active.use_q_fn(q_fn)
 
-    def prepare(self, q: Tensor) -> Any:
-        return self.importance.prepare_hybrid(q)
+    def prepare(self, values: Tensor) -> Any:
+        return self.importance.prepare_hybrid(values)
 
     def draw_values(self, inputs: Tensor, q_abs: Tensor,
                     q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
@@ -93,12 +93,13 @@ class HybridSampler(BatchSampler):
         n_pool: int,
         batch_size: int,
         *,
-        q: Tensor | None = None,
+        values: Any = None,
         prior: Tensor | None = None,
         device: torch.device | None = None,
     ) -> Selection:
         """A shuffled importance + uniform batch with mixture correction weights."""
-        return self.importance.select_hybrid(n_pool, batch_size, q=q, prior=prior, device=device)
+        return self.importance.select_hybrid(n_pool, batch_size, values=values, prior=prior,
+                                             device=device)
 
     def propose(self, problem: Problem, pool: Pool, round_idx: int) -> Tensor | None:
         """Active proposals on rounds divisible by ``active_every``, else None."""
@@ -108,8 +109,8 @@ class HybridSampler(BatchSampler):
         self.active_rounds += 1
         return self.active.propose(problem, pool, round_idx)
 
-    def metrics(self) -> dict[str, float]:
-        return {**self.importance.metrics(), **self.active.metrics(),
+    def metrics(self, draws: DrawCounts) -> dict[str, float]:
+        return {**self.importance.metrics(draws), **self.active.metrics(draws),
                 "sampler/hybrid/active_rounds": float(self.active_rounds)}
 
     def state_dict(self) -> dict[str, Any]:

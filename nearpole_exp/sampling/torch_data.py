@@ -24,7 +24,7 @@ batch and then every ``refresh_every`` batches (e.g. the model's Q on the datase
 batch indices are drawn in the main process (a ``DataLoader`` always asks its batch sampler
 there), so ``q_fn`` may use the model; with prefetching the loader draws up to
 ``num_workers × prefetch_factor`` batches ahead, so a refresh lands that many steps early.
-Each drawn batch is counted in the sampler's ``draws``.
+Each drawn batch is counted in ``draw_counts`` (a :class:`~nearpole_exp.pool.DrawCounts`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from nearpole_exp.pool import DrawCounts
 from nearpole_exp.sampling.base import BatchSampler, Selection
 from nearpole_exp.sampling.curriculum import Curriculum
 
@@ -48,13 +49,14 @@ class _Draws:
                  curriculum: Curriculum | None, curriculum_values: Tensor | None) -> None:
         if n <= 0:
             raise ValueError("the dataset is empty: nothing to draw from")
-        if sampler.needs_q and q is None and q_fn is None:
+        if sampler.capabilities.needs_q and q is None and q_fn is None:
             raise ValueError(f"{type(sampler).__name__} draws by |Q|: give q (per item) or q_fn")
         if refresh_every < 0:
             raise ValueError(f"refresh_every must be >= 0 (0: never), got {refresh_every}")
         self.sampler, self.n = sampler, n
         self.q, self.q_fn, self.refresh_every = q, q_fn, refresh_every
         self.curriculum, self.curriculum_values = curriculum, curriculum_values
+        self.counts = DrawCounts()
         self._q: Tensor | None = None
 
     def q_at(self, step: int) -> Tensor | None:
@@ -79,9 +81,10 @@ class _Draws:
         q = self.q_at(step)
         if q is not None and q.numel() != self.n:
             raise ValueError(f"|Q| has {q.numel()} values for a dataset of {self.n}")
-        sel = self.sampler.select(self.n, batch_size, q=q if self.sampler.needs_q else None,
+        sel = self.sampler.select(self.n, batch_size,
+                                  values=q if self.sampler.capabilities.needs_q else None,
                                   prior=self.prior(q))
-        self.sampler.record(sel.idx, self.n)
+        self.counts.add(sel.idx, self.n)
         return sel
 
 
@@ -98,6 +101,11 @@ class DrawBatchSampler(Sampler[list[Any]]):
         self.draws = _Draws(sampler, n, q=q, q_fn=q_fn, refresh_every=refresh_every,
                             curriculum=curriculum, curriculum_values=curriculum_values)
         self.batch_size, self.steps, self.weights = batch_size, steps, weights
+
+    @property
+    def draw_counts(self) -> DrawCounts:
+        """How often each item has been drawn so far."""
+        return self.draws.counts
 
     def __len__(self) -> int:
         return self.steps
@@ -125,6 +133,11 @@ class DrawSampler(Sampler[int]):
         self.draws = _Draws(sampler, n, q=q, q_fn=q_fn, refresh_every=refresh_every,
                             curriculum=curriculum, curriculum_values=curriculum_values)
         self.num_samples, self.chunk = num_samples, chunk
+
+    @property
+    def draw_counts(self) -> DrawCounts:
+        """How often each item has been drawn so far."""
+        return self.draws.counts
 
     def __len__(self) -> int:
         return self.num_samples

@@ -10,6 +10,7 @@ Threads and locks: the trainer thread holds ``trainer.lock`` for each step (mode
 takes ``_data_lock`` briefly to draw a batch; ``tell`` takes only ``_data_lock``; generation
 copies the EMA weights into a frozen model under the model lock and samples from that copy
 outside it, so training goes on while a generation is drawn. Lock order is model → data.
+Melissa's method names (``next_parameters`` …) are the adapter in melissa.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.acquisition.base import Breeder, BreederCapabilities, Generation
 from nearpole_exp.acquisition.breed import jitter
 from nearpole_exp.acquisition.config import build_config
 from nearpole_exp.acquisition.history import (
@@ -54,7 +55,7 @@ from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.acquisition.ogas.reservoir import Reservoir
 from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
 from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
-from nearpole_exp.acquisition.schedule import AdaptiveBreedRatio, BreedRatioSchedule, YieldBreedRatio
+from nearpole_exp.acquisition.schedule import BreedRatioSchedule, ratio_controller
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
@@ -83,7 +84,6 @@ class OGASBreeder(Breeder):
 
     config_class = BreederConfig  # the schema of its config group option (config.py)
     config_parts: ClassVar[dict[str, type]] = {"model": DDPMConfig, "data": DataConfig}
-    rewrites_unsubmitted = True
 
     def __init__(self, bounds: Tensor, config: ExperimentConfig | None = None, *,
                  breeder: BreederConfig | Mapping[str, Any] | None = None,
@@ -99,6 +99,9 @@ class OGASBreeder(Breeder):
             data=build_config(DataConfig, base.data if data is None else data, {}, "data."),
         )
         bc, dc = self.config.breeder, self.config.data
+        self.capabilities = BreederCapabilities(rewrites_unsubmitted=True,
+                                                trains_in_background=not bc.synchronous,
+                                                design_ratio=bc.learn_sampling_ratio)
         self.device = torch.device(device)
         self.generator = child_generator()
         self.sample_generator = child_generator(self.device)
@@ -108,14 +111,10 @@ class OGASBreeder(Breeder):
         self.schedule = BreedRatioSchedule(bc.start_breed_ratio, bc.end_breed_ratio,
                                            bc.breakpoint, bc.schedule_on, bc.total_budget,
                                            bc.budget_breakpoint)
-        self.adaptive: AdaptiveBreedRatio | YieldBreedRatio | None = None
-        if bc.adaptive_ratio == "ess":
-            self.adaptive = AdaptiveBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
-                                               bc.adaptive_ess_target, bc.adaptive_gain)
-        elif bc.adaptive_ratio == "yield":
-            self.adaptive = YieldBreedRatio(bc.start_breed_ratio, bc.end_breed_ratio,
-                                            bc.yield_window)
-        self._ess_sum, self._ess_count = 0.0, 0
+        self.ratio_control = ratio_controller(bc.adaptive_ratio, self.schedule,
+                                              bc.start_breed_ratio, bc.end_breed_ratio,
+                                              bc.yield_window, bc.adaptive_ess_target,
+                                              bc.adaptive_gain)
         self.mix = ProposalMix(bc.proposal_mix, bc.local_share, bc.mix_floor, bc.yield_window)
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
         self.queues = MinMaxQueues(dc.min_max_queue_length)
@@ -133,7 +132,6 @@ class OGASBreeder(Breeder):
             self._train_step, max_steps_per_round=bc.max_train_steps_between_asks,
             num_threads=bc.trainer_num_threads, sleep_s=bc.trainer_sleep_s,
         )
-        self._staged: dict[str, Any] | None = None
         self.stats: dict[str, float] = {
             "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
             "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
@@ -207,8 +205,7 @@ class OGASBreeder(Breeder):
             self.ratio.step(unit, is_bred)
             weights, ess = self.ratio.weights(unit, bred_fraction, bc.ratio_clip)
             self.stats["ratio_ess"] = ess
-            self._ess_sum += ess
-            self._ess_count += 1
+            self.ratio_control.observe_ess(ess)
         loss = self.ddpm.train_step(unit, cond, weights, self.train_generator)
         prev = self.stats["ddpm_loss"]
         self.stats["ddpm_loss"] = loss if math.isnan(prev) else 0.9 * prev + 0.1 * loss
@@ -313,10 +310,9 @@ class OGASBreeder(Breeder):
                 torch.cat([targets.float(), torch.full((n_local,), float("nan"))]),
                 source, n_oob, n_cand)
 
-    # ------------------------------------------------------------------ Melissa-named API
-    def train_sampler(self) -> int:
-        """Trigger training: ``train_steps_per_ask`` inline steps (synchronous mode, returns how
-        many ran) or a budget refill of the background thread (returns 0)."""
+    def request_training(self) -> int:
+        """Train between generations: ``train_steps_per_ask`` inline steps in synchronous mode
+        (returns how many ran), else a refill of the thread's step budget (returns 0)."""
         self.trainer.raise_if_failed()
         bc = self.config.breeder
         if not bc.activate_breed:
@@ -326,17 +322,15 @@ class OGASBreeder(Breeder):
         self.trainer.refill()
         return 0
 
-    def next_parameters(self, max_breeding_count: int = -1) -> Tensor:
-        """Stage the next generation of ``max_breeding_count`` points (-1: the remaining
-        ``total_budget``) and return them in box coordinates; concretise them afterwards."""
+    # ------------------------------------------------------------------ generations, in two phases
+    def draw_generation(self, n: int) -> dict[str, Any]:
+        """Draw (not yet write) a generation of ``n`` points: the bred share at this generation's
+        ratio, the rest from the design, shuffled. :meth:`commit` writes it at chosen ids."""
         self.trainer.raise_if_failed()
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
         bc = self.config.breeder
         t0 = time.perf_counter()
-        n = int(max_breeding_count)
-        if n < 0:
-            if bc.total_budget is None:
-                raise ValueError("max_breeding_count=-1 needs breeder.total_budget")
-            n = max(bc.total_budget - self.n_asked, 0)
         if bc.synchronous and bc.activate_breed:
             self.trainer.run_inline(bc.train_steps_per_ask)
         target_ratio = self._target_ratio() if bc.activate_breed else 0.0
@@ -350,47 +344,27 @@ class OGASBreeder(Breeder):
         source = torch.cat([source, torch.full((n - n_valid,), SOURCE_DESIGN)])
         target = torch.cat([targets.float(), torch.full((n - n_valid,), float("nan"))])
         perm = torch.randperm(n, generator=self.generator)
-        self._staged = {"unit": unit[perm], "is_bred": source[perm] != SOURCE_DESIGN,
-                        "source": source[perm], "target": target[perm],
-                        "generation": self.schedule.generation}
         self.stats.update(
             ratio=n_valid / n if n else 0.0, ratio_target=target_ratio,
             oob_rate=n_oob / n_cand if n_cand else 0.0, oob_fallback=float(n_bred - n_valid),
             generate_s=time.perf_counter() - t0,
         )
-        return self._to_box(self._staged["unit"])
+        return {"unit": unit[perm], "is_bred": source[perm] != SOURCE_DESIGN,
+                "source": source[perm], "target": target[perm],
+                "generation": self.schedule.generation}
 
     def _target_ratio(self) -> float:
-        """R of the generation being drawn: the schedule's, or the adaptive controller's after
-        feeding it the last generations' signal (mean ESS since the last generation, or the
-        probability that bred sims were harder than design sims)."""
-        if self.adaptive is None:
-            return self.schedule.ratio(consumed=self.n_asked)
-        if self.schedule.generation == 0:
-            return 0.0
-        if isinstance(self.adaptive, YieldBreedRatio):
-            with self._data_lock:
-                return self.adaptive.observe(self.history)
-        if self.schedule.generation >= 2:
-            ess = self._ess_sum / self._ess_count if self._ess_count else 1.0
-            self.adaptive.update(ess)
-            self.stats["adaptive_ess"] = ess
-        self._ess_sum, self._ess_count = 0.0, 0
-        return self.adaptive.value
+        """R of the generation being drawn, from the ratio controller (schedule.py)."""
+        with self._data_lock:
+            return self.ratio_control.next_ratio(self.history, self.schedule.generation,
+                                                 self.n_asked)
 
-    def concretize_resampled_parameters(self, last_submitted_sim_id: int) -> tuple[int, int]:
-        """Write the staged generation at ids ``last_submitted_sim_id+1 …`` (overwriting ids
-        asked but never told), advance the schedule; return (first_id, last_id)."""
+    def commit(self, staged: dict[str, Any], first: int) -> Generation:
+        """Write a drawn generation at ids ``first …`` (overwriting asked ids nobody has
+        submitted; ``first`` ≤ ``n_asked``) and advance the schedule."""
         self.trainer.raise_if_failed()
-        if self._staged is None:
-            raise RuntimeError("no staged generation: call next_parameters first")
-        first = int(last_submitted_sim_id) + 1
         if not 0 <= first <= self.n_asked:
-            raise ValueError(
-                f"last_submitted_sim_id must lie in [-1, {self.n_asked - 1}], got "
-                f"{last_submitted_sim_id}"
-            )
-        staged = self._staged
+            raise ValueError(f"a generation can be written from id 0 to {self.n_asked}, not {first}")
         k = staged["unit"].shape[0]
         with self._data_lock:
             self.history.write(first, staged["unit"], staged["is_bred"], staged["generation"],
@@ -399,18 +373,15 @@ class OGASBreeder(Breeder):
         self.schedule.advance()
         for key in ("ratio", "ratio_target", "oob_rate"):
             self.records[key].append(self.stats[key])
-        self._staged = None
         if not self.config.breeder.synchronous:
             self.trainer.refill()
-        return first, first + k - 1
+        return Generation(self._to_box(staged["unit"]), torch.arange(first, first + k))
 
-    def checkpoint_state(self) -> dict[str, Any]:
+    # --------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly, as CPU tensors and plain types (loads with
         ``torch.load(weights_only=True)`` on any machine; exact resume needs the same device type)."""
         with self.trainer.lock, self._data_lock:
-            staged = None if self._staged is None else {
-                k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self._staged.items()
-            }
             return to_cpu({
                 "format_version": FORMAT_VERSION,
                 "kind": "ogas",
@@ -418,9 +389,7 @@ class OGASBreeder(Breeder):
                 "bounds": self.bounds.clone(),
                 "n_asked": self.n_asked,
                 "schedule": self.schedule.state_dict(),
-                "adaptive": None if self.adaptive is None else {
-                    **self.adaptive.state_dict(), "ess_sum": self._ess_sum,
-                    "ess_count": self._ess_count},
+                "adaptive": self.ratio_control.state_dict(),
                 "history": self.history.state_dict(),
                 "mix": self.mix.state_dict(),
                 "queues": self.queues.state_dict(),
@@ -435,14 +404,13 @@ class OGASBreeder(Breeder):
                     "batch": self.batch_generator.get_state(),
                 },
                 "trainer_steps": self.trainer.steps,
-                "staged": staged,
                 "stats": dict(self.stats),
                 "records": {k: [list(v) if isinstance(v, list) else v for v in vals]
                             for k, vals in self.records.items()},
             })
 
-    def restart_from_checkpoint(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`checkpoint_state` output (any device; same dimension and capacity)."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (any device; same dimension and capacity)."""
         version = int(state.get("format_version", -1))
         if version != FORMAT_VERSION or state.get("kind") != "ogas":
             raise ValueError(f"not an OGAS breeder state of format {FORMAT_VERSION}: "
@@ -455,10 +423,7 @@ class OGASBreeder(Breeder):
         with self.trainer.lock, self._data_lock:
             self.n_asked = int(state["n_asked"])
             self.schedule.load_state_dict(state["schedule"])
-            if self.adaptive is not None and state.get("adaptive") is not None:
-                self.adaptive.load_state_dict(state["adaptive"])
-                self._ess_sum = float(state["adaptive"]["ess_sum"])
-                self._ess_count = int(state["adaptive"]["ess_count"])
+            self.ratio_control.load_state_dict(state.get("adaptive"))
             self.history.load_state_dict(state["history"])
             if "mix" in state:
                 self.mix.load_state_dict(state["mix"])
@@ -474,24 +439,18 @@ class OGASBreeder(Breeder):
             load_generator_state(self.train_generator, gens["train"])
             load_generator_state(self.batch_generator, gens["batch"])
             self.trainer.steps = int(state["trainer_steps"])
-            self._staged = state["staged"]
             self.stats = {k: float(v) for k, v in state["stats"].items()}
             self.records = {k: list(v) for k, v in state["records"].items()}
 
     # --------------------------------------------------------------------- Breeder protocol
     def ask(self, n: int) -> Tensor:
-        """``next_parameters(n)`` then ``concretize_resampled_parameters`` at the next free ids."""
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        params = self.next_parameters(n)
-        self.concretize_resampled_parameters(self.n_asked - 1)
-        return params
+        return self.next_generation(n).points
 
-    def regenerate(self, n: int, last_submitted: int) -> tuple[Tensor, int, int]:
-        """``next_parameters(n)`` written at ids ``last_submitted + 1 …`` (see the base)."""
-        params = self.next_parameters(n)
-        first, last = self.concretize_resampled_parameters(last_submitted)
-        return params, first, last
+    def next_generation(self, n: int, after: int | None = None) -> Generation:
+        """A generation drawn now and written at ids ``after + 1 …`` (the next free ids by
+        default), rewriting asked ids nobody submitted."""
+        staged = self.draw_generation(n)
+        return self.commit(staged, self.n_asked if after is None else int(after) + 1)
 
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample signals of asked sims. Values are clipped at ``max_loss_value``;
@@ -543,15 +502,8 @@ class OGASBreeder(Breeder):
             out["breeder/local_share"] = self.stats["local_share"]
             for key, value in self.mix.last.items():
                 out[f"breeder/{key}"] = value
-        if isinstance(self.adaptive, AdaptiveBreedRatio):
-            out["breeder/adaptive_ess"] = self.stats.get("adaptive_ess", float("nan"))
-        elif self.adaptive is not None:
-            out.update({f"breeder/{k}": v for k, v in self.adaptive.last.items()})
+        out.update({f"breeder/{k}": v for k, v in self.ratio_control.metrics().items()})
         return {k: float(v) for k, v in out.items() if math.isfinite(v)}
-
-    @property
-    def trains_in_background(self) -> bool:
-        return not self.config.breeder.synchronous
 
     def start(self) -> None:
         """Start the background trainer (no-op in synchronous mode or with breeding off)."""
@@ -563,15 +515,6 @@ class OGASBreeder(Breeder):
         """Stop the background trainer; idempotent. Asking still works (no more training)."""
         self.trainer.close()
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.checkpoint_state()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.restart_from_checkpoint(state)
-
-    @property
-    def has_design_ratio(self) -> bool:
-        return self.ratio is not None
 
     def design_weights(self, sim_ids: Tensor) -> Tensor | None:
         """p_design/p_asked at asked sims from the ratio classifier (see :func:`design_over_pool`),

@@ -1,0 +1,102 @@
+"""Building components from their config nodes, each step named, with the checks that need the
+built objects (a model that cannot take the problem's inputs, an executor for a pole problem).
+Range checks of the values themselves run before, when the config is validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.config import accepts_keywords, model_options
+from nearpole_exp.errors import ConfigError
+from nearpole_exp.problems.base import Problem
+
+
+def has_target(node: Any) -> bool:
+    """Whether a config node names something to build (``none`` options are empty)."""
+    return OmegaConf.is_config(node) and "_target_" in node
+
+
+def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(node)``; a ConfigError raised by the class (which Hydra wraps) comes back
+    out keyed under ``key``, so the CLI names e.g. ``problem.fn`` in one line."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__.under(key) from None
+        raise
+
+
+def optional(node: Any, key: str, **kwargs: Any) -> Any:
+    """The component of an optional group (None for its ``none`` option)."""
+    return build(node, key, **kwargs) if has_target(node) else None
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_problem(node: DictConfig) -> Problem:
+    """The problem; refused unless it is a :class:`Problem` with a finite box."""
+    problem = build(node, "problem")
+    if not isinstance(problem, Problem):
+        raise ConfigError("problem._target_", f"{node._target_} built a "
+                          f"{type(problem).__name__}, not a Problem: subclass "
+                          "nearpole_exp.problems.base.Problem (or PoleProblem, SimulatorProblem)")
+    bounds = torch.as_tensor(problem.bounds)
+    if not bool(torch.isfinite(bounds).all()):
+        raise ConfigError("problem", f"{problem.name}'s box must be finite, got bounds "
+                          f"{bounds.tolist()}")
+    return problem
+
+
+def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
+    """The model for a problem's dimensions; a model that cannot take them (a pole problem's
+    features vs a simulator's channels), or a bad value that only the dimensions reveal (e.g.
+    ``context_dims`` beyond the inputs), raises a ConfigError keyed under ``model``."""
+    if not accepts_keywords(str(node._target_), dims):
+        fitting = sorted(name for name, target in model_options().items() if accepts_keywords(target, dims))
+        raise ConfigError("model", f"{node._target_} cannot take this problem's inputs "
+                          f"({', '.join(dims)}): use model={' or model='.join(fitting)} "
+                          "(simulators also want trainer=online; experiment=burgers, ks, landscape "
+                          "set both)")
+    return build(node, "model", **dims)
+
+
+def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
+    """The acquisition breeder; OGAS-style breeders also get the ``ogas/model`` and ``ogas/data`` parts."""
+    node = ogas.breeder
+    parts = get_class(node._target_).config_parts
+    extra = {part: OmegaConf.to_object(ogas[part]) for part in parts
+             if part in ogas and OmegaConf.is_config(ogas[part])}
+    return build(node, "ogas.breeder", bounds=bounds, **extra)
+
+
+def build_executor(node: DictConfig, problem: Problem, output_dir: Path) -> Any:
+    """The simulation executor of asynchronous generations (None: label each round in-process)."""
+    if not has_target(node):
+        return None
+    if not problem.capabilities.simulates:
+        raise ValueError("executor=... runs simulations asynchronously; pole problems label in one "
+                         "batch in-process: use executor=batched")
+    extra: dict[str, Any] = {}
+    if "folder" in node and not Path(node.folder).is_absolute():
+        extra["folder"] = str(output_dir / node.folder)
+    return build(node, "executor", problem=problem, **extra)
+
+
+def non_finite_parameters(state: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a model state that hold NaN or inf."""
+    return [name for name, value in state.items()
+            if torch.is_floating_point(value) and not bool(torch.isfinite(value).all())]
