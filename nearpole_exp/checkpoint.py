@@ -78,3 +78,21 @@ def check_resumable(saved: dict[str, Any] | None, current: dict[str, Any], path:
         shown = ", ".join(f"{k}: {saved.get(k)} -> {current.get(k)}" for k in changed[:6])
         raise ConfigError("resume", f"{path} was written with other settings ({shown}); "
                                     "use resume=never or another hydra.run.dir")
+
+
+def migrate(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of an earlier layout in today's: the pool's simulation ids (once the runner's
+    ``breeder_ids``), its draw counts (once the sampler's) and the breeder's time (once the loop's)."""
+    state = dict(state)
+    if "breeder_ids" in state:
+        state["pool"] = {**state["pool"], "point_sim_ids": state.pop("breeder_ids")}
+    sampler = state.get("sampler") or {}
+    draws = sampler.get("draws") or (sampler.get("importance") or {}).get("draws")
+    if draws is not None and "draws" not in state["pool"]:
+        state["pool"] = {**state["pool"], "draws": draws}
+    loop = dict(state["loop"])
+    if "breeder_s" in loop:
+        state.setdefault("acquisition", {"breeder_s": loop.pop("breeder_s")})
+        loop.pop("breeder_s", None)
+        state["loop"] = loop
+    return state

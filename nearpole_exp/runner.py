@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -28,20 +27,23 @@ from nearpole_exp.build import (
     build_executor,
     build_model,
     build_problem,
+    check_compatible,
     non_finite_parameters,
     optional,
     pick_device,
+    set_threads,
 )
 from nearpole_exp.checkpoint import (
     check_resumable,
     config_fingerprint,
     find_checkpoint,
     load_checkpoint,
+    migrate,
     save_checkpoint,
 )
 from nearpole_exp.config import TrainerConfig
-from nearpole_exp.errors import CheckpointError, ConfigError, Terminated
-from nearpole_exp.models.base import LossOutput, capabilities, loss_function, q_function
+from nearpole_exp.errors import CheckpointError, Terminated
+from nearpole_exp.models.base import capabilities, loss_function, q_function
 from nearpole_exp.models.losses import resolve_loss
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import ModelQ
@@ -49,7 +51,9 @@ from nearpole_exp.reporting import plots
 from nearpole_exp.reporting.console import progress, to_log_file
 from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import rng_state, seed_everything, set_rng_state
-from nearpole_exp.sampling.selection import Batch, BatchSelection
+from nearpole_exp.sampling.diagnostics import NoMonitor
+from nearpole_exp.sampling.selection import BatchSelection
+from nearpole_exp.verdicts import fit_verdict, stability
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +103,10 @@ class Runner:
         # the optional parts of a step: the hybrid band and the diagnostic monitor
         self.gradient = optional(cfg.gradient, "gradient")
         self.monitor = optional(cfg.diagnostics, "diagnostics",
-                                export_path=str(self.output_dir / "diagnostics.jsonl"))
+                                export_path=str(self.output_dir / "diagnostics.jsonl")) or NoMonitor()
         # the two levers
         breeder = build_breeder(cfg.ogas, self.problem.bounds)
-        self._threads_before = torch.get_num_threads()
-        self._set_threads(t.num_threads, breeder.capabilities.trains_in_background)
+        self._threads_before = set_threads(t.num_threads, breeder.capabilities.trains_in_background)
         executor = build_executor(cfg.executor, self.problem, self.output_dir)
         feed = None if executor is None else SimulationFeed(
             executor, breeder, t.initial_points + (t.rounds - 1) * t.points_per_round,
@@ -132,43 +135,13 @@ class Runner:
                                       labels_have_poles=caps.labels_have_poles,
                                       band=self.gradient is not None)
         self.state = LoopState()
-        self._check_compatible(breeder.capabilities.design_ratio)
-
-    def _set_threads(self, requested: int, background: bool) -> None:
-        """``num_threads``: as given; 0 = torch's default, less one core for a breeder that trains in
-        the background (on 2 cores, 3 busy threads made an OGAS run 1.9x slower than uniform)."""
-        if requested:
-            torch.set_num_threads(requested)
-        elif background:
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        check_compatible(self.tc, self.loss_kind, self.model_caps, self.gradient is not None,
+                         sampler.capabilities.needs_q, self.problem, breeder)
 
     def _lr_factor(self, step: int) -> float:
         if self.tc.lr_schedule == "constant":
             return 1.0
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
-
-    def _check_compatible(self, design_ratio: bool) -> None:
-        """Refuse combinations that cannot work, with the key to change."""
-        t, rational = self.tc, self.model_caps.rational
-        if t.q_source == "model" and not rational:
-            raise ValueError("trainer.q_source=model needs a model with q_values (model=rational)")
-        if self.loss_kind == "residual" and not rational:
-            raise ValueError("trainer.loss=residual needs a rational model (model=rational)")
-        if self.gradient is not None and not self.model_caps.hybrid_division:
-            raise ConfigError("gradient", "the δ schedule sets the band of a P/Q division that this "
-                              "model does not have: use model=rational, or gradient=exact")
-        if t.design_weighting > 0 and not design_ratio:
-            log.warning("trainer.design_weighting=%g has no effect: %s has no design density ratio "
-                        "(ogas/breeder=ogas with learn_sampling_ratio provides one)",
-                        t.design_weighting, type(self.acquisition.breeder).__name__)
-        if self.loss_kind == "residual" and self.gradient is not None:
-            raise ValueError("the gradient schedule acts on the quotient P/Q, which trainer.loss=residual "
-                             "never forms: use trainer.loss=relative (or auto) with it")
-        if (self.selection.sampler.capabilities.needs_q and t.q_source == "problem"
-                and not self.problem.capabilities.knows_poles):
-            raise ValueError(
-                f"sampler needs |Q| but problem {self.problem.name!r} has none: use trainer.q_source=model "
-                "with model=rational, or a sampler that does not need Q (sampler=uniform)")
 
     def model_q(self) -> ModelQ | None:
         """The model's Q for problems and proposals: evaluated on the model's device, on the CPU."""
@@ -183,15 +156,16 @@ class Runner:
         t = self.tc
         self.acquisition.pump()
         batch = self.selection.next(self.state.step, t.batch_size, self.device,
-                                    with_q=self.monitor is not None)
+                                    with_q=self.monitor.wants_q)
         self.model.train()
         out = self.compute_loss(batch.inputs, batch.targets, self.loss_kind, self._band())
         weights = batch.weights.to(self.device, out.losses.dtype)
         loss = (weights * out.losses).sum() / weights.sum().clamp_min(1e-12)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
-        if finite and self.monitor is not None and self.monitor.gradient_due(self.state.step):
-            self._probe_gradients(out, weights, batch)
+        if finite and self.monitor.gradient_due(self.state.step):
+            self.monitor.probe_gradients([p for p in self.model.parameters() if p.requires_grad],
+                                         out.losses, weights, batch.near_values)
         if finite:
             loss.backward()
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -205,11 +179,8 @@ class Runner:
         self.scheduler.step()
         losses = out.losses.detach()
         self.acquisition.tell(batch.idx, out.prediction.detach(), batch.targets, losses)
-        if self.monitor is not None:
-            dist = self.pool.field("distance")
-            self.monitor.update_batch(self.state.step, batch.idx, batch.q_abs,
-                                      None if dist is None else dist[batch.idx], batch.weights,
-                                      losses)
+        self.monitor.update_batch(self.state.step, batch.idx, batch.q_abs, batch.distance,
+                                  batch.weights, losses)
         self.state.step += 1
         return {"loss": float(loss.detach()) if finite else float("nan"), "delta": out.delta,
                 "ess": batch.selection.ess}
@@ -220,25 +191,6 @@ class Runner:
             return None
         step = self.state.step
         return lambda q_abs: self.gradient.delta(step, q_abs)
-
-    def _probe_gradients(self, out: LossOutput, weights: torch.Tensor, batch: Batch) -> None:
-        """Gradient norms of the near-pole and far-pole parts of the batch loss, for the monitor."""
-        dist = self.pool.field("distance")
-        values = dist[batch.idx] if dist is not None else batch.q_abs
-        if values is None:
-            return
-        near = values < self.monitor.near_threshold
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norms: list[float | None] = []
-        for mask in (near, ~near):
-            if not bool(mask.any()):
-                norms.append(None)
-                continue
-            part = (weights[mask] * out.losses[mask]).sum() / weights.sum().clamp_min(1e-12)
-            grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
-            flat = [g.reshape(-1) for g in grads if g is not None]
-            norms.append(float(torch.cat(flat).norm()) if flat else None)
-        self.monitor.update_gradients(norms[0], norms[1])
 
     # ---------------------------------------------------------------- evaluation and plots
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -385,9 +337,9 @@ class Runner:
                     f"{record['train/loss']:.4g}" + "".join(
                         f", {k} {record[k]:.4g}" for k in ("eval/mse", "eval/nrmse_mean", "eval/ple")
                         if k in record))
-        if self.monitor is not None:
-            reporter.histogram("sampler/q_abs_hist", np.asarray(self.monitor.histogram_values()),
-                               self.state.step)
+        sampled = self.monitor.histogram_values()
+        if sampled.numel():
+            reporter.histogram("sampler/q_abs_hist", np.asarray(sampled), self.state.step)
 
     def _summary(self, metrics: dict[str, float]) -> dict[str, Any]:
         """The finished run's summary: the last evaluation, the loop's counts, the levers'
@@ -398,8 +350,9 @@ class Runner:
                    "pool/rejected": self.pool.n_rejected}
         summary.update(self.acquisition.summary(self.state.wall_s))
         summary.update(self.problem.summary_info())
-        summary.update(self._stability())
-        summary.update(self._fit_verdict(metrics))
+        summary.update(stability(self.state.skipped_steps, self.state.step,
+                                 self.tc.max_skipped_fraction))
+        summary.update(fit_verdict(self.problem, metrics))
         return summary
 
     def _bar_info(self, round_idx: int, loss: float) -> str:
@@ -413,29 +366,6 @@ class Runner:
                      f"{sims['sims/in_flight']:.0f} running, {sims['sims/failed']:.0f} failed")
         return info
 
-    def _fit_verdict(self, metrics: dict[str, float]) -> dict[str, Any]:
-        """``fit/near_pole_failed`` (and a warning saying why) on problems that judge their fit:
-        a run can complete and still not have learnt the poles."""
-        if not self.problem.capabilities.knows_poles:
-            return {}
-        reason = self.problem.fit_verdict(metrics)
-        if reason is not None:
-            log.warning("the fit failed near the poles: %s", reason)
-        return {"fit/near_pole_failed": reason is not None, "fit/near_pole_reason": reason or ""}
-
-    def _stability(self) -> dict[str, Any]:
-        """Status ``unstable`` and a warning when more than ``trainer.max_skipped_fraction`` of
-        the steps were skipped for a non-finite loss or gradient: the model is finite but its
-        training was not what the config asked for."""
-        fraction = self.state.skipped_steps / max(self.state.step, 1)
-        if fraction <= self.tc.max_skipped_fraction:
-            return {}
-        warning = (f"{self.state.skipped_steps} of {self.state.step} steps ({fraction:.1%}) were "
-                   "skipped for a non-finite loss or gradient, above trainer.max_skipped_fraction="
-                   f"{self.tc.max_skipped_fraction:g}: lower trainer.lr or set trainer.grad_clip")
-        log.warning("%s", warning)
-        return {"status": "unstable", "warning": warning}
-
     def _round_record(self, losses: list[float], last: dict[str, float], added: int) -> dict[str, Any]:
         finite = [v for v in losses if math.isfinite(v)]
         record: dict[str, Any] = {
@@ -448,30 +378,11 @@ class Runner:
             "pool/added": added,
             "pool/rejected": self.pool.n_rejected,
         }
-        if self.monitor is not None:
-            record.update(self.monitor.end_round(self.state.round))
-        else:
-            record["sampler/ess"] = last["ess"]
+        record["sampler/ess"] = last["ess"]  # the monitor's mean over the round replaces it
+        record.update(self.monitor.end_round(self.state.round))
         record.update(self.selection.metrics())
         record.update(self.acquisition.round_metrics())
         if self.gradient is not None:
             record.update(self.gradient.metrics())
         return record
 
-
-def migrate(state: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint of an earlier layout in today's: the pool's simulation ids (once the runner's
-    ``breeder_ids``), its draw counts (once the sampler's) and the breeder's time (once the loop's)."""
-    state = dict(state)
-    if "breeder_ids" in state:
-        state["pool"] = {**state["pool"], "point_sim_ids": state.pop("breeder_ids")}
-    sampler = state.get("sampler") or {}
-    draws = sampler.get("draws") or (sampler.get("importance") or {}).get("draws")
-    if draws is not None and "draws" not in state["pool"]:
-        state["pool"] = {**state["pool"], "draws": draws}
-    loop = dict(state["loop"])
-    if "breeder_s" in loop:
-        state.setdefault("acquisition", {"breeder_s": loop.pop("breeder_s")})
-        loop.pop("breeder_s", None)
-        state["loop"] = loop
-    return state

@@ -80,12 +80,12 @@ def test_design_weighting_without_a_ratio_is_reported(composer, caplog) -> None:
     base = ["experiment=landscape", "logger=none", "trainer.progress=false", "trainer.device=cpu",
             "trainer.design_weighting=0.5"]
     cfg = composer([*base, "ogas/breeder=breed"])
-    with caplog.at_level("WARNING", logger="nearpole_exp.acquisition.acquire"):
+    with caplog.at_level("WARNING", logger="nearpole_exp.build"):
         Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     assert "trainer.design_weighting=0.5 has no effect: BreedBreeder" in caplog.text
     caplog.clear()
     cfg = composer([*base, "ogas/breeder=sobol"])  # a static design: ratio 1, nothing to report
-    with caplog.at_level("WARNING", logger="nearpole_exp.acquisition.acquire"):
+    with caplog.at_level("WARNING", logger="nearpole_exp.build"):
         Runner(cfg, Path(cfg.hydra.runtime.output_dir))
     assert "design_weighting" not in caplog.text
 

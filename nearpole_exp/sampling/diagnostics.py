@@ -88,6 +88,8 @@ class DiagnosticMonitor:
     """
 
     config_class = DiagnosticConfig  # the schema of its config group option (config.py)
+    #: the batch's |Q| is wanted with each batch
+    wants_q = True
 
     def __init__(self, config: DiagnosticConfig | None = None, *, export_path: str | None = None,
                  snapshot_dir: str | None = None, **overrides: Any) -> None:
@@ -190,6 +192,24 @@ class DiagnosticMonitor:
         self._hist[pos] = v
         self._hist_pos = (self._hist_pos + v.numel()) % size
         self._hist_filled = min(self._hist_filled + v.numel(), size)
+
+    def probe_gradients(self, params: list[Tensor], losses: Tensor, weights: Tensor,
+                        near_values: Tensor | None) -> None:
+        """Gradient norms of the near-pole and the far-pole part of a batch's weighted loss
+        (``near_values``: each sample's distance, or |Q|, compared with the threshold)."""
+        if near_values is None:
+            return
+        near = near_values < self.near_threshold
+        norms: list[float | None] = []
+        for mask in (near, ~near):
+            if not bool(mask.any()):
+                norms.append(None)
+                continue
+            part = (weights[mask] * losses[mask]).sum() / weights.sum().clamp_min(1e-12)
+            grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+            flat = [g.reshape(-1) for g in grads if g is not None]
+            norms.append(float(torch.cat(flat).norm()) if flat else None)
+        self.update_gradients(norms[0], norms[1])
 
     def update_gradients(self, near_norm: float | None, far_norm: float | None) -> None:
         """Gradient norms of the near-pole and far-pole parts of a batch (either may be None)."""
@@ -304,3 +324,30 @@ class DiagnosticMonitor:
         self._hist_pos = int(state["hist_pos"])
         self._hist_filled = int(state["hist_filled"])
         self._reset_round()
+
+
+class NoMonitor:
+    """The monitor of ``diagnostics=none``: records nothing, so the loop needs no branch."""
+
+    wants_q = False
+
+    def gradient_due(self, step: int) -> bool:
+        return False
+
+    def probe_gradients(self, *args: Any) -> None:
+        """Nothing to measure."""
+
+    def update_batch(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to record."""
+
+    def end_round(self, round_idx: int) -> dict[str, float]:
+        return {}
+
+    def histogram_values(self) -> Tensor:
+        return torch.zeros(0, dtype=torch.float64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""

@@ -27,18 +27,24 @@ DesignWeights = Callable[[Tensor], Tensor | None]
 
 @dataclass
 class Batch:
-    """One step's samples: pool rows, their inputs and targets, correction weights, and the
-    pool's |Q| at those rows where it was computed."""
+    """One step's samples: pool rows, their inputs and targets, correction weights, the pool's
+    |Q| at those rows where it was computed and their distance to the nearest pole where known."""
 
     idx: Tensor
     inputs: Tensor
     targets: Tensor
     selection: Selection
     q_abs: Tensor | None = None
+    distance: Tensor | None = None
 
     @property
     def weights(self) -> Tensor:
         return self.selection.weights
+
+    @property
+    def near_values(self) -> Tensor | None:
+        """What "near a pole" is measured by: the distance, else |Q|."""
+        return self.distance if self.distance is not None else self.q_abs
 
 
 class BatchSelection:
@@ -139,8 +145,9 @@ class BatchSelection:
                                   prior=self.prior(step), device=device)
         idx = sel.idx.to(device)
         self.pool.record_draws(idx)
+        dist = self.pool.field("distance")
         return Batch(idx, self.pool.inputs[idx], self.pool.targets[idx], sel,
-                     None if q_abs is None else q_abs[idx])
+                     None if q_abs is None else q_abs[idx], None if dist is None else dist[idx])
 
     # -------------------------------------------------------------- rounds and reports
     def end_round(self, round_idx: int, record: dict[str, Any]) -> dict[str, float]:
