@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -254,3 +255,38 @@ def test_help_lists_real_options_and_launchers_without_torch_and_completion_work
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, check=True).stdout
     assert "sampler=importance_zeroproof" in done and "TORCH False" in done
+
+
+def test_option_files_hold_only_what_differs_from_their_class() -> None:
+    """One source of defaults: a component option's YAML never repeats a value its class already
+    has as default (the class is the default; an option is a documented difference)."""
+    from hydra.core.config_store import ConfigStore
+
+    from nearpole_exp.config import COMPONENT_GROUPS, _option_files, _schema_name
+
+    store = ConfigStore.instance()
+    repeated = []
+    for group, option, node in _option_files((*COMPONENT_GROUPS, "trainer", "logger")):
+        name = _schema_name(node)
+        if name is None:
+            continue
+        schema = OmegaConf.to_container(store.load(f"{group}/base_{name}.yaml").node)
+        values = OmegaConf.to_container(node)
+        repeated += [f"{group}/{option}: {key}" for key, value in values.items()
+                     if key not in ("defaults", "_target_") and schema.get(key, object()) == value]
+    assert not repeated, repeated
+
+
+def test_a_breeder_built_in_python_is_the_shipped_preset(composer) -> None:
+    """``OGASBreeder(bounds)`` (as the README shows it) and ``ogas/breeder=ogas`` are one breeder."""
+    from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
+    from nearpole_exp.build import build_breeder
+
+    cfg = composer(["ogas/breeder=ogas"])
+    bounds = torch.tensor([[0.0, 1.0], [0.0, 2.0]])
+    shipped, plain = build_breeder(cfg.ogas, bounds), OGASBreeder(bounds)
+    try:
+        assert shipped.config == plain.config
+    finally:
+        shipped.close()
+        plain.close()

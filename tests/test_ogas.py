@@ -28,14 +28,20 @@ BOX2 = torch.tensor([[-2.0, 2.0], [10.0, 20.0]])
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+#: The generator alone on Melissa's ramp (the paper's OGAS), so that each test sees one mechanism.
+GENERATOR_ONLY = dict(adaptive_ratio="off", proposal_mix="generator", child_jitter=0.0,
+                      loss_sampling_alpha=1.0, non_breed_design="uniform")
+
+
 def tiny(bounds: torch.Tensor = UNIT2, model: DDPMConfig | None = None,
          data: DataConfig | None = None, melissa: bool = False, **breeder) -> OGASBreeder:
     """A small synchronous breeder (with Melissa's method names if asked): R jumps to 0.7 at
     generation 1."""
-    model = model or DDPMConfig(model_dim=64, depth=2, timesteps=50, lr=2e-3, sample_steps=10,
-                                ema_decay=0.95)
-    data = data or DataConfig(batch_size=64, buffer_size=2000)
-    opts = dict(synchronous=True, train_steps_per_ask=40, min_train_steps=40, breakpoint=2)
+    model = model or DDPMConfig(sampler="ddim", model_dim=64, depth=2, timesteps=50, lr=2e-3,
+                                sample_steps=10, ema_decay=0.95)
+    data = data or DataConfig(batch_size=64, buffer_size=2000, smoothing_neighbours=1)
+    opts = dict(synchronous=True, train_steps_per_ask=40, min_train_steps=40, breakpoint=2,
+                end_breed_ratio=0.7, **GENERATOR_ONLY)
     opts.update(breeder)
     return (MelissaOGASBreeder if melissa else OGASBreeder)(bounds, model=model, data=data, **opts)
 
@@ -66,7 +72,7 @@ def tell_twice(b: OGASBreeder, x: torch.Tensor, gen: torch.Generator) -> None:
 def test_generated_parameters_concentrate_on_the_hard_corner(strategy, param, condition, bred_factor):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = DDPMConfig(model_dim=64, depth=2, timesteps=50, lr=2e-3, sample_steps=10,
+    model = DDPMConfig(sampler="ddim", model_dim=64, depth=2, timesteps=50, lr=2e-3, sample_steps=10,
                        ema_decay=0.95, parametrisation=param)
     b = tiny(model=model, data=DataConfig(batch_size=128, condition=condition),
              loss_sampling_strategy=strategy, end_breed_ratio=0.8, train_steps_per_ask=300,
@@ -111,7 +117,7 @@ def _untrained_breeder(model: DDPMConfig, **kw) -> OGASBreeder:
 
 def test_box_oob_is_resampled_then_replaced_by_design_draws():
     torch.manual_seed(2)
-    box = DDPMConfig(model_dim=32, depth=1, timesteps=20, sample_steps=5,
+    box = DDPMConfig(sampler="ddim", model_dim=32, depth=1, timesteps=20, sample_steps=5,
                      parametrisation="box", clip_denoised=False)
     b = _untrained_breeder(box, max_oob_attempts=2)
     x1 = b.ask(200)
@@ -130,7 +136,8 @@ def test_box_oob_is_resampled_then_replaced_by_design_draws():
 
 def test_box_oob_retry_regenerates_only_the_failed_rows():
     torch.manual_seed(12)
-    box = DDPMConfig(model_dim=32, depth=1, timesteps=20, sample_steps=5, parametrisation="box")
+    box = DDPMConfig(sampler="ddim", model_dim=32, depth=1, timesteps=20, sample_steps=5,
+                     parametrisation="box")
     b = _untrained_breeder(box, max_oob_attempts=3)
     calls: list[int] = []
 
@@ -153,7 +160,7 @@ def test_box_oob_retry_regenerates_only_the_failed_rows():
 
 def test_logit_parametrisation_never_leaves_the_box():
     torch.manual_seed(3)
-    logit = DDPMConfig(model_dim=32, depth=1, timesteps=20, sample_steps=5,
+    logit = DDPMConfig(sampler="ddim", model_dim=32, depth=1, timesteps=20, sample_steps=5,
                        parametrisation="logit", clip_denoised=False, guidance_scale=8.0)
     b = _untrained_breeder(logit)
     x1 = b.ask(200)

@@ -49,8 +49,9 @@ def test_config_errors_name_the_field():
 def test_build_config_from_mapping_instance_and_overrides():
     cfg = build_config(DDPMConfig, {"_target_": "x.Y", "model_dim": 32}, {"depth": 1}, "model.")
     assert (cfg.model_dim, cfg.depth) == (32, 1)
-    cfg = build_config(BreederConfig, BreederConfig(breakpoint=7), {"end_breed_ratio": 0.9})
-    assert (cfg.breakpoint, cfg.end_breed_ratio) == (7, 0.9)
+    cfg = build_config(BreederConfig, BreederConfig(adaptive_ratio="off", breakpoint=7),
+                       {"end_breed_ratio": 0.8})
+    assert (cfg.breakpoint, cfg.end_breed_ratio) == (7, 0.8)
     with pytest.raises(ConfigError) as err:
         build_config(BreederConfig, None, {"nope": 1}, "breeder.")
     assert err.value.key == "breeder.nope"

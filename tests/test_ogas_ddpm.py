@@ -185,7 +185,7 @@ def test_ddpm_config_validation_names_the_field():
         DDPMConfig(sampler="euler")
     assert err.value.key == "sampler"
     with pytest.raises(ConfigError) as err:
-        DDPMConfig(sample_steps=200, timesteps=100)
+        DDPMConfig(sampler="ddim", sample_steps=200, timesteps=100)
     assert err.value.key == "sample_steps"
     with pytest.raises(ConfigError) as err:
         DDPMConfig(parametrisation="tanh")

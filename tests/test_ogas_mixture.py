@@ -142,13 +142,13 @@ def test_mix_settings_are_checked():
     with pytest.raises(ConfigError, match="proposal_mix"):
         BreederConfig(proposal_mix="both")
     with pytest.raises(ConfigError, match="local_share"):
-        BreederConfig(local_share=0.3)  # only meaningful with a mixture
+        BreederConfig(proposal_mix="generator", local_share=0.3)  # only meaningful with a mixture
     with pytest.raises(ConfigError, match="mix_floor"):
         BreederConfig(proposal_mix="adaptive", mix_floor=0.7)
     with pytest.raises(ConfigError, match="mix_floor"):
         BreederConfig(proposal_mix="fixed", mix_floor=0.2)  # a fixed share has no floor
     with pytest.raises(ConfigError, match="yield_window"):
-        BreederConfig(proposal_mix="fixed", yield_window=5)  # nothing measures yields
+        BreederConfig(proposal_mix="fixed", adaptive_ratio="off", yield_window=5)  # no yields
 
 
 @pytest.mark.parametrize(("bred_offset", "expect"), [(+1.0, 0.9), (-1.0, 0.0)])

@@ -52,9 +52,12 @@ def test_adaptive_bandwidth_follows_the_region_size():
 
 def breeder(**opts) -> OGASBreeder:
     data = opts.pop("data", {})
-    model = DDPMConfig(model_dim=32, depth=2, timesteps=30, sample_steps=5)
+    model = DDPMConfig(sampler="ddim", model_dim=32, depth=2, timesteps=30, sample_steps=5)
     base = {"synchronous": True, "train_steps_per_ask": 100, "min_train_steps": 30,
-            "end_breed_ratio": 0.5, "breakpoint": 2}
+            "end_breed_ratio": 0.5, "breakpoint": 2, "adaptive_ratio": "off",
+            "proposal_mix": "generator", "child_jitter": 0.0, "loss_sampling_alpha": 1.0,
+            "non_breed_design": "uniform"}
+    data = {"smoothing_neighbours": 1, **data}
     return OGASBreeder(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), model=model,
                        data=DataConfig(batch_size=64, buffer_size=2000, **data), **{**base, **opts})
 

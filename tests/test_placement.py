@@ -116,10 +116,13 @@ def test_adaptive_ratio_converges_to_the_ratio_whose_ess_is_the_target():
 
 
 def tiny_breeder(**breeder) -> OGASBreeder:
-    model = DDPMConfig(model_dim=32, depth=2, timesteps=30, sample_steps=5)
-    opts = {"synchronous": True, "train_steps_per_ask": 150, "min_train_steps": 30, **breeder}
+    model = DDPMConfig(sampler="ddim", model_dim=32, depth=2, timesteps=30, sample_steps=5)
+    opts = {"synchronous": True, "train_steps_per_ask": 150, "min_train_steps": 30,
+            "adaptive_ratio": "off", "proposal_mix": "generator", "child_jitter": 0.0,
+            "loss_sampling_alpha": 1.0, "non_breed_design": "uniform", **breeder}
     return OGASBreeder(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), model=model,
-                       data=DataConfig(batch_size=64, buffer_size=2000), **opts)
+                       data=DataConfig(batch_size=64, buffer_size=2000, smoothing_neighbours=1),
+                       **opts)
 
 
 # corner points bred: a trained classifier's ESS sits near 0.7–0.85, so a target of 0.05 is

@@ -15,7 +15,7 @@ from nearpole_exp.models.mlp import ACTIVATIONS
 class CNN1DConfig:
     """Width (channels), number of residual blocks, kernel size and activation of :class:`CNN1D`."""
 
-    width: int = 32
+    width: int = 16
     depth: int = 4
     kernel_size: int = 5
     activation: str = "gelu"

@@ -35,6 +35,7 @@ class BurgersConfig(SimulatorConfig):
 
     nu_low: float = 0.01
     nu_high: float = 0.1
+    n_eval: int = 512
     log_viscosity: bool = False
     amp_low: float = 0.2
     amp_high: float = 1.0

@@ -30,7 +30,8 @@ class KSConfig(SimulatorConfig):
     """Domain lengths, initial-condition amplitudes, warm-up and grids of the KS problem."""
 
     length_low: float = 10.0
-    length_high: float = 60.0
+    length_high: float = 100.0
+    n_eval: int = 512
     dt_save: float = 1.0
     warmup: float = 0.0
 

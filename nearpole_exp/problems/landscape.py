@@ -47,7 +47,7 @@ class LandscapeConfig(TrajectoryConfig):
     active_dims: int = 2
     hard_fraction: float = 0.05
     edge_width: float = 0.01
-    frequency: float = 50.0
+    frequency: float = 20.0
     amplitude: float = 1.0
     samples_per_point: int = 8
     n_eval: int = 1024

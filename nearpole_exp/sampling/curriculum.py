@@ -43,7 +43,7 @@ class CurriculumConfig:
     edges: list[float] = field(default_factory=lambda: [1e-2, 1e-1])
     variable: str = "distance"
     warmup_rounds: int = 0
-    min_dwell: int = 2
+    min_dwell: int = 1
     max_dwell: int = 20
     gate_key: str = "train/loss"
     gate_threshold: float = 1.0

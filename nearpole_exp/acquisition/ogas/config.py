@@ -32,31 +32,40 @@ MIRROR_MARGIN = 0.5
 class BreederConfig:
     """How OGAS mixes bred and design points, picks target difficulties and debiases its history.
 
-    Breed ratio R: the share of DDPM-generated points in a generation, ramped linearly from
-    ``start_breed_ratio`` to ``end_breed_ratio`` over ``breakpoint`` generations
-    (``schedule_on="generation"``, Melissa's rule) or until ``budget_breakpoint`` of
+    The defaults are the shipped preset (``ogas/breeder=ogas``), each measured before it became
+    one (benchmarks/ogas.md). Melissa's harness is ``adaptive_ratio="off"``,
+    ``end_breed_ratio=0.5``, ``breakpoint=4``, ``loss_sampling_alpha=1``, ``child_jitter=0``,
+    ``proposal_mix="generator"``, ``non_breed_design="uniform"`` with the DDPM's ``sampler="ddim"``
+    and the data's ``buffer_size=6000``, ``smoothing_neighbours=1``.
+
+    Breed ratio R: the share of bred points in a generation. With ``adaptive_ratio="off"`` it is
+    ramped linearly from ``start_breed_ratio`` to ``end_breed_ratio`` over ``breakpoint``
+    generations (``schedule_on="generation"``, Melissa's rule) or until ``budget_breakpoint`` of
     ``total_budget`` simulations have been asked (``schedule_on="budget"``). Generation 0 is always
     drawn from ``non_breed_design``.
     """
 
     activate_breed: bool = True
     start_breed_ratio: float = 0.0
-    end_breed_ratio: float = 0.7
+    end_breed_ratio: float = 0.9
     breakpoint: int = RAMP_BREAKPOINT
     schedule_on: str = "generation"
     total_budget: int | None = None
     budget_breakpoint: float = 0.3
-    # adaptive ratio, in place of the ramp: "ess": from generation 1 at start_breed_ratio,
-    # R ← clip(R + gain·(ESS − target), 0, end_breed_ratio) each generation, ESS the ratio
-    # classifier's mean since the last one; "yield": R = start + (end − start)·p, p the
-    # probability that bred sims are harder for the surrogate than design sims (their
-    # first-look yields over yield_window generations, acquisition/yields.py); "off": the ramp
-    adaptive_ratio: str = "off"
+    # adaptive ratio, in place of the ramp: "yield" (the default): R = start + (end − start)·p,
+    # p the probability that bred sims were harder for the surrogate than design sims (their
+    # first-look yields over yield_window generations, acquisition/yields.py), 0.45 before any
+    # evidence: while breeding finds the hard regions it breeds up to end_breed_ratio, once the
+    # surrogate has caught up there the design takes the points back; "ess": from generation 1
+    # at start_breed_ratio, R ← clip(R + gain·(ESS − target), 0, end_breed_ratio) each
+    # generation, ESS the ratio classifier's mean since the last one; "off": the ramp
+    adaptive_ratio: str = "yield"
     adaptive_ess_target: float = ADAPTIVE_ESS_TARGET
     adaptive_gain: float = ADAPTIVE_GAIN
-    # target difficulties: P(c_j) ∝ max(c_j, 0)^alpha, or c* ~ U[Q_quantile(c), max c]
+    # target difficulties: P(c_j) ∝ max(c_j, 0)^alpha, or c* ~ U[Q_quantile(c), max c]; alpha 2
+    # leans each generation on the hardest sims, as Breed's parents do
     loss_sampling_strategy: str = "proportional"
-    loss_sampling_alpha: float = 1.0
+    loss_sampling_alpha: float = 2.0
     loss_sampling_quantile: float = 0.9
     # debiasing: ratio classifier P(bred | λ) (learn_sampling_ratio) or non-bred-only training
     learn_sampling_ratio: bool = True
@@ -68,8 +77,9 @@ class BreederConfig:
     ratio_mlp_label_smoothing: float = 0.0
     ratio_mlp_lr: float = 1e-3
     # bred points perturbed by N(0, child_jitter²) per unit-box axis, reflected at the faces: a
-    # kernel smoothing of the DDPM's samples over the conditional's support (0: off)
-    child_jitter: float = 0.0
+    # kernel smoothing of the DDPM's samples over the conditional's support, since the surrogate
+    # needs data on both sides of a hard region's edge, where the conditional thins out (0: off)
+    child_jitter: float = 0.05
     # the same with a per-point std child_jitter_scale · r_k, r_k the distance to the k-th
     # nearest other bred point of the generation, k = ⌈√n⌉: the width follows the targeted
     # region's size instead of being fixed in box units (0: off)
@@ -79,7 +89,7 @@ class BreederConfig:
     # like the targets, ∝ c^alpha: a fixed local_share ("fixed"), or one set each generation by
     # the first-look yield of each proposal over yield_window generations, never below
     # mix_floor for either ("adaptive", starting at local_share; mixture.py)
-    proposal_mix: str = "generator"
+    proposal_mix: str = "adaptive"
     local_share: float = MIX_DEFAULTS["local_share"]
     local_sigma: float = MIX_DEFAULTS["local_sigma"]
     mix_floor: float = MIX_DEFAULTS["mix_floor"]
@@ -87,14 +97,15 @@ class BreederConfig:
     # out-of-bounds generations (box parametrisation only): regenerate, then design draws
     resample_oob: bool = True
     max_oob_attempts: int = 3
-    non_breed_design: str = "uniform"
+    non_breed_design: str = "sobol"
     # reservoir must hold this many sims before a generation may be bred
     min_reservoir_size: int = 16
-    # training cadence
+    # training cadence; max_train_steps_between_asks bounds the thread's work per generation, so
+    # that on a small CPU it does not take cores and the GIL from the surrogate's training
     synchronous: bool = False
     train_steps_per_ask: int = 200
-    min_train_steps: int = 100
-    max_train_steps_between_asks: int = 2000
+    min_train_steps: int = 200
+    max_train_steps_between_asks: int = 300
     train_wait_timeout_s: float = 120.0
     trainer_num_threads: int = 1
     trainer_sleep_s: float = 0.0
@@ -181,18 +192,23 @@ class DDPMConfig:
     x̂0 to the data range at every sampling step, which also keeps box samples inside; with
     ``box`` and ``clip_denoised=False`` (Melissa-like) samples can leave the box and the breeder's
     OOB loop handles them.
+
+    ``sampler="ddpm"`` (ancestral, all timesteps) fills the targeted region more evenly than
+    25-step deterministic DDIM from a DDPM trained for a few thousand steps; a guidance scale of 2
+    pushed the landscape's bred points onto the box's faces (max/p99 ratios 1.13 / 1.03 against
+    1.41 / 1.45 at 1; benchmarks/ogas.md).
     """
 
-    model_dim: int = 128
+    model_dim: int = 64
     depth: int = 3
     timesteps: int = 100
     beta_schedule: str = "cosine"
-    lr: float = 2e-4
+    lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     guidance_scale: float = 1.0
     cond_drop_prob: float = 0.1
-    sampler: str = "ddim"
+    sampler: str = "ddpm"
     sample_steps: int = 25
     ddim_eta: float = 0.0
     ema_decay: float = 0.995
@@ -235,9 +251,15 @@ class DataConfig:
     taken as is), raw values clipped at ``max_loss_value``. Condition: ``minmax`` normalises by the
     mean of the last ``min_max_queue_length`` batch minima/maxima (Melissa); ``rank`` uses the
     empirical CDF of s within the reservoir (stationary by construction).
+
+    The reservoir holds the recent ``buffer_size`` = 256 scored sims (Breed's window): old sims'
+    scores are training losses the surrogate has since fit, so a long history conditions the
+    DDPM on where the error was, not where it is. ``smoothing_neighbours=0`` picks k by
+    leave-one-out at every generation (noisy scores get averaged, clean ones barely; a fixed 16
+    was local in 2-D but blurred the 4-D PDE boxes).
     """
 
-    buffer_size: int = 6000
+    buffer_size: int = 256
     batch_size: int = 128
     ema_loss_alpha: float = 0.3
     normalize_losses: bool = True
@@ -249,7 +271,7 @@ class DataConfig:
     # each sim's score averaged over its k nearest reservoir sims in the unit box before it
     # becomes a condition (1: the sim's own score, Melissa's; 0: k chosen by leave-one-out on the
     # reservoir at every generation, so that noisy scores are averaged and clean ones are not)
-    smoothing_neighbours: int = 1
+    smoothing_neighbours: int = 0
 
     def __post_init__(self) -> None:
         check(self.smoothing_neighbours >= 0, "smoothing_neighbours",
