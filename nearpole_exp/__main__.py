@@ -19,7 +19,7 @@ COMPLETION_FLAGS = ("--shell-completion", "-sc")
 
 if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
     # completing a word composes names and values only: placeholder schemas, no torch import
-    from nearpole_exp.config import register_configs
+    from nearpole_exp.config.discovery import register_configs
 
     register_configs(placeholders=True)
 elif not any(a in HELP_FLAGS for a in sys.argv[1:]):

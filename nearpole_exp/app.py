@@ -15,7 +15,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from nearpole_exp.atomic import save_json
-from nearpole_exp.config import register_configs, restore_schema, validate
+from nearpole_exp.config.discovery import register_configs, restore_schema
+from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import (
     CheckpointError,
     ConfigError,

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from nearpole_exp.acquisition.base import Breeder
-from nearpole_exp.config import TrainerConfig, accepts_keywords, model_options
+from nearpole_exp.config.discovery import accepts_keywords, model_options
+from nearpole_exp.config.schemas import TrainerConfig
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.models.base import ModelCapabilities
 from nearpole_exp.problems.base import Problem

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nearpole_exp.atomic import save_torch
-from nearpole_exp.config import is_non_defining
+from nearpole_exp.config.schemas import is_non_defining
 from nearpole_exp.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from nearpole_exp.checkpoint import load_checkpoint
-from nearpole_exp.config import restore_schema
+from nearpole_exp.config.discovery import restore_schema
 from nearpole_exp.errors import CheckpointError
 from nearpole_exp.problems.base import Problem
 

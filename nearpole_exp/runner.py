@@ -41,7 +41,7 @@ from nearpole_exp.checkpoint import (
     migrate,
     save_checkpoint,
 )
-from nearpole_exp.config import TrainerConfig
+from nearpole_exp.config.schemas import TrainerConfig
 from nearpole_exp.errors import CheckpointError, Terminated
 from nearpole_exp.models.base import capabilities, loss_function, q_function
 from nearpole_exp.models.losses import resolve_loss

@@ -43,7 +43,7 @@ import nearpole_exp.app  # noqa: F401  (schemas, resolvers, runner, reporting)
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
-from nearpole_exp.config import validate
+from nearpole_exp.config.validate import validate
 from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.runner import Runner
 marks["import nearpole_exp"] = time.perf_counter() - t

@@ -13,13 +13,8 @@ from torch import nn
 
 import nearpole_exp.runner as runner_module
 from nearpole_exp.checkpoint import config_fingerprint
-from nearpole_exp.config import (
-    COMPONENT_GROUPS,
-    NON_DEFINING_KEYS,
-    _component_schemas,
-    is_non_defining,
-    override_exclude_keys,
-)
+from nearpole_exp.config.discovery import COMPONENT_GROUPS, component_schemas
+from nearpole_exp.config.schemas import NON_DEFINING_KEYS, is_non_defining, override_exclude_keys
 from nearpole_exp.models.base import ModelCapabilities, capabilities
 from nearpole_exp.models.mlp import MLP
 from nearpole_exp.models.rational import RationalModel
@@ -28,7 +23,7 @@ from nearpole_exp.problems.base import Samples
 
 
 def test_every_shipped_option_has_the_schema_its_class_declares():
-    schemas = _component_schemas()
+    schemas = component_schemas()
     root = files("nearpole_exp.conf")
     seen = 0
     for group in COMPONENT_GROUPS:

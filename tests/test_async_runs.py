@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nearpole_exp.config import validate
+from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.runner import Runner
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nearpole_exp.config import validate
+from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import ConfigError, ProblemError
 from nearpole_exp.runner import Runner
 

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from nearpole_exp.config import validate
+from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.runner import Runner
 
@@ -262,12 +262,12 @@ def test_option_files_hold_only_what_differs_from_their_class() -> None:
     has as default (the class is the default; an option is a documented difference)."""
     from hydra.core.config_store import ConfigStore
 
-    from nearpole_exp.config import COMPONENT_GROUPS, _option_files, _schema_name
+    from nearpole_exp.config.discovery import COMPONENT_GROUPS, option_files, schema_name
 
     store = ConfigStore.instance()
     repeated = []
-    for group, option, node in _option_files((*COMPONENT_GROUPS, "trainer", "logger")):
-        name = _schema_name(node)
+    for group, option, node in option_files((*COMPONENT_GROUPS, "trainer", "logger")):
+        name = schema_name(node)
         if name is None:
             continue
         schema = OmegaConf.to_container(store.load(f"{group}/base_{name}.yaml").node)

@@ -44,7 +44,7 @@ from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
 from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.app import JobGuard
 from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from nearpole_exp.config import validate
+from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import (
     BackgroundThreadError,
     CheckpointError,

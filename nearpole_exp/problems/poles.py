@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
-from nearpole_exp.config import check_fits_memory
+from nearpole_exp.config.schemas import check_fits_memory
 from nearpole_exp.errors import ProblemError
 from nearpole_exp.problems.base import ModelQ, Predictor, Problem, ProblemCapabilities, Samples
 

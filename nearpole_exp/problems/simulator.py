@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp import metrics
-from nearpole_exp.config import check_fits_memory
+from nearpole_exp.config.schemas import check_fits_memory
 from nearpole_exp.designs import halton
 from nearpole_exp.errors import ConfigError, check
 from nearpole_exp.problems import resolution

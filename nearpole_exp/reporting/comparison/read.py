@@ -12,7 +12,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nearpole_exp.config import NON_DEFINING_KEYS, REPLICATE_KEY, register_resolvers
+from nearpole_exp.config.discovery import register_resolvers
+from nearpole_exp.config.schemas import NON_DEFINING_KEYS, REPLICATE_KEY
 
 DEFAULT_EXCLUDE = (REPLICATE_KEY, *NON_DEFINING_KEYS)
 

@@ -1,0 +1,60 @@
+"""Range checks of a composed config, run before anything is built: each group's dataclass
+``__post_init__``, re-raised with the full key, plus the checks across groups."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from omegaconf import DictConfig, OmegaConf
+
+from nearpole_exp.config.discovery import COMPONENT_GROUPS
+from nearpole_exp.config.schemas import SEED_LIMIT, RunConfig
+from nearpole_exp.errors import ConfigError, check
+
+
+def _check_node(cfg: DictConfig, key: str) -> None:
+    """Run a group's ``__post_init__`` checks, re-raising with the full dotted key."""
+    node = OmegaConf.select(cfg, key)
+    if node is None or not OmegaConf.is_config(node):
+        return
+    missing = sorted(OmegaConf.missing_keys(node))
+    if missing:
+        full = missing[0] if missing[0].startswith(f"{key}.") else f"{key}.{missing[0]}"
+        hint = " (name your class, e.g. my_module.MyProblem)" if full.endswith("._target_") else ""
+        raise ConfigError(full, f"must be set, it has no default{hint}")
+    if OmegaConf.get_type(node) in (dict, None):
+        return
+    try:
+        OmegaConf.to_object(node)
+    except ConfigError as err:
+        raise err.under(key) from None
+
+
+def device_available(name: str) -> bool:
+    """Whether torch can use the device ``name`` (``auto`` always can)."""
+    import torch
+
+    kind, _, index = name.partition(":")
+    if kind == "cuda":
+        return torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every range constraint of a composed config; raises ConfigError naming the key."""
+    for key in ("trainer", "logger", *(group.replace("/", ".") for group in COMPONENT_GROUPS)):
+        _check_node(cfg, key)
+    check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {cfg.seed}")
+    known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(str(key), "is not a setting of nearpole_exp (top-level keys: "
+                              f"{', '.join(sorted(known - {'hydra'}))}); remove it")
+    trainer = cfg.trainer
+    check(device_available(trainer.device), "trainer.device",
+          f"{trainer.device} is not available on this machine (use auto or cpu)")
+    if trainer.initial_points == 0 and trainer.points_per_round == 0:
+        raise ConfigError("trainer.initial_points",
+                          "the pool would stay empty: set initial_points or points_per_round > 0")
