@@ -79,3 +79,25 @@ def subprocess_env() -> dict[str, str]:
     # join that service, which still holds the streams of children killed by a test.
     env.pop("WANDB_SERVICE", None)
     return env
+
+
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``cli(*args)`` → (exit code, stdout, stderr) of ``python -m nearpole_exp args``, run in this
+    process through the console entry point (the same code path, without a new interpreter)."""
+    from nearpole_exp.__main__ import main
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        GlobalHydra.instance().clear()
+        capfd.readouterr()
+        try:
+            main([*args, "logger=none", "trainer.progress=false"])
+            code = 0
+        except SystemExit as stop:
+            code = int(stop.code or 0)
+        finally:
+            GlobalHydra.instance().clear()
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return _run

@@ -3,9 +3,11 @@ non-defining keys, simulation ids kept by the pool, declared capabilities instea
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from importlib.resources import files
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -97,3 +99,52 @@ def test_the_runner_asks_components_instead_of_probing_them():
     assert "hasattr(" not in source
     assert len(re.findall(r"\bgetattr\(", source)) <= 2
     assert ".kind" not in source.replace("loss_kind", "")
+
+
+#: docs/architecture.md's layers, top to bottom: a module imports only from its own package (its
+#: first name under nearpole_exp) or from a lower layer.
+LAYERS = [
+    {"__main__"},
+    {"app", "help", "compare", "dashboard"},
+    {"overrides", "finished"},
+    {"runner"},
+    {"build", "verdicts"},
+    {"acquisition"},
+    {"sampling", "execution"},
+    {"pool"},
+    {"problems", "models", "reporting", "checkpoint", "joblock"},
+    {"config", "designs", "metrics", "rng", "atomic", "adamw"},
+    {"errors"},
+]
+
+
+def _imports(path: Path, package: Path) -> set[str]:
+    """The nearpole_exp modules a file imports, as their first name under the package
+    (``from nearpole_exp import metrics`` is the module ``metrics``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nearpole_exp"):
+            parts = node.module.split(".")
+            names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names
+                     if a.name.startswith("nearpole_exp.")]
+        found.update(n for n in names if (package / n).exists() or (package / f"{n}.py").exists())
+    return found
+
+
+def test_imports_follow_the_layers_of_the_architecture() -> None:
+    package = Path(runner_module.__file__).parent
+    layer = {name: k for k, names in enumerate(LAYERS) for name in names}
+    modules = {p.stem if p.parent == package else p.relative_to(package).parts[0]
+               for p in package.rglob("*.py") if p.name != "__init__.py"}
+    assert modules <= set(layer), f"modules missing from LAYERS: {sorted(modules - set(layer))}"
+    upward = []
+    for path in package.rglob("*.py"):
+        own = path.stem if path.parent == package else path.relative_to(package).parts[0]
+        if own == "__init__":
+            continue
+        upward += [f"{path.relative_to(package)} imports {name}" for name in _imports(path, package)
+                   if name != own and layer[name] <= layer[own]]
+    assert not upward, upward

@@ -179,17 +179,26 @@ def test_schema_types_are_enforced_on_assignment(composer) -> None:
      # a simulator with the default (pole) model: the error names the model that fits
      ("problem=burgers1d", "model=cnn1d")],
 )
-def test_cli_bad_config_exits_2_with_a_clear_line_on_stderr(tmp_path: Path, override: str,
+def test_cli_bad_config_exits_2_with_a_clear_line_on_stderr(cli, tmp_path: Path, override: str,
                                                             fragment: str) -> None:
     """Every configuration error, ours or Hydra's: exit 2, the message whole on stderr (no
     wrapping), no traceback, no internal ``base_*`` schema offered as an option."""
+    code, out, err = cli(*override.split(), f"hydra.run.dir={tmp_path}")
+    assert code == 2, out + err
+    assert any(fragment in ln for ln in err.splitlines()), err
+    assert "Traceback" not in out + err and "base_" not in err
+
+
+@pytest.mark.parametrize("override", ["trainer.lrr=1", "trainer.batch_size=-3"])
+def test_a_real_process_exits_2_on_a_bad_config(tmp_path: Path, override: str) -> None:
+    """The same through a new interpreter, once for an error Hydra finds and once for ours."""
     proc = subprocess.run(
-        [sys.executable, "-m", "nearpole_exp", *override.split(), "logger=none", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "nearpole_exp", override, "logger=none", f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=120, env=subprocess_env(), check=False,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert any(fragment in ln for ln in proc.stderr.splitlines()), proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr and "base_" not in proc.stderr
+    assert any(override.split("=")[0] in ln for ln in proc.stderr.splitlines()), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_a_saved_job_config_reruns_to_the_same_result_and_cfg_resolve_prints(tmp_path: Path) -> None:

@@ -199,16 +199,13 @@ def test_missing_and_truncated_checkpoints_fail_clearly(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_a_corrupt_checkpoint_stops_the_cli_with_one_line(tmp_path: Path) -> None:
+def test_a_corrupt_checkpoint_stops_the_cli_with_one_line(cli, tmp_path: Path) -> None:
     out = tmp_path / "job"
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 truncated")
-    proc = subprocess.run([sys.executable, "-m", "nearpole_exp", "logger=none", "debug=default",
-                           "trainer.progress=false", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, timeout=120, env=subprocess_env(),
-                          check=False)
-    text = proc.stdout + proc.stderr
-    assert proc.returncode == 1, text
+    code, stdout, stderr = cli("debug=default", f"hydra.run.dir={out}")
+    text = stdout + stderr
+    assert code == 1, text
     assert "last.pt is corrupt or truncated" in text and "Traceback" not in text
     assert json.loads((out / "summary.json").read_text())["status"] == "failed"
 
@@ -353,14 +350,12 @@ def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer
     assert not (out / LOCK_NAME).exists()
 
 
-def test_resuming_under_other_settings_is_a_config_error_that_touches_nothing(tmp_path: Path) -> None:
+def test_resuming_under_other_settings_is_a_config_error_that_touches_nothing(cli, tmp_path) -> None:
     out = tmp_path / "job"
-    base = [sys.executable, "-m", "nearpole_exp", "logger=none", "debug=default",
-            "trainer.progress=false", f"hydra.run.dir={out}"]
-    run = dict(capture_output=True, text=True, timeout=120, env=subprocess_env(), check=False)
-    assert subprocess.run(base, **run).returncode == 0
+    base = ["debug=default", f"hydra.run.dir={out}"]
+    assert cli(*base)[0] == 0
     before = (out / "summary.json").read_text()
-    proc = subprocess.run([*base, "trainer.rounds=3"], **run)
-    assert proc.returncode == 2, proc.stderr
-    assert "written with other settings (trainer.rounds: 2 -> 3)" in proc.stderr
-    assert "Traceback" not in proc.stderr and (out / "summary.json").read_text() == before
+    code, _, stderr = cli(*base, "trainer.rounds=3")
+    assert code == 2, stderr
+    assert "written with other settings (trainer.rounds: 2 -> 3)" in stderr
+    assert "Traceback" not in stderr and (out / "summary.json").read_text() == before

@@ -13,9 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 from nearpole_exp.app import task
+from nearpole_exp.build import non_finite_parameters
 from nearpole_exp.checkpoint import load_checkpoint
+from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import CheckpointError, ConfigError
-from nearpole_exp.runner import Runner, non_finite_parameters
+from nearpole_exp.runner import Runner
 
 from .conftest import TINY, subprocess_env
 
@@ -173,11 +175,20 @@ def test_cli_multirun_writes_grouped_offline_wandb_runs(tmp_path: Path) -> None:
     assert group_a != group_b and group_a.split("-", 1)[1] == group_b.split("-", 1)[1]
 
 
-def test_cuda_absent_falls_back_to_cpu(composer) -> None:
-    cfg = composer(TINY)
-    runner = Runner(cfg, Path(cfg.hydra.runtime.output_dir))
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert runner.device.type == expected
+def test_auto_device_is_cuda_only_where_there_is_one(composer, monkeypatch) -> None:
+    """``trainer.device=auto`` takes CUDA when torch sees it, else the CPU; asking for CUDA on a
+    machine without it is a configuration error naming the key."""
+    from nearpole_exp.build import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"
+    cfg = composer([*TINY, "trainer.device=cuda"])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.key == "trainer.device"
+    assert Runner(composer(TINY), Path(cfg.hydra.runtime.output_dir)).device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(composer) -> None:
