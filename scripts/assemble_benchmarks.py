@@ -10,13 +10,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = [
-    ("solvers.md", "scripts/validate_simulators.py, scripts/bench_solvers.py",
+    ("solvers.md", "scripts/validate_simulators.py, scripts/bench/solvers.py",
      "the PDE solvers against independent references, and against exponax's speed"),
-    ("nearpole.md", "scripts/bench_nearpole.py", "near-pole strategies vs uniform, sampling speed"),
-    ("ogas.md", "scripts/bench_ogas.py", "OGAS vs uniform, Sobol and Breed at equal budget; breeder cost"),
-    ("executors.md", "scripts/bench_executors.py", "simulation executors and asynchronous generations"),
-    ("scaling.md", "scripts/bench_scaling.py", "how cost grows: pools, dimensions, budgets, sweeps"),
-    ("startup.md", "scripts/bench_startup.py", "a short run's time: imports, config, build, W&B, plots"),
+    ("nearpole.md", "scripts/bench/nearpole.py", "near-pole strategies vs uniform, sampling speed"),
+    ("ogas.md", "scripts/bench/ogas.py", "OGAS vs uniform, Sobol and Breed at equal budget; breeder cost"),
+    ("executors.md", "scripts/bench/executors.py", "simulation executors and asynchronous generations"),
+    ("sampling.md", "scripts/bench/sampling.py", "how cost grows: pools, dimensions, budgets, sweeps"),
+    ("startup.md", "scripts/bench/startup.py", "a short run's time: imports, config, build, W&B, plots"),
 ]
 
 HEADER = """# Benchmarks

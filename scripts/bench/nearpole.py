@@ -1,4 +1,4 @@
-"""Issue 3 benchmark: near-pole sampling strategies at equal gradient steps, 3 seeds, real CLI.
+"""Near-pole sampling strategies at equal gradient steps, 3 seeds, through the real CLI.
 
 Per block (a problem preset plus fixed overrides) it runs Hydra multiruns of
 ``python -m nearpole_exp`` (one fresh sweep directory per block and arm group, so
@@ -6,10 +6,11 @@ Per block (a problem preset plus fixed overrides) it runs Hydra multiruns of
 ``nearpole_exp.reporting.comparison.compare_sweep`` (mean ± std over seeds, ratios to sampler=uniform) and
 writes a markdown report.
 
-    python scripts/bench_nearpole.py --out outputs/bench_nearpole \\
+    python scripts/bench/nearpole.py --out outputs/bench_nearpole \\
         --blocks rational1d rational1d_noisy rr_ik --report benchmarks/nearpole_tables.md
+    python scripts/bench/nearpole.py --quick      # a smoke run: one block, one seed, short runs
 
-Sampling speed lives in ``scripts/bench_scaling.py --sampling`` (benchmarks/scaling.md, section a).
+Sampling speed lives in ``scripts/bench/sampling.py`` (benchmarks/sampling.md).
 
 Every arm of a block runs the same trainer budget (rounds × steps_per_round, batch size) from
 the block's preset; only the sampler / curriculum / gradient groups differ.
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import machine_line, today
 
 from nearpole_exp.reporting.comparison import ComparisonResult, compare_sweep, render_markdown
 
@@ -97,15 +98,6 @@ def block_tables(name: str, sweep: Path) -> str:
     return "\n".join(parts)
 
 
-def machine() -> str:
-    """CPU model, core count and Python/torch versions, for the report."""
-    import torch
-    from bench_common import cpu_model
-
-    return (f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_nearpole"))
@@ -118,8 +110,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown file for the tables (default: <out>/report.md)")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="skip the runs; aggregate an existing --out")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: rational1d, one seed, 2 rounds of 20 steps")
     args = parser.parse_args(argv)
-    lines = [f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.", ""]
+    if args.quick:
+        args.blocks, args.seeds = ["rational1d"], "0"
+        COMMON.extend(["trainer.rounds=2", "trainer.steps_per_round=20"])
+    import torch  # noqa: F401  (so that the machine line names its version)
+
+    lines = [f"Generated {today()} on {machine_line()}.", ""]
     for name in args.blocks:
         block = BLOCKS[name]
         sweep = args.out / name

@@ -11,23 +11,23 @@ Three tables (markdown on stdout):
    against a direct ``problem.label`` + ``pool.add`` on cheap batched problems, to show the
    default path is not slowed down.
 
-Usage: ``python scripts/bench_executors.py [--cost 0.2] [--sims 40] [--workers 1 2 4]``.
+Usage: ``python scripts/bench/executors.py [--cost 0.2] [--sims 40] [--workers 1 2 4]``
+(``--quick``: a smoke run of a few cheap simulations).
 :func:`measure_async_training` is the function the runner integration can be compared with.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from common import ROOT, command_line, provenance
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, str(ROOT))  # tests.sleep_solver
 
 from nearpole_exp.acquisition.feed import SimulationFeed
 from nearpole_exp.acquisition.static import StaticBreeder
@@ -158,12 +158,14 @@ def main() -> None:
     parser.add_argument("--cost", type=float, default=0.2, help="seconds per simulation")
     parser.add_argument("--sims", type=int, default=40, help="simulations per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--quick", action="store_true", help="8 simulations of 0.05 s, 1-2 workers")
     args = parser.parse_args()
+    if args.quick:
+        args.cost, args.sims, args.workers = 0.05, 8, [1, 2]
     torch.set_num_threads(1)
     configs = [("inprocess", 1)] + [("process_pool", w) for w in args.workers]
-    print(f"# executors: cost {args.cost} s/sim, {args.sims} sims, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d')}\n")
+    print("\n".join(provenance(command_line())))
+    print(f"Cost {args.cost} s per simulation, {args.sims} simulations.\n")
     print("| executor | workers | sims/s | ideal sims/s |\n|---|---|---|---|")
     for kind, w in configs:
         rate = executor_throughput(kind, w, args.cost, args.sims)
@@ -178,10 +180,9 @@ def main() -> None:
               f"{stats.idle_fraction:.1%} | {stats.steps} |")
     print("\n| problem | points | direct label + pool.add (ms) | in-process executor (ms) | "
           "overhead per point (µs) |\n|---|---|---|---|---|")
-    for name, problem, n in (("burgers1d", Burgers1D(n_eval=2), 64),
-                             ("landscape", Landscape(), 128),
-                             ("rational1d", Rational1D(), 4096),
-                             ("rational1d", Rational1D(), 20000)):
+    cases = (("burgers1d", Burgers1D(n_eval=2), 64), ("landscape", Landscape(), 128),
+             ("rational1d", Rational1D(), 4096), ("rational1d", Rational1D(), 20000))
+    for name, problem, n in cases[2:3] if args.quick else cases:
         direct, via = inprocess_overhead(problem, n)
         print(f"| {name} | {n} | {1e3 * direct:.2f} | {1e3 * via:.2f} | "
               f"{1e6 * (via - direct) / n:.1f} |")

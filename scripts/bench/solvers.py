@@ -4,28 +4,25 @@ Both integrate a batch of trajectories for the same number of steps with the sam
 equation (ETDRK4, 2/3 dealiasing, float64; exponax with ``jax_enable_x64``, vmapped over the
 batch, jit-compiled once before timing) and keep every step. Cases: the 64-point training grid
 and the simulation grid the resolution rule picks for the box's hardest row. Prints a markdown
-table of best-of-``--repeats`` times and the ratio ours / exponax. Needs the ``bench`` extra
-(exponax, JAX).
+table of the best and the median of ``--repeats`` calls, wall and CPU time, the two solvers'
+calls interleaved (so load hits both alike), and the ratio ours / exponax. Needs the ``bench``
+extra (exponax, JAX).
 
-    python scripts/bench_solvers.py --batch 64 --steps 250 --repeats 7
+    python scripts/bench/solvers.py --batch 64 --steps 250 --repeats 7
+    python scripts/bench/solvers.py --quick      # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from common import command_line, interleaved, md_table, provenance
 
 from nearpole_exp.problems import spectral
-
-sys.path.insert(0, os.path.dirname(__file__))
-from bench_common import cpu_model
 
 
 @dataclass(frozen=True)
@@ -76,49 +73,50 @@ def exponax_rollout(case: Case, u0: torch.Tensor, steps: int) -> Callable[[], ob
     return lambda: roll(state).block_until_ready()
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--quick", action="store_true", help="4 rows, 20 steps, 2 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.batch, args.steps, args.repeats = 4, 20, 2
     import jax
 
     jax.config.update("jax_enable_x64", True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), jax {jax.__version__}; batch {args.batch}, "
-          f"{args.steps} steps, best of {args.repeats}\n")
-    print("| problem | grid | dt | case | ours (ms) | exponax (ms) | ours / exponax | max diff |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    print("\n".join(provenance(command_line())))
+    print(f"jax {jax.__version__}; batch {args.batch}, {args.steps} steps, {args.repeats} "
+          "interleaved calls each (best / median, wall and CPU of this process).\n")
+    rows = []
     for case in CASES:
         u0 = initial_fields(case, args.batch)
         mine, theirs = ours(case, u0, args.steps), exponax_rollout(case, u0, args.steps)
         a, b = mine(), theirs()
         diff = float((a - torch.from_numpy(jax.device_get(b)[:, :, 0, :].copy())).abs().max())
-        t_ours, t_theirs = best_time(mine, args.repeats), best_time(theirs, args.repeats)
-        print(f"| {case.problem} | {case.grid} | {case.dt:.4g} | {case.label} | {t_ours * 1e3:.1f} | "
-              f"{t_theirs * 1e3:.1f} | {t_ours / t_theirs:.2f} | {diff:.1e} |")
+        t = interleaved({"ours": mine, "exponax": theirs}, args.repeats)
+        rows.append([case.problem, case.grid, f"{case.dt:.4g}", case.label,
+                     f"{t['ours'].wall_best:.1f} / {t['ours'].wall_median:.1f}",
+                     f"{t['exponax'].wall_best:.1f} / {t['exponax'].wall_median:.1f}",
+                     f"{t['ours'].wall_best / t['exponax'].wall_best:.2f}",
+                     f"{t['ours'].cpu_median / t['exponax'].cpu_median:.2f}", f"{diff:.1e}"])
+    print("\n".join(md_table(["problem", "grid", "dt", "case", "ours wall best / median (ms)",
+                              "exponax wall best / median (ms)", "ours / exponax (wall best)",
+                              "ours / exponax (CPU median)", "max diff"], rows, "lrrlrrrrr")))
     print(f"\nWhole simulations, {args.batch} rows drawn uniformly from the default box "
-          "(`problem.simulate`, every frame of the preset's horizon):\n")
-    print("| problem | resolved per row (s) | fixed 64 points (s) | ratio |")
-    print("|---|---:|---:|---:|")
+          "(`problem.simulate`, every frame of the preset's horizon), interleaved:\n")
+    rows = []
     for name, (resolved, old) in problem_pairs().items():
         params = resolved.uniform(args.batch, torch.Generator().manual_seed(1))
-        t_new = best_time(lambda p=resolved, x=params: p.simulate(x), max(1, args.repeats // 3))
-        t_old = best_time(lambda p=old, x=params: p.simulate(x), args.repeats)
-        print(f"| {name} | {t_new:.2f} | {t_old:.3f} | {t_new / t_old:.0f} |")
+        t = interleaved({"new": lambda p=resolved, x=params: p.simulate(x),
+                         "old": lambda p=old, x=params: p.simulate(x)}, max(1, args.repeats // 3))
+        rows.append([name, f"{t['new'].wall_best / 1e3:.2f}", f"{t['old'].wall_best / 1e3:.3f}",
+                     f"{t['new'].wall_best / t['old'].wall_best:.0f}"])
+    print("\n".join(md_table(["problem", "resolved per row (s)", "fixed 64 points (s)", "ratio"],
+                             rows)))
 
 
 def problem_pairs() -> dict[str, tuple[object, object]]:

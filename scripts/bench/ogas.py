@@ -1,5 +1,5 @@
-"""OGAS benchmark (issue 4): static uniform, Sobol, Breed and OGAS at equal simulation budget and
-equal gradient steps, on burgers1d, ks1d and the landscape, over seeds; plus cost and pole checks.
+"""OGAS benchmark: static uniform, Sobol, Breed and OGAS at equal simulation budget and equal
+gradient steps, on burgers1d, ks1d and the landscapes, over seeds; plus cost and pole checks.
 
 Jobs run through the real entry point, one Hydra multirun per problem::
 
@@ -13,19 +13,18 @@ markdown report goes to ``--out`` (default ``benchmarks/ogas.md``). Ratios are u
 so > 1 is better: "ratio of means" divides the seed means, "per-seed" is the mean ± std over
 seeds of the ratio of the runs with the same seed.
 
-    python scripts/bench_ogas.py --jobs 2              # the whole benchmark
-    python scripts/bench_ogas.py --skip-runs           # re-aggregate existing sweeps
-    python scripts/bench_ogas.py --cost --pole --no-bench   # only the cost and pole sections
+    python scripts/bench/ogas.py --jobs 2              # the whole benchmark
+    python scripts/bench/ogas.py --skip-runs           # re-aggregate existing sweeps
+    python scripts/bench/ogas.py --cost --pole --no-bench   # only the cost and pole sections
+    python scripts/bench/ogas.py --quick               # a smoke run (landscape, one seed, short)
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import cpu_model
+from common import ROOT, machine_line, today
 
-ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ("burgers", "ks", "landscape", "landscape_multi")
 PDE_PROBLEMS = ("burgers", "ks")
 BREEDERS = ("uniform", "sobol", "breed", "ogas")
@@ -49,16 +47,7 @@ PAPER = {"max": 1.64, "p99": 1.42, "std": 1.66, "mean": 0.97}
 COMMON = ("logger=none", "trainer.progress=false", "trainer.plots=false")
 
 
-# --------------------------------------------------------------------------- machine and jobs
-def machine() -> str:
-    """CPU model, core count and torch version of this machine."""
-    model = cpu_model()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = "no GPU used (trainer.device=cpu)"
-    return f"{model}, {cores} cores available, {platform.system()}, Python " \
-           f"{platform.python_version()}, torch {torch.__version__}; {gpu}"
-
-
+# --------------------------------------------------------------------------- jobs
 def job_command(problem: str, breeders: Sequence[str], seeds: Sequence[int], sweep: Path,
                 extra: Sequence[str], subdir: str | None = None) -> list[str]:
     """The ``python -m nearpole_exp -m ...`` command of one multirun."""
@@ -254,12 +243,12 @@ def compose(overrides: list[str]) -> Any:
 
 
 def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
-    """``next_parameters(n_params)`` time and DDPM training steps/s of the configured OGAS
+    """Time of a generation of ``n_params`` points and DDPM training steps/s of the configured OGAS
     breeder (burgers1d box) on one CPU thread, after 400 training steps on a filled reservoir."""
     from hydra.utils import instantiate
 
+    from nearpole_exp.build import build_breeder
     from nearpole_exp.rng import seed_everything
-    from nearpole_exp.runner import build_breeder
 
     torch.set_num_threads(1)
     seed_everything(0)
@@ -278,14 +267,13 @@ def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        breeder.next_parameters(n_params)
+        breeder.next_generation(n_params)
         times.append(time.perf_counter() - start)
-        breeder.concretize_resampled_parameters(breeder.n_asked - 1)
     ratio, by_ddpm = breeder.stats["ratio"], 1.0 - breeder.stats["local_share"]
     m = cfg.ogas.model
     sampling = (f"DDIM {m.sample_steps} steps" if m.sampler == "ddim"
                 else f"ancestral, {m.timesteps} steps")
-    return [f"- `next_parameters({n_params})` on the CPU (1 thread; {ratio:.0%} bred, "
+    return [f"- `next_generation({n_params})` on the CPU (1 thread; {ratio:.0%} bred, "
             f"{by_ddpm:.0%} of them by the DDPM, {sampling}, guidance {m.guidance_scale}): median "
             f"{statistics.median(times):.3f} s, max {max(times):.3f} s over {repeats} calls "
             f"(target < 1 s).",
@@ -391,13 +379,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--pole", action="store_true", help="run the near-pole concentration check")
     p.add_argument("--notes", type=Path, help="markdown appended to the report (e.g. numbers "
                    "measured on another machine)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: the landscape, uniform and OGAS, one seed, 3 short rounds")
     args = p.parse_args(argv)
+    if args.quick:
+        args.problems, args.breeders, args.seeds = ["landscape"], ["uniform", "ogas"], [0]
+        args.override = [*args.override, "trainer.rounds=3", "trainer.steps_per_round=30"]
     args.root = args.root.resolve()
     extra = [f"trainer.num_threads={args.threads}", "trainer.device=cpu", *args.override]
-    started = dt.datetime.now().astimezone()
-    lines = ["# OGAS benchmark", "",
-             f"Date: {started:%Y-%m-%d %H:%M %Z}. Machine: {machine()}.", "",
-             "Command: `python scripts/bench_ogas.py " + " ".join(
+    lines = ["# OGAS benchmark", "", f"Date: {today()}. Machine: {machine_line()}.", "",
+             "Command: `python scripts/bench/ogas.py " + " ".join(
                  sys.argv[1:] if argv is None else argv) + "`", ""]
     if not args.no_bench:
         lines += ["Every job: `python -m nearpole_exp -m experiment=<problem> "

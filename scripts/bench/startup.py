@@ -9,25 +9,22 @@ Two measurements, each in fresh child processes (best of ``--repeats``):
   config, building the runner, W&B start-up (offline), the first round's labelling and first
   step, one evaluation, the plots.
 
-    python scripts/bench_startup.py                 # about 1 minute on 2 cores
+    python scripts/bench/startup.py                 # about 1 minute on 2 cores
+    python scripts/bench/startup.py --quick         # one repeat
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_common import cpu_model
+from common import BENCHMARKS, ROOT, command_line, provenance
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN = ["logger=none", "trainer.rounds=1", "trainer.steps_per_round=1", "trainer.plots=false",
        "trainer.progress=false"]
 
@@ -118,9 +115,7 @@ def phases(repeats: int) -> dict[str, float]:
 
 def render(record: dict) -> str:
     e2e = record["end_to_end"]
-    lines = ["# Start-up breakdown", "",
-             f"Command: `python scripts/bench_startup.py --repeats {record['repeats']}`  ",
-             f"Machine: {record['machine']}  ", f"Date: {record['date']}", "",
+    lines = ["# Start-up breakdown", "", *record["provenance"],
              "## End to end (fresh processes, best of k)", "",
              "| command | wall (s) | beyond `import torch` (s) |", "|---|---:|---:|"]
     torch_s = e2e["python -c 'import torch'"]
@@ -128,8 +123,8 @@ def render(record: dict) -> str:
         lines.append(f"| `{name}` | {wall:.2f} | {wall - torch_s:+.2f} |")
     lines += ["", "The run is the default job (rational1d, rational model, 4096 labelled points) "
               "with one gradient step, so nearly all of its time is start-up: the project's own "
-              "overhead is the last column. Target (issue 17): `logger=none` ≤ 2 s beyond "
-              "`import torch`.", "",
+              "overhead is the last column (the aim: `logger=none` ≤ 2 s beyond "
+              "`import torch`).", "",
               "## Phases of one run (inside one process, best of k)", "",
               "| phase | s |", "|---|---:|"]
     for name, value in record["phases"].items():
@@ -147,10 +142,12 @@ def render(record: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "startup.md")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS / "startup.md")
+    parser.add_argument("--quick", action="store_true", help="one repeat")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
     py = sys.executable
-    env_note = os.environ.get("OMP_WAIT_POLICY", "unset")
     e2e = {
         "python -c 'import torch'": best_wall([py, "-c", "import torch"], args.repeats, ROOT),
         "python -m nearpole_exp logger=none (1 step, no plots)": best_wall(
@@ -159,12 +156,10 @@ def main() -> None:
             [py, "-m", "nearpole_exp", *RUN[1:], "logger=wandb", "logger.mode=offline",
              "hydra.run.dir={tmp}"], args.repeats, ROOT),
     }
-    import torch
+    import torch  # noqa: F401  (so that the machine line names its version)
 
     record = {"repeats": args.repeats, "end_to_end": e2e, "phases": phases(args.repeats),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                         f"torch {torch.__version__}, OMP_WAIT_POLICY {env_note}"}
+              "provenance": provenance(command_line())}
     args.out.write_text(render(record), encoding="utf-8")
     print(render(record))
 
