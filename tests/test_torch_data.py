@@ -66,3 +66,13 @@ def test_q_refresh_cadence_curriculum_and_plain_index_samplers() -> None:
     assert xs.shape == (1000, 1)
     with pytest.raises(ValueError, match="draws by"):
         DrawBatchSampler(ImportanceSampler(), N, batch_size=8, steps=1)
+
+
+def test_a_curriculum_on_q_bands_by_the_q_it_is_given() -> None:
+    """``variable=q_abs`` bands by |Q| itself (no distances needed): stage 0 draws only the
+    far ring, |Q| ≥ the last edge."""
+    curriculum = BandCurriculum(variable="q_abs", edges=[1e-2, 1e-1])
+    batches = DrawBatchSampler(UniformSampler(), N, batch_size=64, steps=5, q=Q,
+                               curriculum=curriculum, weights=False)
+    drawn = torch.tensor([i for batch in batches for i in batch])
+    assert bool((Q[drawn].abs() >= 1e-1).all())

@@ -71,7 +71,7 @@ class _Draws:
     def prior(self, q: Tensor | None) -> Tensor | None:
         if self.curriculum is None:
             return None
-        values = q if self.curriculum.variable == "q" else self.curriculum_values
+        values = q if self.curriculum.variable == "q_abs" else self.curriculum_values
         if values is None:
             raise ValueError(f"the curriculum bands {self.curriculum.variable}: give "
                              "curriculum_values (e.g. each item's distance to the pole)")
