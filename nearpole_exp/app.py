@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict
 
 from nearpole_exp.atomic import save_json
 from nearpole_exp.config.discovery import register_configs, restore_schema
-from nearpole_exp.config.validate import validate
+from nearpole_exp.config.validate import validate, validate_overrides
 from nearpole_exp.errors import (
     CheckpointError,
     ConfigError,
@@ -109,6 +109,7 @@ def _job(cfg: DictConfig, hc: Any, output_dir: Path) -> float | None:
     """Validate, print the config, run; returns the objective."""
     cfg = restore_schema(cfg)
     validate(cfg)
+    validate_overrides(cfg, list(hc.overrides.task))
     if _parallel_launcher(hc) and cfg.trainer.progress:
         with open_dict(cfg):
             cfg.trainer.progress = False

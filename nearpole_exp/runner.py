@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from nearpole_exp.acquisition.acquire import Acquisition
 from nearpole_exp.acquisition.feed import SimulationFeed
-from nearpole_exp.adamw import AdamW
 from nearpole_exp.build import (
     build,
     build_breeder,
@@ -43,7 +42,7 @@ from nearpole_exp.checkpoint import (
 )
 from nearpole_exp.config.schemas import TrainerConfig
 from nearpole_exp.errors import CheckpointError, Terminated
-from nearpole_exp.models.base import capabilities, loss_function, q_function
+from nearpole_exp.models.base import LossOutput, capabilities, loss_function, q_function
 from nearpole_exp.models.losses import resolve_loss
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import ModelQ
@@ -52,7 +51,7 @@ from nearpole_exp.reporting.console import progress, to_log_file
 from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import rng_state, seed_everything, set_rng_state
 from nearpole_exp.sampling.diagnostics import NoMonitor
-from nearpole_exp.sampling.selection import BatchSelection
+from nearpole_exp.sampling.selection import Batch, BatchSelection
 from nearpole_exp.verdicts import fit_verdict, stability
 
 log = logging.getLogger(__name__)
@@ -124,24 +123,28 @@ class Runner:
             self.pool, sampler, curriculum=curriculum, q_fn=model_q,
             problem_q=self.problem.q if self.problem.capabilities.knows_poles else None,
             q_refresh_every=t.q_refresh_every, design_weighting=t.design_weighting,
-            design_weights=breeder.design_weights)
+            design_weights=breeder.design_weights, pool_losses=self._pool_losses)
         # the optimisation
-        self.optimizer = AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optim_option = build(cfg.optimizer, "optimizer")
+        self.schedule = build(cfg.scheduler, "scheduler")
+        self.optimizer = self.optim_option.build(self.model.parameters(), t.lr)
+        self.polish = build(cfg.polish, "polish")
         self.total_steps = t.rounds * t.steps_per_round
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self._round_batch: Batch | None = None
         caps = self.problem.capabilities
         self.loss_kind = resolve_loss(t.loss, rational=self.model_caps.rational,
                                       knows_poles=caps.knows_poles,
                                       labels_have_poles=caps.labels_have_poles,
                                       band=self.gradient is not None)
+        self.polish.check(self.model, self.loss_kind)
         self.state = LoopState()
         check_compatible(self.tc, self.loss_kind, self.model_caps, self.gradient is not None,
                          sampler.capabilities.needs_q, self.problem, breeder)
 
     def _lr_factor(self, step: int) -> float:
-        if self.tc.lr_schedule == "constant":
-            return 1.0
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
+        """The schedule's factor (1 for a full-batch optimizer: its line search sets the step)."""
+        return 1.0 if self.optim_option.full_batch else self.schedule.factor(step, self.total_steps)
 
     def model_q(self) -> ModelQ | None:
         """The model's Q for problems and proposals: evaluated on the model's device, on the CPU."""
@@ -152,28 +155,19 @@ class Runner:
 
     # ---------------------------------------------------------------- training
     def train_step(self) -> dict[str, float]:
-        """One gradient step on the batch the selection draws; tells the breeder the signal."""
-        t = self.tc
+        """One optimizer step on the step's batch (a full-batch optimizer: one iteration on the
+        round's); tells the breeder the signal."""
         self.acquisition.pump()
-        batch = self.selection.next(self.state.step, t.batch_size, self.device,
-                                    with_q=self.monitor.wants_q)
+        if self.optim_option.full_batch:
+            batch = self._round_batch or self._draw_batch()
+            self._round_batch = batch
+        else:
+            batch = self._draw_batch()
         self.model.train()
-        out = self.compute_loss(batch.inputs, batch.targets, self.loss_kind, self._band())
-        weights = batch.weights.to(self.device, out.losses.dtype)
-        loss = (weights * out.losses).sum() / weights.sum().clamp_min(1e-12)
-        self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite and self.monitor.gradient_due(self.state.step):
-            self.monitor.probe_gradients([p for p in self.model.parameters() if p.requires_grad],
-                                         out.losses, weights, batch.near_values)
-        if finite:
-            loss.backward()
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            finite = all(bool(torch.isfinite(g).all()) for g in grads)
-            if finite:
-                if t.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                self.optimizer.step()
+        if self.optim_option.full_batch:
+            loss, out, finite = self._line_search_step(batch)
+        else:
+            loss, out, finite = self._gradient_step(batch)
         if not finite:
             self.state.skipped_steps += 1
         self.scheduler.step()
@@ -184,6 +178,76 @@ class Runner:
         self.state.step += 1
         return {"loss": float(loss.detach()) if finite else float("nan"), "delta": out.delta,
                 "ess": batch.selection.ess}
+
+    def _draw_batch(self) -> Batch:
+        """``trainer.batch_size`` samples drawn by the selection, or the whole pool with 0."""
+        with_q = self.monitor.wants_q
+        if self.tc.batch_size == 0:
+            return self.selection.whole_pool(self.state.step, self.device, with_q=with_q)
+        return self.selection.next(self.state.step, self.tc.batch_size, self.device, with_q=with_q)
+
+    def _objective(self, batch: Batch) -> tuple[torch.Tensor, LossOutput]:
+        """The batch's weighted mean loss and the model's per-sample output."""
+        out = self.compute_loss(batch.inputs, batch.targets, self.loss_kind, self._band())
+        weights = batch.weights.to(self.device, out.losses.dtype)
+        return (weights * out.losses).sum() / weights.sum().clamp_min(1e-12), out
+
+    def _gradient_step(self, batch: Batch) -> tuple[torch.Tensor, LossOutput, bool]:
+        """One step of a stochastic optimizer; skipped when the loss or a gradient is not finite."""
+        loss, out = self._objective(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite and self.monitor.gradient_due(self.state.step):
+            weights = batch.weights.to(self.device, out.losses.dtype)
+            self.monitor.probe_gradients([p for p in self.model.parameters() if p.requires_grad],
+                                         out.losses, weights, batch.near_values)
+        if finite:
+            loss.backward()
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            finite = all(bool(torch.isfinite(g).all()) for g in grads)
+            if finite:
+                if self.tc.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+                self.optimizer.step()
+        return loss, out, finite
+
+    def _line_search_step(self, batch: Batch) -> tuple[torch.Tensor, LossOutput, bool]:
+        """One iteration of a full-batch optimizer on the round's objective; skipped when the
+        objective is not finite where it starts."""
+        loss, out = self._objective(batch)
+        if not bool(torch.isfinite(loss)):
+            return loss, out, False
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            value, _ = self._objective(batch)
+            if bool(torch.isfinite(value)):
+                value.backward()
+            return value
+
+        self.optimizer.step(closure)
+        return loss, out, True
+
+    def _pool_losses(self) -> torch.Tensor:
+        """The model's per-sample training loss on the whole pool (no band, no gradient)."""
+        with torch.no_grad():
+            parts = [self.compute_loss(x, y, self.loss_kind, None).losses
+                     for x, y in zip(self.pool.inputs.split(65536), self.pool.targets.split(65536),
+                                     strict=True)]
+        return torch.cat(parts)
+
+    def _polish(self) -> dict[str, float]:
+        """The polish on the whole pool, weighted by the objective the batches estimate."""
+        batch = self.selection.whole_pool(self.state.step, self.device)
+        return self.polish.apply(self.model, batch.inputs, batch.targets, batch.weights,
+                                 lambda: self._objective(batch)[0])
+
+    def _new_objective(self) -> None:
+        """A full-batch optimizer minimises one objective per round: its batch is drawn anew and
+        its curvature history restarts (as after a resume, which happens at round ends)."""
+        if self.optim_option.full_batch:
+            self._round_batch = None
+            self.optimizer.state.clear()
 
     def _band(self) -> Any:
         """The hybrid band of this step as a function of the batch's |Q| (None: exact division)."""
@@ -298,6 +362,7 @@ class Runner:
             while self.state.round < t.rounds:
                 r = self.state.round
                 added = self.acquisition.acquire(r)
+                self._new_objective()
                 round_losses = []
                 skipped_before = self.state.skipped_steps
                 for _ in range(t.steps_per_round):
@@ -310,6 +375,8 @@ class Runner:
                         f"{self.state.skipped_steps} of {self.state.step} in all): the model has "
                         "diverged; lower trainer.lr or set trainer.grad_clip")
                 record = self._round_record(round_losses, out, added)
+                if self.polish.due(r, t.rounds):
+                    record.update(self._polish())
                 if (r + 1) % t.eval_every == 0 or r + 1 == t.rounds:
                     metrics = self.evaluate()
                     record.update(metrics)

@@ -115,7 +115,7 @@ def test_presets_compose(composer, group: str) -> None:
         ("seed=-1", "seed"),
         ("seed=9223372036854775808", "seed"),
         ("trainer.lr=inf", "trainer.lr"),
-        ("trainer.weight_decay=nan", "trainer.weight_decay"),
+        ("optimizer.weight_decay=nan", "optimizer.weight_decay"),
         ("trainer.batch_size=1000000000000", "trainer.batch_size"),
         ("trainer.initial_points=100000000000", "trainer.initial_points"),
         ("problem=burgers1d problem.n_eval=10000000000", "problem.n_eval"),

@@ -96,7 +96,7 @@ def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
     import subprocess
     import sys
 
-    from nearpole_exp.adamw import AdamW
+    from nearpole_exp.optim.adamw import AdamW
 
     torch.manual_seed(0)
     ours = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
@@ -112,7 +112,7 @@ def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters(), strict=True))
     opts[1].load_state_dict(opts[0].state_dict())
     opts[0].load_state_dict(opts[1].state_dict())
-    code = ("import sys, torch; from nearpole_exp.adamw import AdamW; m = torch.nn.Linear(2, 1); "
+    code = ("import sys, torch; from nearpole_exp.optim.adamw import AdamW; m = torch.nn.Linear(2, 1); "
             "o = AdamW(m.parameters()); m(torch.ones(1, 2)).sum().backward(); o.step(); "
             "o.load_state_dict(o.state_dict()); o.zero_grad(); print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -63,7 +63,8 @@ def schema_from_config(config_cls: type, target_path: str) -> type:
 
 
 # the config groups whose options build a component (their schemas: component_schemas)
-COMPONENT_GROUPS = ("problem", "model", "sampler", "curriculum", "gradient", "diagnostics",
+COMPONENT_GROUPS = ("problem", "model", "sampler", "curriculum", "gradient", "optimizer", "scheduler",
+                    "polish", "diagnostics",
                     "executor", "ogas/breeder", "ogas/model", "ogas/data")
 # constructor arguments the runner supplies itself, per group (not config keys)
 RUNTIME_ARGS = {"model": ("in_features", "out_features", "input_bounds"), "ogas/breeder": ("bounds",)}

@@ -53,8 +53,6 @@ class TrainerConfig:
     initial_points: int = 4096
     points_per_round: int = 0
     lr: float = 1e-2
-    lr_schedule: str = "cosine"
-    weight_decay: float = 0.0
     grad_clip: float = 10.0
     max_skipped_fraction: float = 0.05
     loss: str = "auto"
@@ -78,20 +76,17 @@ class TrainerConfig:
     plots: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "steps_per_round", "batch_size", "eval_every", "checkpoint_every",
-                     "q_refresh_every"):
+        for name in ("rounds", "steps_per_round", "eval_every", "checkpoint_every", "q_refresh_every"):
             check(getattr(self, name) > 0, name, f"must be a positive integer, got {getattr(self, name)}")
+        check(self.batch_size >= 0, "batch_size",
+              f"must be a positive integer, or 0 for the whole pool, got {self.batch_size}")
         for name in ("initial_points", "points_per_round", "pool_capacity"):
             check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         check(0 < self.lr < math.inf, "lr", f"must be a finite number > 0, got {self.lr}")
-        check(0 <= self.weight_decay < math.inf, "weight_decay",
-              f"must be a finite number >= 0, got {self.weight_decay}")
         check(0 <= self.grad_clip < math.inf, "grad_clip",
               f"must be a finite number >= 0 (0 disables), got {self.grad_clip}")
         check(0 <= self.max_skipped_fraction <= 1, "max_skipped_fraction",
               f"must lie in [0, 1], got {self.max_skipped_fraction}")
-        check(self.lr_schedule in ("constant", "cosine"), "lr_schedule",
-              f"must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         check(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         check(self.q_source in ("problem", "model"), "q_source",
               f"must be 'problem' or 'model', got {self.q_source!r}")
@@ -147,6 +142,9 @@ class RunConfig:
     sampler: Any = MISSING
     curriculum: Any = field(default_factory=dict)
     gradient: Any = field(default_factory=dict)
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    polish: Any = MISSING
     diagnostics: Any = field(default_factory=dict)
     executor: Any = field(default_factory=dict)
     ogas: Any = MISSING

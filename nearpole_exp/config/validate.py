@@ -58,3 +58,19 @@ def validate(cfg: DictConfig) -> None:
     if trainer.initial_points == 0 and trainer.points_per_round == 0:
         raise ConfigError("trainer.initial_points",
                           "the pool would stay empty: set initial_points or points_per_round > 0")
+
+
+def validate_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse command-line settings the composed config would not use: ``trainer.lr`` or a
+    scheduler with a full-batch optimizer, whose line search sets its step."""
+    from hydra.utils import get_class
+
+    if not getattr(get_class(cfg.optimizer._target_), "full_batch", False):
+        return
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "trainer.lr" or key == "scheduler" or key.startswith("scheduler."):
+            raise ConfigError(key, "does not apply to a full-batch optimizer (optimizer="
+                              f"{str(cfg.optimizer._target_).rsplit('.', 1)[-1]}): its line search "
+                              "sets the step length")
+

@@ -2,7 +2,8 @@
 
 A model class declares ``capabilities = ModelCapabilities(...)``: ``rational`` when it has
 ``pq(x) -> (P, Q)`` and ``q_values(x)``, ``hybrid_division`` when its quotient is
-``hybrid_divide(P, Q, δ)`` (so the δ schedule of ``gradient=hybrid`` acts on it). A model computes
+``hybrid_divide(P, Q, δ)`` (so the δ schedule of ``gradient=hybrid`` acts on it), ``linear_solve``
+when its coefficients have a closed-form optimum for the residual loss. A model computes
 its own training loss (``compute_loss``), as the rational models do with their linearised
 residual and hybrid division; any other ``torch.nn.Module`` is a plain regressor whose loss is
 taken on its prediction. This module is the one place that reads a model's declarations.
@@ -27,6 +28,9 @@ class ModelCapabilities:
 
     rational: bool = False
     hybrid_division: bool = False
+    #: ``solve_linearised(x, y, weights)`` sets its coefficients to the exact minimiser of the
+    #: linearised residual loss (P and Q linear in them)
+    linear_solve: bool = False
 
 
 @dataclass

@@ -1,20 +1,33 @@
 """Rational model y = P(x)/Q(x) with a per-sample Q and the hybrid (saturating) gradient.
 
-In 1D, P and Q are Chebyshev series on the normalised input; in more dimensions they are
-linear heads on shared MLP features. Q's coefficients are normalised to unit norm, which
-fixes the P/Q gauge so that |Q| is comparable across training (importance sampling on the
-model's Q relies on that).
+P and Q are linear in their coefficients: Chebyshev polynomials of the box-normalised input
+(``basis="chebyshev"``; in d variables the products of total degree ≤ the degree), or linear
+heads on shared MLP features (``basis="mlp"``). Q's coefficients are normalised to unit norm,
+which fixes the P/Q gauge so that |Q| is comparable across training (importance sampling on the
+model's Q relies on that). Being linear, the coefficients minimising the linearised residual
+|P − yQ|² have a closed form (:meth:`RationalModel.solve_linearised`); with the Chebyshev basis
+the solve also chooses the degrees, which the model keeps (``active_q_degree``).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
+from nearpole_exp.errors import check
+from nearpole_exp.models import rational_solve
 from nearpole_exp.models.base import Band, LossOutput, ModelCapabilities
+from nearpole_exp.models.chebyshev import exponents, n_terms, total_degree_basis
 from nearpole_exp.models.losses import per_sample_loss, residual_loss
 from nearpole_exp.models.mlp import mlp_layers
 from nearpole_exp.models.normalize import BoxNormalizer
+
+BASES = ("auto", "chebyshev", "mlp")
+#: ``basis="auto"`` takes Chebyshev polynomials up to this many inputs (a total-degree basis of
+#: degree 14 in 3 variables has 680 terms), MLP features above.
+MAX_POLYNOMIAL_INPUTS = 3
 
 
 def q_floor(dtype: torch.dtype) -> float:
@@ -71,34 +84,31 @@ def hybrid_divide(p: Tensor, q: Tensor, delta: float = 0.0) -> Tensor:
     return HybridDivide.apply(p, q, delta)
 
 
-def chebyshev(t: Tensor, degree: int) -> Tensor:
-    """Chebyshev polynomials T_0…T_degree at ``t`` (shape [n]), as [n, degree + 1]."""
-    cols = [torch.ones_like(t), t]
-    for _ in range(2, degree + 1):
-        cols.append(2 * t * cols[-1] - cols[-2])
-    return torch.stack(cols[: degree + 1], dim=1)
-
-
 class RationalModel(nn.Module):
     """y = P(x)/Q(x) with learnable P and Q; ``q_values(x)`` gives Q per sample."""
 
     #: forward's ``delta`` sets the band of the hybrid division (what ``gradient=hybrid`` drives)
-    capabilities = ModelCapabilities(rational=True, hybrid_division=True)
+    capabilities = ModelCapabilities(rational=True, hybrid_division=True, linear_solve=True)
 
-    def __init__(self, in_features: int, out_features: int, p_degree: int = 6, q_degree: int = 4,
+    def __init__(self, in_features: int, out_features: int, p_degree: int = 14, q_degree: int = 12,
                  hidden: int = 64, depth: int = 2, activation: str = "tanh",
-                 input_bounds: list[list[float]] | None = None) -> None:
+                 input_bounds: list[list[float]] | None = None, basis: str = "auto") -> None:
         super().__init__()
-        if p_degree < 0 or q_degree < 1:
-            raise ValueError("model: p_degree must be >= 0 and q_degree >= 1")
+        check(p_degree >= 0, "p_degree", f"must be >= 0, got {p_degree}")
+        check(q_degree >= 1, "q_degree", f"must be >= 1, got {q_degree}")
+        check(basis in BASES, "basis", f"must be one of {BASES}, got {basis!r}")
         self.normalize = BoxNormalizer(input_bounds, in_features)
-        self.one_d = in_features == 1
         self.p_degree, self.q_degree = p_degree, q_degree
-        if self.one_d:
-            self.p_coef = nn.Parameter(0.1 * torch.randn(p_degree + 1, out_features))
-            q_init = torch.zeros(q_degree + 1)
+        if basis == "auto":
+            basis = "chebyshev" if in_features <= MAX_POLYNOMIAL_INPUTS else "mlp"
+        self.basis = basis
+        if basis == "chebyshev":
+            self.register_buffer("p_powers", exponents(in_features, p_degree), persistent=False)
+            self.register_buffer("q_powers", exponents(in_features, q_degree), persistent=False)
+            self.p_coef = nn.Parameter(0.1 * torch.randn(len(self.p_powers), out_features))
+            q_init = torch.zeros(len(self.q_powers))
             q_init[0] = 1.0
-            self.q_coef = nn.Parameter(q_init + 0.01 * torch.randn(q_degree + 1))
+            self.q_coef = nn.Parameter(q_init + 0.01 * torch.randn(len(self.q_powers)))
         else:
             self.features = mlp_layers(in_features, hidden, hidden, depth, activation)
             self.features.append(nn.Tanh())
@@ -106,16 +116,34 @@ class RationalModel(nn.Module):
             self.q_head = nn.Linear(hidden, 1)
             nn.init.zeros_(self.q_head.weight)
             nn.init.constant_(self.q_head.bias, 1.0)
+        # the degrees in use (≤ the maximum; a linear solve with degree selection lowers them)
+        self.register_buffer("active_q_degree", torch.tensor(q_degree))
         self.delta = 0.0
+
+    @property
+    def active_p_degree(self) -> int:
+        """P's degree in use: the denominator's plus the model's spare numerator degrees."""
+        return max(0, min(self.p_degree, int(self.active_q_degree) + self.p_degree - self.q_degree))
+
+    def _active_terms(self) -> tuple[int, int]:
+        """How many leading basis terms of P and Q are in use."""
+        dim = self.p_powers.shape[1]
+        return n_terms(dim, self.active_p_degree), n_terms(dim, int(self.active_q_degree))
+
+    def _load_from_state_dict(self, state: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        """A state saved before the model kept its active degree uses every term."""
+        state.setdefault(prefix + "active_q_degree", torch.tensor(self.q_degree))
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
 
     def pq(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Numerator ``[n, out]`` and unit-norm-coefficient denominator ``[n]`` at ``x``."""
         t = self.normalize(x)
-        if self.one_d:
-            tc = t[:, 0].clamp(-1.5, 1.5)
-            p = chebyshev(tc, self.p_degree) @ self.p_coef
-            coef = self.q_coef / self.q_coef.norm()
-            q = chebyshev(tc, self.q_degree) @ coef
+        if self.basis == "chebyshev":
+            tp, tq = self._active_terms()
+            tc = t.clamp(-1.5, 1.5)
+            p = total_degree_basis(tc, self.p_powers[:tp]) @ self.p_coef[:tp]
+            coef = self.q_coef[:tq] / self.q_coef[:tq].norm()
+            q = total_degree_basis(tc, self.q_powers[:tq]) @ coef
         else:
             h = self.features(t)
             p = self.p_head(h)
@@ -123,6 +151,51 @@ class RationalModel(nn.Module):
             q = self.q_head(h)[:, 0] / w.norm()
         return p, q
 
+    def linear_bases(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The design matrices of P and Q at ``x`` (all terms, float64): P = A·p, Q = B·q."""
+        with torch.no_grad():
+            t = self.normalize(x)
+            if self.basis == "chebyshev":
+                tc = t.double().clamp(-1.5, 1.5)
+                return total_degree_basis(tc, self.p_powers), total_degree_basis(tc, self.q_powers)
+            h = self.features(t).double()
+            design = torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype, device=h.device)], dim=1)
+            return design, design
+
+    def solve_linearised(self, x: Tensor, y: Tensor, weights: Tensor | None = None,
+                         select_degree: bool = True, holdout: float = 0.2,
+                         tolerance: float = 0.5) -> dict[str, float]:
+        """Set P's and Q's coefficients to the exact minimiser of the linearised residual
+        objective on ``(x, y)`` with sample ``weights`` (features held fixed), choosing the
+        denominator's degree on held-out rows first with the Chebyshev basis; returns the
+        degrees and the objective."""
+        a, b = self.linear_bases(x)
+        y64 = y.detach().double().reshape(len(y), -1)
+        w = None if weights is None else weights.detach().double()
+        if self.basis == "chebyshev":
+            dim = self.p_powers.shape[1]
+            degrees = list(range(self.q_degree + 1))
+            p_deg = [max(0, min(self.p_degree, m + self.p_degree - self.q_degree)) for m in degrees]
+            q_terms = [n_terms(dim, m) for m in degrees]
+            p_terms = [n_terms(dim, m) for m in p_deg]
+            pick = (rational_solve.select_degree(a, b, y64, w, q_terms, p_terms, holdout, tolerance)
+                    if select_degree else len(degrees) - 1)
+            fit = rational_solve.solve(a[:, : p_terms[pick]], b[:, : q_terms[pick]], y64, w)
+            with torch.no_grad():
+                self.active_q_degree.fill_(degrees[pick])
+                self.p_coef.zero_()
+                self.q_coef.zero_()
+                self.p_coef[: p_terms[pick]] = fit.p.to(self.p_coef)
+                self.q_coef[: q_terms[pick]] = fit.q.to(self.q_coef)
+        else:
+            fit = rational_solve.solve(a, b, y64, w)
+            with torch.no_grad():
+                self.p_head.weight.copy_(fit.p[:-1].T)
+                self.p_head.bias.copy_(fit.p[-1])
+                self.q_head.weight.copy_(fit.q[:-1][None])
+                self.q_head.bias.copy_(fit.q[-1:])
+        return {"model/q_degree": float(self.active_q_degree) if self.basis == "chebyshev" else math.nan,
+                "polish/objective": fit.objective}
     def q_values(self, x: Tensor) -> Tensor:
         """The model's normalised denominator Q at ``x``, shape [n]."""
         return self.pq(x)[1]

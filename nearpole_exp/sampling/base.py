@@ -41,12 +41,29 @@ class Selection:
 
 @dataclass(frozen=True)
 class SamplerCapabilities:
-    """What a sampler declares (its ``capabilities``): whether :meth:`BatchSampler.select` needs
-    the values to draw by (the pool's |Q| or a distance), and whether it proposes points to label
-    (:meth:`BatchSampler.propose`)."""
+    """What a sampler declares (its ``capabilities``): whether :meth:`BatchSampler.select` draws
+    by the pool's |Q| (or a distance from Q: ``needs_q``) or by the model's current per-sample
+    loss (``needs_loss``), and whether it proposes points to label (:meth:`BatchSampler.propose`)."""
 
     needs_q: bool = False
+    needs_loss: bool = False
     proposes: bool = False
+
+    @property
+    def needs_values(self) -> bool:
+        """Whether ``select`` needs the values of :meth:`BatchSampler.draw_values`."""
+        return self.needs_q or self.needs_loss
+
+
+@dataclass
+class PoolView:
+    """What a sampler may draw by, each computed only when asked for: the pool's inputs, its |Q|
+    (the problem's or the model's), Q as a differentiable function, the model's loss per sample."""
+
+    inputs: Tensor
+    q_abs: Callable[[], Tensor | None]
+    q_fn: Callable[[Tensor], Tensor] | None = None
+    losses: Callable[[], Tensor] | None = None
 
 
 class BatchSampler(ABC):
@@ -86,17 +103,23 @@ class BatchSampler(ABC):
     ) -> Selection:
         """Draw ``batch_size`` indices from a pool of ``n_pool`` samples.
 
-        ``values`` is what the sampler draws by when it ``needs_q``: the per-sample values of
-        :meth:`draw_values` (|Q| or a distance), or what :meth:`prepare` made of them; ``prior``
+        ``values`` is what the sampler draws by when it needs values: the per-sample values of
+        :meth:`draw_values` (|Q|, a distance, a loss), or what :meth:`prepare` made of them; ``prior``
         is an optional non-negative per-sample multiplier (e.g. a curriculum band) on the
         sampling density.
         """
 
-    def draw_values(self, inputs: Tensor, q_abs: Tensor,
-                    q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
-        """The per-sample values :meth:`select` draws by, given the pool's |Q| (and Q itself as
-        a differentiable ``q_fn``): |Q| unless the sampler is set to another distance."""
-        return q_abs
+    def objective_weights(self, n_pool: int, values: Any = None,
+                          prior: Tensor | None = None) -> Tensor | None:
+        """Per-sample weights (up to a constant) of the objective this sampler's batches estimate:
+        the expected weighted batch loss is Σ_i w_i·ℓ_i / Σ_i w_i. None: the plain pool mean.
+        What a full-batch optimizer or the polish minimises."""
+        return None if prior is None else prior.detach().double().clamp_min(0).nan_to_num(0.0)
+
+    def draw_values(self, view: PoolView) -> Tensor | None:
+        """The per-sample values :meth:`select` draws by, read from the pool ``view``: |Q| unless
+        the sampler draws by another distance or by the loss."""
+        return view.q_abs()
 
     def prepare(self, values: Tensor) -> Any:
         """What :meth:`select` should get as ``values`` for many draws from one set of values (a

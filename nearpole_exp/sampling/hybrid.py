@@ -19,7 +19,7 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.sampling.active import ActiveSampler, ActiveSamplerConfig
-from nearpole_exp.sampling.base import BatchSampler, SamplerCapabilities, Selection
+from nearpole_exp.sampling.base import BatchSampler, PoolView, SamplerCapabilities, Selection
 from nearpole_exp.sampling.importance import ImportanceSampler
 from nearpole_exp.sampling.importance_law import ImportanceSamplerConfig
 
@@ -84,9 +84,8 @@ class HybridSampler(BatchSampler):
     def prepare(self, values: Tensor) -> Any:
         return self.importance.prepare_hybrid(values)
 
-    def draw_values(self, inputs: Tensor, q_abs: Tensor,
-                    q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
-        return self.importance.draw_values(inputs, q_abs, q_fn)
+    def draw_values(self, view: PoolView) -> Tensor | None:
+        return self.importance.draw_values(view)
 
     def select(
         self,
@@ -100,6 +99,10 @@ class HybridSampler(BatchSampler):
         """A shuffled importance + uniform batch with mixture correction weights."""
         return self.importance.select_hybrid(n_pool, batch_size, values=values, prior=prior,
                                              device=device)
+
+    def objective_weights(self, n_pool: int, values: Any = None,
+                          prior: Tensor | None = None) -> Tensor | None:
+        return self.importance._objective(n_pool, values, prior, self.importance.hybrid_share)
 
     def propose(self, problem: Problem, pool: Pool, round_idx: int) -> Tensor | None:
         """Active proposals on rounds divisible by ``active_every``, else None."""

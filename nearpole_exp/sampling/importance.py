@@ -13,7 +13,7 @@ from torch import Tensor
 
 from nearpole_exp.pool import DrawCounts
 from nearpole_exp.rng import resolve_device
-from nearpole_exp.sampling.base import BatchSampler, SamplerCapabilities, Selection
+from nearpole_exp.sampling.base import BatchSampler, PoolView, SamplerCapabilities, Selection
 from nearpole_exp.sampling.distances import newton_distance
 from nearpole_exp.sampling.importance_law import (
     MULTINOMIAL_MAX,
@@ -60,12 +60,12 @@ class ImportanceSampler(BatchSampler):
         s = self.config.uniform_mix
         return (1.0 - s) * u / total + s / n
 
-    def draw_values(self, inputs: Tensor, q_abs: Tensor,
-                    q_fn: Callable[[Tensor], Tensor] | None) -> Tensor:
+    def draw_values(self, view: PoolView) -> Tensor | None:
         """``config.distance`` of every pool sample: |Q|, or the Newton distance |Q|/‖∇Q‖."""
-        if self.config.distance == "abs_q":
+        q_abs = view.q_abs()
+        if self.config.distance == "abs_q" or q_abs is None:
             return q_abs
-        return self.distance_values(inputs, q_abs, q_fn)
+        return self.distance_values(view.inputs, q_abs, view.q_fn)
 
     def distance_values(self, inputs: Tensor, q: Tensor | None = None,
                         q_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
@@ -200,6 +200,34 @@ class ImportanceSampler(BatchSampler):
     ) -> Selection:
         """Hybrid batch: ``importance_batch_ratio`` by importance, the rest uniform."""
         return self._select(n_pool, batch_size, self.hybrid_share, values, prior, device)
+
+    def objective_weights(self, n_pool: int, values: Tensor | DrawTable | None = None,
+                          prior: Tensor | None = None) -> Tensor | None:
+        """With correction weights the batches estimate the pool mean (or the prior's mean with
+        ``weights_target="prior"``); without them (``weights_target="none"``), the sampling law
+        itself: π = (1 − s)·u·r/Σ(u·r) + s·r/Σr for the importance weights u, the prior r (1
+        without one) and the uniform share s."""
+        return self._objective(n_pool, values, prior, self.config.uniform_mix)
+
+    def _objective(self, n_pool: int, values: Tensor | DrawTable | None, prior: Tensor | None,
+                   share: float) -> Tensor | None:
+        target = self.config.weights_target
+        r = None if prior is None else prior.detach().double().nan_to_num(0.0).clamp_min(0)
+        if target == "uniform" or (target == "prior" and r is None):
+            return None
+        if target == "prior":
+            return r
+        raw = values.values if isinstance(values, DrawTable) else values
+        if raw is None:
+            raise ValueError("ImportanceSampler needs the pool's |Q| (or distance) as values")
+        base = torch.ones(n_pool, dtype=torch.float64, device=raw.device) if r is None else r.to(raw.device)
+        u = importance_weights(raw, self.config).double() * base
+        pi = share * base / base.sum().clamp_min(1e-300)
+        if bool(u.sum() > 0):
+            pi = pi + (1 - share) * u / u.sum()
+        else:
+            pi = pi + (1 - share) * base / base.sum().clamp_min(1e-300)
+        return pi * n_pool
 
     # -- statistics -----------------------------------------------------------------------------
     def _record(self, n_pool: int, sel: Selection, values: Tensor) -> None:

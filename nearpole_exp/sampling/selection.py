@@ -17,10 +17,12 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.pool import Pool
-from nearpole_exp.sampling.base import BatchSampler, Selection
+from nearpole_exp.sampling.base import BatchSampler, PoolView, Selection
 from nearpole_exp.sampling.curriculum import Curriculum, NoCurriculum
 
 QFunction = Callable[[Tensor], Tensor]
+#: the model's per-sample loss on the whole pool (for samplers that draw by it)
+PoolLosses = Callable[[], Tensor]
 #: p_design/p_asked of the breeder's simulation ids (None before there is a ratio)
 DesignWeights = Callable[[Tensor], Tensor | None]
 
@@ -53,13 +55,15 @@ class BatchSelection:
     ``q_fn`` is the model's Q (``q_source="model"``), else the problem's known Q is read from the
     pool; ``problem_q`` is the problem's Q as a function (for distances that need ∇Q);
     ``design_weights`` gives p_design/p_asked per simulation id, applied as a batch prior with
-    power ``design_weighting`` (0: none).
+    power ``design_weighting`` (0: none); ``pool_losses`` gives the model's loss on the pool, for
+    a sampler that draws by it (recomputed every ``q_refresh_every`` steps, like the model's |Q|).
     """
 
     def __init__(self, pool: Pool, sampler: BatchSampler, *, curriculum: Curriculum | None = None,
                  q_fn: QFunction | None = None, problem_q: QFunction | None = None,
                  q_refresh_every: int = 50, design_weighting: float = 0.0,
-                 design_weights: DesignWeights | None = None) -> None:
+                 design_weights: DesignWeights | None = None,
+                 pool_losses: PoolLosses | None = None) -> None:
         self.pool = pool
         self.sampler = sampler
         self.curriculum = curriculum or NoCurriculum()
@@ -67,8 +71,9 @@ class BatchSelection:
         self.q_refresh_every = q_refresh_every
         self.design_weighting = design_weighting
         self.design_weights = design_weights
+        self.pool_losses = pool_losses
         self._q: tuple[int, int, Tensor | None] = (-1, -1, None)  # (pool version, step, |Q|)
-        self._draw: tuple[int, Any] = (-1, None)                  # (|Q| version, prepared)
+        self._draw: tuple[Any, Any] = (None, None)                # (what it was built from, prepared)
         self._q_version = 0
         self._design: tuple[int, Tensor | None] = (-1, None)
 
@@ -94,13 +99,23 @@ class BatchSelection:
         return self.q_fn if self.q_fn is not None else self.problem_q
 
     def draw_values(self, step: int) -> Any:
-        """What the sampler draws by, prepared for many draws; rebuilt only when |Q| is."""
-        q_abs = self.q_abs(step)
-        version, values = self._draw
-        if version != self._q_version:
-            values = None if q_abs is None else self.sampler.prepare(
-                self.sampler.draw_values(self.pool.inputs, q_abs, self.q_function()))
-            self._draw = (self._q_version, values)
+        """What the sampler draws by, prepared for many draws; rebuilt only when what it is read
+        from changes (|Q|, or the pool and the loss's refresh)."""
+        if self.sampler.capabilities.needs_loss:
+            if self.pool_losses is None:
+                raise ValueError(f"{type(self.sampler).__name__} draws by the model's loss: give "
+                                 "the selection pool_losses")
+            key: Any = ("loss", self.pool.version, step // self.q_refresh_every)
+        else:
+            self.q_abs(step)
+            key = ("q", self._q_version)
+        built_from, values = self._draw
+        if built_from != key:
+            view = PoolView(self.pool.inputs, lambda: self.q_abs(step), self.q_function(),
+                            self.pool_losses)
+            raw = self.sampler.draw_values(view)
+            values = None if raw is None else self.sampler.prepare(raw)
+            self._draw = (key, values)
         return values
 
     def distance(self, step: int) -> Tensor | None:
@@ -135,13 +150,33 @@ class BatchSelection:
             prior = design if prior is None else prior * design
         return prior
 
+    def objective_weights(self, step: int) -> Tensor | None:
+        """Per-sample weights of the objective the batches estimate (sampler, curriculum and
+        design prior together); None: the pool mean."""
+        needs = self.sampler.capabilities.needs_values
+        return self.sampler.objective_weights(len(self.pool),
+                                              self.draw_values(step) if needs else None,
+                                              self.prior(step))
+
     # -------------------------------------------------------------- batches
+    def whole_pool(self, step: int, device: torch.device, with_q: bool = False) -> Batch:
+        """Every pool sample, weighted by :meth:`objective_weights` (mean weight 1): the batch of
+        a full-batch optimizer and of the polish."""
+        n = len(self.pool)
+        weights = self.objective_weights(step)
+        weights = (torch.ones(n, dtype=torch.float64, device=device) if weights is None
+                   else (weights.to(device) / weights.mean().clamp_min(1e-300)))
+        idx = torch.arange(n, device=device)
+        q_abs = self.q_abs(step) if with_q else None
+        return Batch(idx, self.pool.inputs, self.pool.targets, Selection(idx, weights), q_abs,
+                     self.pool.field("distance"))
+
     def next(self, step: int, batch_size: int, device: torch.device, with_q: bool = False) -> Batch:
         """Draw the batch of ``step`` (and count it); ``with_q`` also gives the rows' |Q|."""
-        needs_q = self.sampler.capabilities.needs_q
-        q_abs = self.q_abs(step) if with_q or needs_q else None
+        caps = self.sampler.capabilities
+        q_abs = self.q_abs(step) if with_q or caps.needs_q else None
         sel = self.sampler.select(len(self.pool), batch_size,
-                                  values=self.draw_values(step) if needs_q else None,
+                                  values=self.draw_values(step) if caps.needs_values else None,
                                   prior=self.prior(step), device=device)
         idx = sel.idx.to(device)
         self.pool.record_draws(idx)

@@ -130,7 +130,7 @@ def render(record: dict) -> str:
     for name, value in record["phases"].items():
         lines.append(f"| {name} | {value:.3f} |")
     lines += ["", "Notes: every `torch.optim` step imports `torch._dynamo` (about 1 s here, as "
-              "much as `import torch`); the runner's optimiser is `nearpole_exp.adamw.AdamW`, the "
+              "much as `import torch`); the runner's optimiser is `nearpole_exp.optim.adamw.AdamW`, the "
               "same algorithm op for op (bit-identical on the CPU) without that import. W&B "
               "start-up (the service process) is paid only with `logger=wandb` and is not "
               "overlapped with building: it is listed above so it can be weighed; offline it is "
