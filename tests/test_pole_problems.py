@@ -340,3 +340,21 @@ def test_plots_write_png(tmp_path):
     for path in paths:
         with open(path, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_zeroproof_generator_is_drawn_as_their_code_draws_it() -> None:
+    """ZeroProofML's own RR-IK generator, clipping and all: about 9 % of the rows in B0 (half of
+    the π-side singular rows clipped onto θ2 = π), one row on each singular line, untruncated
+    displacements; the project's recipe puts 0.4 % there."""
+    problem = RRIK()
+    gen = torch.Generator().manual_seed(123)
+    x = problem.zeroproof_generator_dataset(20000, generator=gen).double()
+    share = torch.bincount(metrics.bucket_index(problem.distance(x)), minlength=5).double() / len(x)
+    assert 0.08 < float(share[0]) < 0.10
+    assert float(x[0, 1]) == 0.0 and abs(float(x[1, 1]) - math.pi) < 1e-6
+    assert float(x[:, 2:].abs().max()) > problem.config.d_max  # N(0, 0.1²), not truncated
+    recipe = problem.zeroproof_dataset(20000, generator=torch.Generator().manual_seed(123)).double()
+    recipe_share = torch.bincount(metrics.bucket_index(problem.distance(recipe)), minlength=5)
+    assert float(recipe_share[0]) / len(recipe) < 0.01
+    metrics_ = RRIK(eval_bulk="zeroproof_generator", n_eval=400).evaluate(exact_fn(RRIK()))
+    assert "eval/recipe_mse/B0" in metrics_ and metrics_["eval/recipe_count/B0"] > 20
