@@ -374,6 +374,7 @@ class Runner:
                         f"every step of round {r + 1} was skipped (non-finite loss or gradients; "
                         f"{self.state.skipped_steps} of {self.state.step} in all): the model has "
                         "diverged; lower trainer.lr or set trainer.grad_clip")
+                self._check_finite_model()  # before a polish could hide a diverged optimizer
                 record = self._round_record(round_losses, out, added)
                 if self.polish.due(r, t.rounds):
                     record.update(self._polish())

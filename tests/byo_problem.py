@@ -30,7 +30,7 @@ class TwoPoles(PoleProblem):
         return torch.minimum((x - self.a).abs(), (x - self.b).abs()).to(inputs.dtype)
 
     def poles(self) -> Tensor:
-        return torch.tensor([self.a, self.b])
+        return torch.tensor([self.a, self.b], dtype=torch.float64)  # float64: PLE to round-off
 
 
 class BrokenDistance(TwoPoles):

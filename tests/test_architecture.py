@@ -84,7 +84,8 @@ def test_pool_keeps_each_samples_simulation_id_through_rejection_eviction_and_st
 
 
 def test_model_capabilities_are_declared_not_probed():
-    assert capabilities(RationalModel(in_features=1, out_features=1)) == ModelCapabilities(True, True)
+    assert capabilities(RationalModel(in_features=1, out_features=1)) == ModelCapabilities(True, True,
+                                                                                          True)
     assert capabilities(MLP(in_features=1, out_features=1)) == ModelCapabilities(False, False)
 
     class WithPQ(nn.Linear):  # has a pq method but declares nothing: a plain regressor
@@ -110,7 +111,7 @@ LAYERS = [
     {"runner"},
     {"build", "verdicts"},
     {"acquisition"},
-    {"sampling", "execution"},
+    {"sampling", "execution", "optim"},
     {"pool"},
     {"problems", "models", "reporting", "checkpoint", "joblock"},
     {"config", "designs", "metrics", "rng", "atomic", "adamw"},

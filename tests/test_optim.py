@@ -71,7 +71,7 @@ def test_the_exact_solve_is_the_optimum_of_the_weighted_objective() -> None:
         r = (pq_p - y * pq_q[:, None]).pow(2)[:, 0] / (1 + y[:, 0] ** 2)
         return (w * r).sum() / w.sum()
 
-    assert float(objective()) == pytest.approx(best, rel=1e-9)
+    assert float(objective().detach()) == pytest.approx(best, rel=1e-9)
     opt = torch.optim.LBFGS(model.parameters(), max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:

@@ -207,7 +207,8 @@ def test_auto_loss_uses_the_residual_only_where_labels_have_poles(composer, prob
 
 
 def test_a_run_whose_model_diverges_fails_and_its_checkpoint_is_not_resumed(composer) -> None:
-    cfg = composer([*TINY, "trainer.lr=1e300", "trainer.grad_clip=0"], "diverged")
+    # no polish: the exact solve after each round would rescue the parameters and hide the divergence
+    cfg = composer([*TINY, "trainer.lr=1e300", "trainer.grad_clip=0", "polish=none"], "diverged")
     out = Path(cfg.hydra.runtime.output_dir)
     with pytest.raises(FloatingPointError, match="every step of round 2 was skipped"):
         Runner(cfg, out).run()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.problems.base import ModelQ, Predictor
-from nearpole_exp.problems.poles import PoleProblem
+from nearpole_exp.problems.poles import LabelNoise, PoleProblem
 
 SHAPES = ("ellipse", "sine")
 _CHUNK = 2048
@@ -26,7 +26,7 @@ _NEWTON_STEPS = 8
 
 
 @dataclass
-class Curve2DConfig:
+class Curve2DConfig(LabelNoise):
     """The pole curve (``shape`` and its parameters), the smooth part and the box.
 
     ``smooth`` = (c1, c2, c3) adds c1·x1 + c2·x2 + c3·x1·x2. ``ple_grid`` is the side of the
@@ -47,6 +47,7 @@ class Curve2DConfig:
     ple_grid: int = 257
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("low", "high", "center", "axes", "smooth"):
             setattr(self, name, tuple(float(v) for v in getattr(self, name)))
         check(self.shape in SHAPES, "shape", f"must be one of {SHAPES}, got {self.shape!r}")
@@ -203,6 +204,7 @@ class Curve2D(PoleProblem):
         self.config = dataclasses.replace(config or Curve2DConfig(), **overrides)
         cfg = self.config
         super().__init__(list(cfg.low), list(cfg.high), cfg.n_eval)
+        self.label_noise, self.noise_seed = float(cfg.label_noise), int(cfg.noise_seed)
         if cfg.shape == "ellipse":
             self.curve: _Ellipse | _Sine = _Ellipse(cfg.center, cfg.axes)
         else:

@@ -12,14 +12,14 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.problems.base import ModelQ, Predictor
-from nearpole_exp.problems.poles import PoleProblem
+from nearpole_exp.problems.poles import LabelNoise, PoleProblem
 
 #: Poles closer than this would share their B0…B3 neighbourhoods (upper edge of B3).
 MIN_POLE_GAP = 1e-2
 
 
 @dataclass
-class MultiPole1DConfig:
+class MultiPole1DConfig(LabelNoise):
     """Poles a_i with residues r_i, the smooth part's (c1, c2) and the interval.
 
     Defaults: three poles at non-symmetric places with residues of mixed sign.
@@ -36,6 +36,7 @@ class MultiPole1DConfig:
     n_eval: int = 2000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.poles = tuple(float(p) for p in self.poles)
         self.residues = tuple(float(r) for r in self.residues)
         self.smooth = tuple(float(c) for c in self.smooth)
@@ -73,6 +74,7 @@ class MultiPole1D(PoleProblem):
         self._poles = torch.tensor(cfg.poles, dtype=torch.float64)
         self._residues = torch.tensor(cfg.residues, dtype=torch.float64)
         self.q_scale = self._max_abs_product() if cfg.normalize_q else 1.0
+        self.label_noise, self.noise_seed = float(cfg.label_noise), int(cfg.noise_seed)
 
     def _product(self, x64: Tensor) -> Tensor:
         return (x64[:, None] - self._poles.to(x64.device)).prod(dim=1)

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from nearpole_exp import metrics
 from nearpole_exp.config.schemas import check_fits_memory
-from nearpole_exp.errors import ProblemError
+from nearpole_exp.errors import ProblemError, check
 from nearpole_exp.problems.base import ModelQ, Predictor, Problem, ProblemCapabilities, Samples
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,18 @@ def refine_roots(q_fn: Predictor, roots: Tensor, spacing: float, dtype: torch.dt
         left = f_mid == f_lo
         lo, hi = torch.where(left, mid, lo), torch.where(left, hi, mid)
     return torch.where(ok, 0.5 * (lo + hi), r).double()
+
+
+@dataclass
+class LabelNoise:
+    """Relative training-label noise σ (``label_noise``): targets y·(1 + σ·ε), ε ~ N(0, 1) a fixed
+    function of x and ``noise_seed`` (evaluation stays exact). 0: exact float64 labels."""
+
+    label_noise: float = 0.0
+    noise_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.label_noise >= 0, "label_noise", f"must be >= 0, got {self.label_noise}")
 
 
 def _symlog_decades(ax: Any, values: Tensor) -> None:

@@ -10,11 +10,11 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.problems.poles import PoleProblem
+from nearpole_exp.problems.poles import LabelNoise, PoleProblem
 
 
 @dataclass
-class Rational1DConfig:
+class Rational1DConfig(LabelNoise):
     """The pole ``a``, the interval, the smooth part's coefficients (c1, c2), and an optional
     relative training-label noise σ (``label_noise``; y·(1 + σ·ε), see PoleProblem.label)."""
 
@@ -23,10 +23,9 @@ class Rational1DConfig:
     high: float = 1.0
     smooth: tuple[float, float] = (0.5, 0.1)
     n_eval: int = 2000
-    label_noise: float = 0.0
-    noise_seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("low", "high"):
             check(math.isfinite(getattr(self, name)), name,
                   f"must be a finite number (the box is sampled uniformly), got {getattr(self, name)}")
@@ -35,7 +34,6 @@ class Rational1DConfig:
               f"must lie inside ({self.low}, {self.high}), got {self.pole}")
         check(len(self.smooth) == 2, "smooth", "must be the two coefficients (c1, c2) of x and x²")
         check(self.n_eval >= 10, "n_eval", f"must be at least 10, got {self.n_eval}")
-        check(self.label_noise >= 0, "label_noise", f"must be >= 0, got {self.label_noise}")
 
 
 class Rational1D(PoleProblem):
