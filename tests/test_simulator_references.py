@@ -12,6 +12,7 @@ import torch
 from nearpole_exp.errors import ConfigError
 from nearpole_exp.problems import references, resolution
 from nearpole_exp.problems.burgers import Burgers1D
+from nearpole_exp.problems.kdv import KdV1D
 from nearpole_exp.problems.ks import KuramotoSivashinsky1D
 
 TOL = 1e-3
@@ -89,16 +90,40 @@ def test_burgers_invariants_on_the_fine_grid():
     assert (energy[:, 1:] < energy[:, :-1]).all()
 
 
+def test_many_initial_condition_terms_match_cole_hopf_at_the_hardest_corner():
+    p = Burgers1D(ic_terms=15, ic_decay=1.0, amp_low=0.2, amp_high=1.0, n_steps=10)
+    params = p.bounds[:, 1].clone()[None]  # every amplitude at its top, and the smallest ν
+    params[0, 0] = 0.01
+    frames = p.solve(params)[0].numpy()
+    x = 2 * np.pi * np.arange(p.config.grid) / p.config.grid
+    ref = references.cole_hopf(params[0, 1:].double().numpy(), 0.01, x,
+                               np.arange(11) * p.config.dt_save, quad_points=8192)
+    assert worst_relative_l2(frames, ref) < TOL
+
+
 # --- KS against the method of lines ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("row", [[30.0, 1.0, -0.5, 0.7], [100.0, -0.6, 0.9, -0.3]])
 def test_ks_matches_a_four_times_finer_method_of_lines_solve(row):
+    """Three initial-condition terms, the default."""
     p = KuramotoSivashinsky1D(length_high=100.0, n_steps=25)
     params = torch.tensor([row])
     fine = 4 * p.config.grid
     u0 = p.initial_condition(params, fine)[0].numpy()
     ref = references.ks_method_of_lines(u0, row[0], np.arange(26) * p.config.dt_save)[:, ::4]
+    assert worst_relative_l2(p.solve(params)[0].numpy(), ref) < TOL
+
+
+def test_ks_with_fifteen_initial_condition_terms_matches_the_method_of_lines():
+    p = KuramotoSivashinsky1D(length_high=100.0, ic_terms=15, ic_decay=0.5, n_steps=10)
+    gen = torch.Generator().manual_seed(3)
+    b = p.bounds
+    params = b[:, 0] + torch.rand(1, len(b), generator=gen) * (b[:, 1] - b[:, 0])
+    params[0, 0] = 80.0
+    fine = 4 * p.config.grid
+    u0 = p.initial_condition(params, fine)[0].numpy()
+    ref = references.ks_method_of_lines(u0, 80.0, np.arange(11) * p.config.dt_save)[:, ::4]
     assert worst_relative_l2(p.solve(params)[0].numpy(), ref) < TOL
 
 
@@ -111,7 +136,7 @@ def test_five_smooth_rounding():
 
 
 def test_sup_bound_is_the_maximum_over_the_amplitude_box():
-    bound = resolution.sup_bound(3, 0.2, 1.0)
+    bound = resolution.sup_bound(torch.tensor([[0.2, 1.0]] * 3))
     corners = torch.tensor([[a, b, c] for a in (0.2, 1.0) for b in (0.2, 1.0) for c in (0.2, 1.0)],
                            dtype=torch.float64)
     basis = torch.stack([torch.sin(t := torch.linspace(0, 2 * math.pi, 4097, dtype=torch.float64)),
@@ -193,3 +218,52 @@ def test_an_unaffordable_box_can_still_run_knowingly_under_resolved():
     p = Burgers1D(nu_low=1e-5, sim_grid=64, substeps=10, allow_under_resolved=True, n_steps=2)
     assert p.summary_info()["problem/under_resolved"] is True
     assert p.simulate(torch.tensor([[1e-5, 0.5, 0.5, 0.5]])).shape == (1, 3, 64)
+
+
+# --- diffusive KdV ---------------------------------------------------------------------------
+
+
+def test_kdv_matches_a_four_times_finer_method_of_lines_solve():
+    p = KdV1D(n_steps=10, dispersion_low=2e-3, amp_low=0.2, amp_high=0.6)
+    params = torch.tensor([[2e-3, 0.6, 0.6, 0.6]])
+    u0 = p.initial_condition(params, 256)[0].numpy()
+    ref = references.kdv_method_of_lines(u0, 2e-3, p.config.viscosity,
+                                         np.arange(11) * p.config.dt_save)[:, ::4]
+    assert worst_relative_l2(p.solve(params)[0].numpy(), ref) < TOL
+
+
+def test_a_kdv_soliton_travels_at_a_third_of_its_amplitude_unchanged():
+    delta, amp, t_end = 2e-3, 2.0, 1.0
+    p = KdV1D(viscosity=0.0, dispersion_low=1e-3, n_steps=5, dt_save=t_end / 5)
+    width = math.sqrt(12 * delta / amp)
+
+    def soliton(t: float, n: int) -> torch.Tensor:
+        x = 2 * math.pi * torch.arange(n, dtype=torch.float64) / n
+        shift = (x - math.pi - amp / 3 * t + math.pi) % (2 * math.pi) - math.pi
+        return amp / torch.cosh(shift / width) ** 2
+
+    params = torch.tensor([[delta, 0.0, 0.0, 0.0]])
+    plan = p.plan(torch.tensor([[delta, 1.0, 1.0, 1.0]]))
+    n = int(plan.multiple[0]) * 64
+    frames = p.evolve(soliton(0.0, n)[None], params, stride=1, substeps=int(plan.substeps[0]) * 2)
+    assert float((frames[0, -1] - soliton(t_end, n)).abs().max()) < 1e-3 * amp
+    energy = frames[0].pow(2).mean(dim=1)  # ν = 0: KdV conserves ∫u²
+    assert float((energy / energy[0] - 1).abs().max()) < 1e-8
+
+
+def test_kdv_needs_more_points_as_dispersion_falls():
+    p = KdV1D()
+    plan = p.plan(torch.tensor([[d, 1.0, 1.0, 1.0] for d in (5e-3, 2e-3, 1e-3, 5e-4)]))
+    assert plan.multiple.tolist() == sorted(plan.multiple.tolist()) and plan.multiple[0] < plan.multiple[-1]
+    assert p.summary_info()["problem/sim_grid_max"] == int(plan.multiple[-1]) * 64
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [({"dispersion_low": 0.0}, "dispersion_low"),
+                                             ({"dispersion_low": 1e-8}, "dispersion_low"),
+                                             ({"dispersion_high": 1e-4}, "dispersion_high"),
+                                             ({"viscosity": -1.0}, "viscosity"),
+                                             ({"sim_grid": 128}, "sim_grid")])
+def test_kdv_boxes_that_cannot_be_resolved_or_make_no_sense_are_refused(kwargs, key):
+    with pytest.raises(ConfigError) as err:
+        KdV1D(**kwargs)
+    assert err.value.key == key

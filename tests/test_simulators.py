@@ -13,6 +13,7 @@ from nearpole_exp.models.cnn import CNN1D
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems import spectral
 from nearpole_exp.problems.burgers import Burgers1D
+from nearpole_exp.problems.kdv import KdV1D
 from nearpole_exp.problems.ks import KuramotoSivashinsky1D
 from nearpole_exp.problems.landscape import Landscape
 from nearpole_exp.problems.simulator import nrmse
@@ -32,6 +33,10 @@ def small_burgers(**kw) -> Burgers1D:
 def small_ks(**kw) -> KuramotoSivashinsky1D:
     return KuramotoSivashinsky1D(**{"grid": 32, "n_steps": 5, "n_eval": 8, "length_high": 30.0,
                                     **kw})
+
+
+def small_kdv(**kw) -> KdV1D:
+    return KdV1D(**{"grid": 32, "n_steps": 5, "n_eval": 8, "dispersion_low": 2e-3, **kw})
 
 
 # --- spectral helpers ---------------------------------------------------------------------
@@ -56,6 +61,18 @@ def test_etdrk4_coefficients_match_closed_forms_away_from_zero():
     expected = torch.tensor([h / 2, h / 6, 2 * h / 6, h / 6], dtype=torch.float64)  # f2 doubled
     got = torch.cat([zero.q, zero.f1, zero.f2, zero.f3])
     assert torch.allclose(got, expected, rtol=1e-12)
+
+
+def test_etdrk4_coefficients_of_a_complex_operator_match_closed_forms():
+    """A dispersive term makes L complex (i·k³): the contour then runs round the whole circle."""
+    lin = torch.tensor([-3.0 + 2.0j, 0.5j, -0.2 - 4.0j], dtype=torch.complex128)
+    h = 0.4
+    c = spectral.ETDRK4.build(lin, h)
+    z = h * lin
+    assert torch.allclose(c.q, h * (torch.exp(z / 2) - 1) / z, rtol=1e-10)
+    assert torch.allclose(c.f3, h * (-4 - 3 * z - z * z + torch.exp(z) * (4 - z)) / z**3, rtol=1e-8)
+    tiny = spectral.ETDRK4.build(torch.tensor([1e-9j], dtype=torch.complex128), h)
+    assert torch.allclose(tiny.f1, torch.tensor([h / 6], dtype=torch.complex128), rtol=1e-8)
 
 
 # --- Burgers -------------------------------------------------------------------------------
@@ -161,7 +178,7 @@ def test_ks_consistent_under_halving_dt():
     assert float((coarse - fine).abs().max()) < 1e-3 * float(fine.abs().max())
 
 
-@pytest.mark.parametrize("make", [small_burgers, small_ks])
+@pytest.mark.parametrize("make", [small_burgers, small_ks, small_kdv])
 def test_batching_matches_one_by_one_and_is_deterministic(make):
     p = make()
     params = p.uniform(3, torch.Generator().manual_seed(1))
@@ -175,7 +192,7 @@ def test_batching_matches_one_by_one_and_is_deterministic(make):
 # --- the simulator protocol ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [small_burgers, small_ks])
+@pytest.mark.parametrize("make", [small_burgers, small_ks, small_kdv])
 def test_label_shapes_channels_and_sources(make):
     p = make()
     params = p.uniform(3, torch.Generator().manual_seed(2))
@@ -219,7 +236,7 @@ def test_per_sample_signal_is_relative_rmse():
     assert math.isclose(float(nrmse(zero + 1e-3, zero)[0]), 1e3, rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("make", [small_burgers, small_ks])
+@pytest.mark.parametrize("make", [small_burgers, small_ks, small_kdv])
 def test_evaluate_persistence_and_perfect_predictor(make):
     p = make()
     persistence = p.evaluate(lambda x: x[:, :1])
@@ -266,8 +283,8 @@ def test_bad_config_values_name_their_field():
         KuramotoSivashinsky1D(grid=7)
     assert err.value.key == "grid"
     with pytest.raises(ConfigError) as err:
-        Burgers1D(grid=16, n_modes=12)  # wave 6 is above the 2/3 cutoff (5)
-    assert err.value.key == "n_modes"
+        Burgers1D(grid=16, ic_terms=12)  # wave 6 is above the 2/3 cutoff (5)
+    assert err.value.key == "ic_terms"
 
 
 # --- landscape -----------------------------------------------------------------------------
@@ -354,3 +371,37 @@ def test_cnn_learns_a_shift_and_rejects_bad_arguments():
     assert err.value.key == "kernel_size"
     with pytest.raises(TypeError):
         CNN1D(2, 1, 16, hidden=64)
+
+
+# --- many initial-condition terms -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [Burgers1D, KuramotoSivashinsky1D, KdV1D])
+def test_ic_terms_set_the_dimension_and_ic_decay_shrinks_each_terms_range(make):
+    p = make(ic_terms=15, ic_decay=1.0, amp_low=0.2, amp_high=1.0)
+    assert p.param_dim == 16
+    wave = torch.arange(15) // 2 + 1
+    assert torch.allclose(p.bounds[1:, 0], 0.2 / wave) and torch.allclose(p.bounds[1:, 1], 1.0 / wave)
+    assert torch.equal(make().bounds[1:], torch.tensor([[make().config.amp_low,
+                                                        make().config.amp_high]] * 3))
+
+
+def test_sixty_four_parameters_batched_equal_one_at_a_time():
+    p = Burgers1D(ic_terms=63, ic_decay=1.5, amp_low=0.2, amp_high=1.0, grid=128, n_steps=2)
+    gen = torch.Generator().manual_seed(0)
+    b = p.bounds
+    params = b[:, 0] + torch.rand(3, 64, generator=gen) * (b[:, 1] - b[:, 0])
+    batched = p.simulate(params)
+    single = torch.cat([p.simulate(params[i : i + 1]) for i in range(3)])
+    assert batched.shape == (3, 3, 128) and torch.isfinite(batched).all()
+    assert torch.allclose(batched, single, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [({"ic_terms": 0}, "ic_terms"),
+                                             ({"ic_terms": 63}, "ic_terms"),  # grid 64: wave 21 at most
+                                             ({"ic_decay": -1.0}, "ic_decay"),
+                                             ({"ic_decay": float("nan")}, "ic_decay")])
+def test_initial_condition_settings_that_cannot_hold_are_refused_naming_their_key(kwargs, key):
+    with pytest.raises(ConfigError) as err:
+        Burgers1D(**kwargs)
+    assert err.value.key == key

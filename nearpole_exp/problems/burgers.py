@@ -1,7 +1,8 @@
 """burgers1d: viscous Burgers u_t + u u_x = ν u_xx on the periodic domain [0, 2π).
 
 Parameters λ = (ν, c_1…c_k): the viscosity (or log10 ν with ``log_viscosity``) and the
-amplitudes of the initial condition u_0 = Σ c_j φ_j over φ = sin x, cos x, sin 2x, cos 2x, ….
+amplitudes of the initial condition u_0 = Σ c_j φ_j over φ = sin x, cos x, sin 2x, cos 2x, …
+(k = ``ic_terms``, so d = 1 + k; term j of wave m ranges over [amp_low, amp_high]·m^−ic_decay).
 The default amplitudes are positive ([0.2, 1]) so no trajectory has a vanishing RMS (which
 would make nRMSE meaningless). Small ν with large amplitudes steepens into shocks: the hard
 region where a surrogate's tail errors live. Each simulation runs on the grid and time step
@@ -52,7 +53,7 @@ class BurgersConfig(SimulatorConfig):
         return "nu_low"
 
     def box_requirement(self) -> Requirement:
-        u_max = resolution.sup_bound(self.n_modes, self.amp_low, self.amp_high)
+        u_max = resolution.sup_bound(self.ic_bounds())
         return resolution.burgers_requirement(torch.tensor([self.nu_low]), torch.tensor([u_max]))
 
 
@@ -71,7 +72,7 @@ class Burgers1D(PseudoSpectralProblem):
             nu_box = [math.log10(cfg.nu_low), math.log10(cfg.nu_high)]
         else:
             nu_box = [cfg.nu_low, cfg.nu_high]
-        self._bounds = torch.tensor([nu_box] + [[cfg.amp_low, cfg.amp_high]] * cfg.n_modes)
+        self._bounds = torch.cat([torch.tensor([nu_box]), cfg.ic_bounds().float()])
 
     @property
     def bounds(self) -> Tensor:

@@ -1,7 +1,8 @@
 """ks1d: Kuramoto–Sivashinsky u_t + u u_x + u_xx + u_xxxx = 0 on the periodic domain [0, Lx).
 
 Parameters λ = (Lx, c_1…c_k): the domain length and the amplitudes of a truncated Fourier
-initial condition u_0 = Σ c_j φ_j(2πx/Lx) over φ = sin, cos, sin 2·, cos 2·, …. Short domains
+initial condition u_0 = Σ c_j φ_j(2πx/Lx) over φ = sin, cos, sin 2·, cos 2·, … (k = ``ic_terms``,
+so d = 1 + k; term j of wave m ranges over [amp_low, amp_high]·m^−ic_decay). Short domains
 (few unstable modes, k² − k⁴ > 0 for k = 2πj/Lx < 1) settle to steady cells; long domains are
 chaotic (the intended hard region). Each simulation runs with grid spacing ≤ 0.55 and dt ≤ 0.05
 (``problems/resolution.py``; 192 points at Lx = 100) and the surrogate sees the field at the
@@ -63,8 +64,8 @@ class KuramotoSivashinsky1D(PseudoSpectralProblem):
     def __init__(self, config: KSConfig | None = None, **overrides: object) -> None:
         super().__init__(dataclasses.replace(config or KSConfig(), **overrides))
         cfg = self.config
-        self._bounds = torch.tensor([[cfg.length_low, cfg.length_high]]
-                                    + [[cfg.amp_low, cfg.amp_high]] * cfg.n_modes)
+        self._bounds = torch.cat([torch.tensor([[cfg.length_low, cfg.length_high]]),
+                                  cfg.ic_bounds().float()])
 
     @property
     def bounds(self) -> Tensor:

@@ -53,7 +53,7 @@ class PseudoSpectralProblem(SimulatorProblem):
 
     def initial_condition(self, params: Tensor, n_grid: int | None = None) -> Tensor:
         """u_0 on ``n_grid`` points (default: the training grid), ``[n, n_grid]`` (float64)."""
-        basis = spectral.sine_cosine_basis(self.config.n_modes, n_grid or self.config.grid)
+        basis = spectral.sine_cosine_basis(self.config.ic_terms, n_grid or self.config.grid)
         return params[:, 1:].double() @ basis
 
     def plan(self, params: Tensor) -> Plan:

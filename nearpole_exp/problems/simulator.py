@@ -75,7 +75,8 @@ class SimulatorConfig(TrajectoryConfig):
     sim_grid: int | None = None
     substeps: int | None = None
     allow_under_resolved: bool = False
-    n_modes: int = 3
+    ic_terms: int = 3
+    ic_decay: float = 0.0
     amp_low: float = -1.0
     amp_high: float = 1.0
     blowup: float = 1e3
@@ -91,14 +92,26 @@ class SimulatorConfig(TrajectoryConfig):
                   f"must be a multiple of grid ({self.grid}), got {self.sim_grid}")
         if self.substeps is not None:
             check(self.substeps >= 1, "substeps", f"must be positive, got {self.substeps}")
-        check(self.n_modes >= 1, "n_modes", f"must be positive, got {self.n_modes}")
-        check((self.n_modes + 1) // 2 <= math.ceil(self.grid / 3) - 1, "n_modes",
-              f"initial-condition modes must lie in the dealiased band of grid={self.grid}")
+        check(self.ic_terms >= 1, "ic_terms", f"must be positive, got {self.ic_terms}")
+        top = math.ceil(self.grid / 3) - 1
+        check((self.ic_terms + 1) // 2 <= top, "ic_terms",
+              f"{self.ic_terms} terms reach wave {(self.ic_terms + 1) // 2}, above the dealiased band "
+              f"of grid={self.grid} (wave {top}, {2 * top} terms): raise grid or lower ic_terms")
+        check(math.isfinite(self.ic_decay) and self.ic_decay >= 0, "ic_decay",
+              f"must be a finite number >= 0, got {self.ic_decay}")
         for key in ("amp_low", "amp_high", "dt_save"):
             check(math.isfinite(getattr(self, key)), key, f"must be finite, got {getattr(self, key)}")
         check(self.amp_high > self.amp_low, "amp_high",
               f"must exceed amp_low ({self.amp_low}), got {self.amp_high}")
         check(self.blowup > 0, "blowup", f"must be positive, got {self.blowup}")
+
+    def ic_bounds(self) -> Tensor:
+        """Box of the initial-condition amplitudes, ``[ic_terms, 2]`` (float64): term j of wave
+        m = j//2 + 1 ranges over [amp_low, amp_high]·m^−ic_decay, so many terms keep a bounded,
+        smooth field (ic_decay 0: every term over the same range)."""
+        wave = torch.arange(self.ic_terms, dtype=torch.float64) // 2 + 1
+        scale = wave ** -self.ic_decay
+        return torch.stack([self.amp_low * scale, self.amp_high * scale], dim=1)
 
     def box_requirement(self) -> Requirement | None:
         """What the hardest row of the box needs (None: the problem has no resolution rule)."""

@@ -42,20 +42,27 @@ def top_mode(n_grid: int) -> int:
 
 
 def phi_means(hl: Tensor, n_contour: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(e^{z/2} − 1)/z and the three ETDRK4 weights at z = hL, by contour means (real L).
+    """(e^{z/2} − 1)/z and the three ETDRK4 weights at z = hL, by contour means.
 
     The φ-functions have removable singularities at 0; averaging them over points of a unit
-    circle around z (upper half, real part, valid since L is real) avoids the cancellation.
+    circle around z avoids the cancellation. For real L the upper half circle suffices (take
+    the real part); a complex L (dispersion, i·k³) takes the whole circle.
     """
-    r = torch.exp(1j * math.pi * (torch.arange(1, n_contour + 1, dtype=torch.float64) - 0.5)
-                  / n_contour)
+    j = torch.arange(1, n_contour + 1, dtype=torch.float64) - 0.5
+    if hl.is_complex():
+        r = torch.exp(2j * math.pi * j / n_contour)
+    else:
+        r = torch.exp(1j * math.pi * j / n_contour)
     z = hl[..., None] + r
     ez, ez2 = torch.exp(z), torch.exp(z / 2)
     z3 = z**3
-    return (((ez2 - 1) / z).mean(dim=-1).real,
-            ((-4 - z + ez * (4 - 3 * z + z * z)) / z3).mean(dim=-1).real,
-            ((2 + z + ez * (z - 2)) / z3).mean(dim=-1).real,
-            ((-4 - 3 * z - z * z + ez * (4 - z)) / z3).mean(dim=-1).real)
+    means = (((ez2 - 1) / z).mean(dim=-1),
+             ((-4 - z + ez * (4 - 3 * z + z * z)) / z3).mean(dim=-1),
+             ((2 + z + ez * (z - 2)) / z3).mean(dim=-1),
+             ((-4 - 3 * z - z * z + ez * (4 - z)) / z3).mean(dim=-1))
+    if hl.is_complex():
+        return means
+    return tuple(m.real for m in means)  # type: ignore[return-value]
 
 
 @dataclass
@@ -75,12 +82,13 @@ class ETDRK4:
     @classmethod
     def build(cls, lin: Tensor, h: float, factor: Tensor | None = None,
               n_contour: int = CONTOUR_POINTS, n_grid: int = 0) -> ETDRK4:
-        """Coefficients for real ``lin`` ``[n, K]``; ``factor`` defaults to 1 (plain φ-weights).
+        """Coefficients for ``lin`` ``[n, K]`` (real, or complex for a dispersive term);
+        ``factor`` defaults to 1 (plain φ-weights).
 
         ``f2`` holds twice the φ₂ weight and ``q2`` twice ``q``, the forms the step uses; with a
         complex ``factor`` every coefficient is complex, so no step promotes a real one.
         """
-        hl = h * lin.double()
+        hl = h * (lin.to(torch.complex128) if lin.is_complex() else lin.double())
         q, f1, f2, f3 = phi_means(hl, n_contour)
         g = torch.ones((), dtype=torch.float64) if factor is None else factor
         dtype = torch.promote_types(hl.dtype, g.dtype)
@@ -136,11 +144,11 @@ def integrate(u0: Tensor, lin: Tensor, k: Tensor, dt: float, substeps: int, n_fr
     return frames
 
 
-def sine_cosine_basis(n_modes: int, n_grid: int) -> Tensor:
-    """Rows sin θ, cos θ, sin 2θ, cos 2θ, … (``n_modes`` rows) on θ_i = 2πi/n_grid, ``[k, L]``."""
+def sine_cosine_basis(n_terms: int, n_grid: int) -> Tensor:
+    """Rows sin θ, cos θ, sin 2θ, cos 2θ, … (``n_terms`` rows) on θ_i = 2πi/n_grid, ``[k, L]``."""
     theta = 2 * math.pi * torch.arange(n_grid, dtype=torch.float64) / n_grid
     rows = []
-    for j in range(n_modes):
+    for j in range(n_terms):
         wave = j // 2 + 1
         rows.append(torch.sin(wave * theta) if j % 2 == 0 else torch.cos(wave * theta))
     return torch.stack(rows) if rows else torch.empty(0, n_grid, dtype=torch.float64)
