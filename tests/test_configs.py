@@ -299,3 +299,13 @@ def test_a_breeder_built_in_python_is_the_shipped_preset(composer) -> None:
     finally:
         shipped.close()
         plain.close()
+
+
+def test_job_directory_names_stay_short_and_distinct():
+    from nearpole_exp.config.discovery import SLUG_MAX, slug
+
+    assert slug("ogas/breeder=ogas,seed=1") == "ogas.breeder=ogas_seed=1"
+    long_a = ",".join(f"ogas.breeder.key_{i}=value_{i}" for i in range(12))
+    long_b = long_a.replace("value_11", "value_12")
+    assert len(slug(long_a)) == SLUG_MAX and slug(long_a) != slug(long_b)
+    assert slug(long_a).startswith("ogas.breeder.key_0=value_0_")

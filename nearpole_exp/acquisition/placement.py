@@ -1,7 +1,8 @@
 """Placement diagnostic: how far a breeder's points are from the ideal tilted density.
 
 Where a problem knows its ideal (the analytic landscapes: p* ∝ difficulty, hard regions as
-boxes over the first m active axes), each generation's points are compared with it:
+boxes over the first m active axes, or over placement coordinates such as the quantile of the
+distance to a hard set that is not a box), each generation's points are compared with it:
 
 - ``tv``: total variation between the points' histogram on a grid over the active axes and the
   ideal's cell masses (``tv_floor``: the same for as many independent draws from p* itself, the
@@ -33,7 +34,12 @@ def grid_bins(axes: int) -> int:
 
 
 def cell_masses(ideal: IdealPlacement, lo: Tensor, hi: Tensor, bins: int) -> Tensor:
-    """The ideal's mass in each of ``bins``^m cells of the box [lo, hi] (normalised to sum 1)."""
+    """The ideal's mass in each of ``bins``^m cells of the box [lo, hi] (normalised to sum 1):
+    its weighted reference points histogrammed where it has them, else p* on a fine mesh."""
+    if ideal.reference is not None:
+        weights = ideal.reference_weights
+        dens = histogram(ideal.reference, lo, hi, bins, weights)
+        return dens / dens.sum().clamp_min(1e-300)
     m = ideal.axes
     fine = bins * SUBCELLS
     centres = [lo[i] + (torch.arange(fine, dtype=torch.float64) + 0.5) / fine * (hi[i] - lo[i])
@@ -48,16 +54,19 @@ def cell_masses(ideal: IdealPlacement, lo: Tensor, hi: Tensor, bins: int) -> Ten
     return dens / dens.sum().clamp_min(1e-300)
 
 
-def histogram(unit: Tensor, lo: Tensor, hi: Tensor, bins: int) -> Tensor:
-    """Counts of ``unit`` points ``[n, ≥m]`` in the ``bins``^m cells of [lo, hi] (inside only)."""
+def histogram(coords: Tensor, lo: Tensor, hi: Tensor, bins: int,
+              weights: Tensor | None = None) -> Tensor:
+    """Counts (or summed ``weights``) of points with placement coordinates ``[n, m]`` in the
+    ``bins``^m cells of [lo, hi] (inside only)."""
     m = len(lo)
-    x = (unit[:, :m].double() - lo) / (hi - lo)
+    x = (coords[:, :m].double() - lo) / (hi - lo)
     inside = ((x >= 0) & (x <= 1)).all(dim=1)
     cells = (x[inside] * bins).long().clamp(0, bins - 1)
     flat = torch.zeros(len(cells), dtype=torch.long)
     for axis in range(m):
         flat = flat * bins + cells[:, axis]
-    return torch.bincount(flat, minlength=bins**m).double()
+    w = None if weights is None else weights[inside].double()
+    return torch.bincount(flat, weights=w, minlength=bins**m).double()
 
 
 def total_variation(counts: Tensor, masses: Tensor) -> float:
@@ -94,10 +103,10 @@ class PlacementDiagnostic:
                                          region_bins) for r in range(len(ideal.lows))]
         self._floors: dict[int, tuple[float, float]] = {}
 
-    def region_of(self, unit: Tensor) -> Tensor:
-        """Region index of each point, −1 outside every hard region."""
-        x = unit[:, : self.ideal.axes].double()
-        out = torch.full((len(unit),), -1, dtype=torch.long)
+    def region_of(self, coords: Tensor) -> Tensor:
+        """Region index of each point (placement coordinates), −1 outside every hard region."""
+        x = coords.double()
+        out = torch.full((len(coords),), -1, dtype=torch.long)
         for r, (lo, hi) in enumerate(zip(self.ideal.lows, self.ideal.highs, strict=True)):
             out[((x > lo) & (x < hi)).all(dim=1)] = r
         return out
@@ -120,7 +129,8 @@ class PlacementDiagnostic:
         if n == 0:
             return {}
         ideal = self.ideal.region_masses.double()
-        region = self.region_of(unit)
+        coords = self.ideal.coords(unit)
+        region = self.region_of(coords)
         shares = torch.stack([(region == r).double().mean() for r in range(len(ideal))])
         out = {f"{prefix}/hard_mass": float(shares.sum()),
                f"{prefix}/ideal_hard_mass": float(ideal.sum()),
@@ -129,10 +139,10 @@ class PlacementDiagnostic:
             out[f"{prefix}/region_mass/{r}"] = float(shares[r])
             out[f"{prefix}/ideal_region_mass/{r}"] = float(ideal[r])
         if self.masses is not None:
-            out[f"{prefix}/tv"] = total_variation(histogram(unit, *self.box, self.bins), self.masses)
+            out[f"{prefix}/tv"] = total_variation(histogram(coords, *self.box, self.bins), self.masses)
         hard_tv = 0.0
         for r, cells in enumerate(self.region_cells):
-            inside = unit[region == r]
+            inside = coords[region == r]
             counts = histogram(inside, self.ideal.lows[r].double(), self.ideal.highs[r].double(),
                                self.region_bins)
             hard_tv += float(ideal[r] / ideal.sum()) * total_variation(counts, cells)

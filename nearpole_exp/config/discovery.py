@@ -6,6 +6,7 @@ loop's own schemas; a config re-loaded from a job's saved YAML gets them back.""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import types
 import typing
@@ -136,9 +137,17 @@ def component_schemas() -> dict[str, dict[str, type]]:
     return schemas
 
 
+SLUG_MAX = 120  # a job directory's name stays far below the usual 255-byte limit
+
+
 def slug(text: str) -> str:
-    """A directory-name-safe form of an override string (``ogas/breeder=ogas`` → ``ogas.breeder=ogas``)."""
-    return str(text).replace("/", ".").replace(",", "_").replace(" ", "") or "default"
+    """A directory-name-safe form of an override string (``ogas/breeder=ogas`` → ``ogas.breeder=ogas``);
+    a long one keeps its first characters and a hash of the whole, so sweep points stay distinct."""
+    out = str(text).replace("/", ".").replace(",", "_").replace(" ", "") or "default"
+    if len(out) <= SLUG_MAX:
+        return out
+    digest = hashlib.sha1(out.encode()).hexdigest()[:10]
+    return f"{out[: SLUG_MAX - 11]}~{digest}"
 
 
 def register_resolvers() -> None:

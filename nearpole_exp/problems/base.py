@@ -55,7 +55,10 @@ class IdealPlacement:
     """Where a problem's points should ideally go, on the unit box (analytic landscapes).
 
     ``density`` evaluates the ideal tilted density p* at points ``[n, d]``; ``lows``/``highs``
-    ``[R, m]`` bound the hard regions over the first ``m`` axes (p* does not depend on the rest);
+    ``[R, m]`` bound the hard regions in m placement coordinates: the first m axes (p* does not
+    depend on the rest), or ``coordinates(unit) → [n, m]`` where the hard set is not a box of
+    axes (then ``reference`` ``[N, m]`` holds the coordinates of integration points and
+    ``reference_weights`` ``[N]`` their p* weights, from which cell masses are histogrammed);
     ``region_masses`` ``[R]`` is p*'s mass in each region.
     """
 
@@ -64,10 +67,19 @@ class IdealPlacement:
     highs: Tensor
     region_masses: Tensor
     dim: int
+    coordinates: Callable[[Tensor], Tensor] | None = None
+    reference: Tensor | None = None
+    reference_weights: Tensor | None = None
 
     @property
     def axes(self) -> int:
         return int(self.lows.shape[1])
+
+    def coords(self, unit: Tensor) -> Tensor:
+        """Placement coordinates ``[n, m]`` of unit-box points ``[n, d]``."""
+        if self.coordinates is None:
+            return unit[:, : self.axes]
+        return self.coordinates(unit)
 
 
 @dataclass(frozen=True)

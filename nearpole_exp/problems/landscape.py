@@ -28,7 +28,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,8 @@ from nearpole_exp.problems.simulator import TrajectoryConfig, TrajectoryProblem
 class LandscapeConfig(TrajectoryConfig):
     """Dimension, hard-corner geometry and target frequency of :class:`Landscape`."""
 
+    MAX_DIM: ClassVar[int] = 20
+
     dim: int = 2
     active_dims: int = 2
     hard_fraction: float = 0.05
@@ -54,7 +56,7 @@ class LandscapeConfig(TrajectoryConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(1 <= self.dim <= 20, "dim", f"must lie in 1…20, got {self.dim}")
+        check(1 <= self.dim <= self.MAX_DIM, "dim", f"must lie in 1…{self.MAX_DIM}, got {self.dim}")
         check(0 <= self.active_dims <= self.dim, "active_dims",
               f"must lie in 0…dim ({self.dim}), got {self.active_dims}")
         check(0 < self.hard_fraction < 1, "hard_fraction",

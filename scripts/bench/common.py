@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -225,3 +226,63 @@ def run_cli(overrides: Sequence[str], log: Path | None = None,
 def summaries(root: Path) -> list[dict[str, Any]]:
     """summary.json of every job directory under ``root``, with its directory as ``_dir``."""
     return [{**json.loads(p.read_text()), "_dir": str(p.parent)} for p in sorted(root.rglob("summary.json"))]
+
+
+def seed_of(summary: dict[str, Any]) -> int:
+    """The seed of a multirun job, from its directory name (``…_seed<n>``)."""
+    return int(re.search(r"_seed(\d+)$", summary["_dir"]).group(1))
+
+
+def finished(sweep: Path, seeds: Sequence[int]) -> list[dict[str, Any]] | None:
+    """The sweep's summaries in the order of ``seeds`` if every seed has one, else None."""
+    if not sweep.exists():
+        return None
+    found = {seed_of(s): s for s in summaries(sweep)}
+    return [found[s] for s in seeds] if all(s in found for s in seeds) else None
+
+
+def cached_multirun(overrides: Sequence[str], seeds: Sequence[int], sweep: Path) -> list[dict[str, Any]]:
+    """One Hydra multirun of ``python -m nearpole_exp`` over ``seeds`` into ``sweep``, skipped when
+    every seed already finished there (an interrupted benchmark continues where it stopped);
+    its output goes to ``sweep/multirun.log``. Returns the summaries in seed order."""
+    done = finished(sweep, seeds)
+    if done is not None:
+        return done
+    if sweep.exists():
+        subprocess.run(["rm", "-rf", str(sweep)], check=True)
+    cmd = [sys.executable, "-m", "nearpole_exp", "-m", *overrides,
+           "seed=" + ",".join(map(str, seeds)), f"hydra.sweep.dir={sweep}"]
+    env = {**cli_env(), "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    print(f"  {time.perf_counter() - start:6.0f} s  {'/'.join(sweep.parts[-3:])}", flush=True)
+    sweep.mkdir(parents=True, exist_ok=True)
+    (sweep / "multirun.log").write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr)
+    done = finished(sweep, seeds)
+    if done is None:
+        raise RuntimeError(f"{sweep}: a job did not finish (see multirun.log)\n{res.stderr[-2000:]}")
+    return done
+
+
+# ------------------------------------------------------------------------------ statistics
+def gmean(vals: Sequence[float]) -> float:
+    """Geometric mean of the finite values (nan when there are none)."""
+    vals = [max(v, 1e-300) for v in vals if math.isfinite(v)]
+    return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else math.nan
+
+
+def median(vals: Sequence[float]) -> float:
+    vals = [v for v in vals if not math.isnan(v)]
+    return statistics.median(vals) if vals else math.nan
+
+
+def paired_ratio(base: Sequence[dict[str, Any]], arm: Sequence[dict[str, Any]],
+                 metric: Callable[[dict[str, Any]], float]) -> tuple[float, int, int]:
+    """Geometric mean over seeds of metric(base)/metric(arm) (> 1: the arm's error is lower),
+    the seeds on which the arm won, and the pairs compared."""
+    pairs = [(metric(b), metric(a)) for b, a in zip(base, arm, strict=True)]
+    pairs = [(b, a) for b, a in pairs if math.isfinite(b) and math.isfinite(a)]
+    if not pairs:
+        return math.nan, 0, 0
+    ratio = gmean([b / max(a, 1e-300) for b, a in pairs])
+    return ratio, sum(a < b for b, a in pairs), len(pairs)

@@ -22,16 +22,27 @@ import json
 import math
 import re
 import statistics
-import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import BENCHMARKS, ROOT, cli_env, command_line, fmt, load_meter, md_table, provenance, summaries
+from common import (
+    BENCHMARKS,
+    ROOT,
+    cached_multirun,
+    command_line,
+    fmt,
+    gmean,
+    load_meter,
+    md_table,
+    median,
+    paired_ratio,
+    provenance,
+)
 
 FIT_TOL = 1e-6  # B0–B2 median relative error of a fit that reaches the poles (exact labels)
 NEAR = [f"eval/relerr_median/B{b}" for b in range(3)]
@@ -96,48 +107,6 @@ COMMON = ["logger=none", "trainer.progress=false", "trainer.plots=false", "train
           "resume=never"]
 
 
-# ------------------------------------------------------------------------------ running
-def seed_of(summary: dict[str, Any]) -> int:
-    return int(re.search(r"_seed(\d+)$", summary["_dir"]).group(1))
-
-
-def finished(sweep: Path, seeds: Sequence[int]) -> list[dict[str, Any]] | None:
-    """The sweep's summaries if every seed has one, else None."""
-    if not sweep.exists():
-        return None
-    found = {seed_of(s): s for s in summaries(sweep)}
-    return [found[s] for s in seeds] if all(s in found for s in seeds) else None
-
-
-def multirun(overrides: list[str], seeds: Sequence[int], sweep: Path) -> list[dict[str, Any]]:
-    """One Hydra multirun over ``seeds`` into ``sweep`` (skipped when it already finished)."""
-    done = finished(sweep, seeds)
-    if done is not None:
-        return done
-    if sweep.exists():
-        subprocess.run(["rm", "-rf", str(sweep)], check=True)
-    cmd = [sys.executable, "-m", "nearpole_exp", "-m", *overrides, *COMMON,
-           "seed=" + ",".join(map(str, seeds)), f"hydra.sweep.dir={sweep}"]
-    env = {**cli_env(), "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    print(f"  {time.perf_counter() - start:6.0f} s  {sweep.relative_to(sweep.parents[2])}", flush=True)
-    sweep.mkdir(parents=True, exist_ok=True)
-    (sweep / "multirun.log").write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr)
-    done = finished(sweep, seeds)
-    if done is None:
-        raise RuntimeError(f"{sweep}: a job did not finish (see multirun.log)\n{res.stderr[-2000:]}")
-    return done
-
-
-def run_all(jobs: list[tuple[tuple[str, str], list[str], Path]], seeds: Sequence[int],
-            workers: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Every (block, arm) multirun, ``workers`` at once, in the order given (arms interleaved)."""
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {key: pool.submit(multirun, overrides, seeds, sweep) for key, overrides, sweep in jobs}
-        return {key: f.result() for key, f in futures.items()}
-
-
 # ------------------------------------------------------------------------------ statistics
 def num(s: dict[str, Any], key: str) -> float:
     v = s.get(key)
@@ -155,28 +124,19 @@ def fits(s: dict[str, Any]) -> bool:
             and not s.get("fit/near_pole_failed", False))
 
 
-def gmean(vals: Sequence[float]) -> float:
-    vals = [max(v, 1e-300) for v in vals if math.isfinite(v)]
-    return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else math.nan
-
-
-def median(vals: Sequence[float]) -> float:
-    vals = [v for v in vals if not math.isnan(v)]
-    return statistics.median(vals) if vals else math.nan
-
-
-def paired_ratio(base: list[dict[str, Any]], arm: list[dict[str, Any]],
-                 metric: Callable[[dict[str, Any]], float]) -> tuple[float, int, int]:
-    """Geometric mean over seeds of base/arm (> 1: the arm's error is lower) and the paired wins."""
-    pairs = [(metric(b), metric(a)) for b, a in zip(base, arm, strict=True)]
-    pairs = [(b, a) for b, a in pairs if math.isfinite(b) and math.isfinite(a)]
-    if not pairs:
-        return math.nan, 0, 0
-    ratio = gmean([b / max(a, 1e-300) for b, a in pairs])
-    return ratio, sum(a < b for b, a in pairs), len(pairs)
-
-
 # ------------------------------------------------------------------------------ sections
+def multirun(overrides: list[str], seeds: Sequence[int], sweep: Path) -> list[dict[str, Any]]:
+    return cached_multirun([*overrides, *COMMON], seeds, sweep)
+
+
+def run_all(jobs: list[tuple[tuple[str, str], list[str], Path]], seeds: Sequence[int],
+            workers: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Every (block, arm) multirun, ``workers`` at once, in the order given (arms interleaved)."""
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {key: pool.submit(multirun, overrides, seeds, sweep) for key, overrides, sweep in jobs}
+        return {key: f.result() for key, f in futures.items()}
+
+
 def section_fits(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     jobs = []
     for target in args.targets:
