@@ -90,3 +90,17 @@ def test_bad_settings_are_refused_naming_their_key(kwargs, key):
     with pytest.raises(ConfigError) as err:
         SetLandscape(**kwargs)
     assert err.value.key == key
+
+
+def test_a_run_on_a_64_dimensional_slab_scores_and_draws_its_placement(tmp_path):
+    from nearpole_exp.acquisition.placement import PlacementLog
+
+    problem = SetLandscape(dim=64)
+    log = PlacementLog(problem.ideal_placement(), problem.bounds)
+    hard = ideal_draws(problem, 64, seed=8).float()
+    first = log.record(uniform(64, 64, seed=9).float(), None)
+    second = log.record(hard, torch.ones(64, dtype=torch.bool))
+    assert second["placement/hard_mass"] > first["placement/hard_mass"] + 0.4
+    assert second["placement_bred/tv"] < first["placement/tv"]
+    (path,) = log.plot(str(tmp_path))
+    assert path.endswith("placement.png") and (tmp_path / "placement.png").stat().st_size > 5000

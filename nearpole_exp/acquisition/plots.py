@@ -157,8 +157,10 @@ def plot_placement(log: Any, outdir: str) -> list[str]:
     first two axes, hard regions outlined, with the generation's TV and hard mass in the title."""
     diag = log.diagnostic
     ideal = diag.ideal
-    if ideal.axes < 2 or not log.generations:
+    if not log.generations:
         return []
+    if ideal.axes == 1:
+        return _plot_placement_1d(log, outdir)
     side = 96
     axis = (torch.arange(side, dtype=torch.float64) + 0.5) / side
     grid = torch.full((side * side, ideal.dim), 0.5, dtype=torch.float64)
@@ -196,6 +198,40 @@ def plot_placement(log: Any, outdir: str) -> list[str]:
             ax.legend(fontsize=7, loc="lower left")
     path = Path(outdir) / "placement.png"
     fig.suptitle("Generated points vs the ideal tilted density (grey), hard regions outlined")
+    fig.savefig(path, dpi=80)
+    return [str(path)]
+
+
+def _plot_placement_1d(log: Any, outdir: str) -> list[str]:
+    """One placement coordinate: each generation's histogram over it against p*'s cell masses,
+    the hard region shaded."""
+    diag = log.diagnostic
+    ideal = diag.ideal
+    bins = diag.bins
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    n = len(log.generations)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(3.4 * cols, 2.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for k, ax in enumerate(axes):
+        if k >= n:
+            ax.set_axis_off()
+            continue
+        coords = _np(ideal.coords(log.generations[k].double())[:, 0])
+        counts, _ = np.histogram(coords, bins=edges)
+        ax.stairs(counts / max(len(coords), 1), edges, color="tab:red", label="generation")
+        ax.stairs(_np(diag.masses), edges, color="black", label="ideal p*")
+        for lo, hi in zip(ideal.lows, ideal.highs, strict=True):
+            ax.axvspan(float(lo[0]), float(hi[0]), color="grey", alpha=0.2)
+        h = log.history[k]
+        ax.set_title(f"generation {k}: TV {h.get('placement/tv', float('nan')):.2f}, "
+                     f"hard mass {h['placement/hard_mass']:.2f}", fontsize=9)
+        ax.set_xlabel("placement coordinate")
+        if k == 0:
+            ax.legend(fontsize=7)
+    path = Path(outdir) / "placement.png"
+    fig.suptitle("Each generation's points against the ideal tilted density (hard region shaded)")
     fig.savefig(path, dpi=80)
     return [str(path)]
 
