@@ -119,8 +119,26 @@ def test_leave_one_out_picks_few_neighbours_for_clean_scores_and_many_for_noise(
     assert loo_neighbours(x, clean) <= 4
     noisy = clean + 2.0 * torch.randn(256, generator=gen)  # noise >> variation: average widely
     assert loo_neighbours(x, noisy) >= 16
-    assert loo_neighbours(x, torch.randn(256, generator=gen)) >= 32  # pure noise
+    # pure noise: no neighbour mean beats the mean of the rest, so no smoothing (averaging would
+    # only pull every score to the mean)
+    assert loo_neighbours(x, torch.randn(256, generator=gen)) == 1
     assert loo_neighbours(x[:2], clean[:2]) == 1  # too few points to choose
+
+
+def test_leave_one_out_keeps_each_score_where_neighbours_are_not_near():
+    """A 16-D slab: Euclidean neighbours of a hard sim are not hard, every k-NN mean predicts
+    worse than the global mean, and smoothing would erase which sims were hard."""
+    from nearpole_exp.problems.landscape_set import SetLandscape
+
+    problem = SetLandscape(dim=16)
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand(256, 16, generator=gen)
+    scores = problem.difficulty(x.double()).float() + 0.05 * torch.randn(256, generator=gen)
+    assert loo_neighbours(x, scores) == 1
+    flat = SetLandscape(dim=2, hard_fraction=0.3)  # a wide slab in 2-D: neighbours are near
+    x2 = torch.rand(256, 2, generator=gen)
+    scores2 = flat.difficulty(x2.double()).float() + 0.3 * torch.randn(256, generator=gen)
+    assert loo_neighbours(x2, scores2) > 1
 
 
 def test_leave_one_out_averages_fewer_neighbours_in_more_dimensions():

@@ -5,6 +5,8 @@ the neighbourhoods of its few worst sims."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -32,8 +34,13 @@ def loo_neighbours(points: Tensor, values: Tensor, max_k: int = 64) -> int:
     """How many neighbours to average over, chosen by leave-one-out: the k ∈ {1, 2, 4, …, max_k}
     whose mean over the k nearest *other* points predicts each point's value with the least
     squared error. A smooth, noise-free score picks 1 (its nearest neighbour already predicts
-    it: no smoothing is needed); a noisy one picks the k that balances noise against blur, which
-    shrinks as the dimension grows and neighbours drift away (``points`` [n, d], ``values`` [n])."""
+    it: no smoothing is needed); a noisy one picks the k that balances noise against blur.
+
+    Where no neighbour mean predicts the values better than the mean of all the others (by one
+    standard error of the paired difference), the neighbours carry no local information — pure
+    noise, or a dimension where Euclidean neighbours are no longer near (a 16-D slab: every k
+    predicted worse than the global mean) — and averaging would only pull every score to the
+    mean and erase which sims were hard: then 1, each sim keeps its own score."""
     n = points.shape[0]
     candidates = [k for k in (2 ** i for i in range(8)) if k <= min(max_k, n - 1)]
     if len(candidates) < 2:
@@ -41,10 +48,16 @@ def loo_neighbours(points: Tensor, values: Tensor, max_k: int = 64) -> int:
     kmax = candidates[-1]
     dist = torch.cdist(points, points)
     dist.fill_diagonal_(float("inf"))
-    neighbours = values[dist.topk(kmax, dim=1, largest=False).indices].double()
+    v = values.double()
+    neighbours = v[dist.topk(kmax, dim=1, largest=False).indices]
     means = neighbours.cumsum(dim=1) / torch.arange(1, kmax + 1, dtype=torch.float64)
-    errors = (means[:, [k - 1 for k in candidates]] - values.double()[:, None]).pow(2).mean(dim=0)
-    return candidates[int(errors.argmin())]
+    errors = (means[:, [k - 1 for k in candidates]] - v[:, None]).pow(2)
+    best = int(errors.mean(dim=0).argmin())
+    others = (v.sum() - v) / (n - 1)
+    gain = (others - v).pow(2) - errors[:, best]
+    if float(gain.mean()) <= float(gain.std()) / math.sqrt(n):
+        return 1
+    return candidates[best]
 
 
 def knn_radius(points: Tensor, k: int) -> Tensor:
