@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from nearpole_exp.acquisition.breed import BreedBreeder, BreedConfig, fitness_weights, reflect_unit
+from nearpole_exp.acquisition.breed import BreedBreeder, BreedConfig, fitness_weights
+from nearpole_exp.acquisition.children import reflect_unit
 from nearpole_exp.acquisition.config import build_config
 from nearpole_exp.acquisition.history import SimHistory, validate_signals
 from nearpole_exp.acquisition.ogas.conditions import MinMaxQueues, conditions, sample_targets

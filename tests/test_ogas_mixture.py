@@ -14,8 +14,8 @@ from nearpole_exp.acquisition.history import (
     SOURCE_LOCAL,
     SimHistory,
 )
+from nearpole_exp.acquisition.mixture import ProposalMix
 from nearpole_exp.acquisition.ogas import BreederConfig
-from nearpole_exp.acquisition.ogas.mixture import ProposalMix
 from nearpole_exp.acquisition.schedule import YieldBreedRatio
 from nearpole_exp.acquisition.yields import (
     probability_higher,
@@ -79,8 +79,8 @@ def test_adaptive_share_follows_the_better_yield(local_offset, expect):
         noise = torch.rand(30 + 40 + 40, generator=gen)
         first = noise + torch.cat([torch.zeros(70), torch.full((40,), local_offset)])
         generation(h, g, sources(30, 40, 40), first)
-    mix = ProposalMix("adaptive", share=0.5, floor=0.1, window=3)
-    share = mix.update(h)
+    mix = ProposalMix("adaptive", {"generator": 0.5, "local": 0.5}, floor=0.1, window=3)
+    share = mix.update(h)["local"]
     y = source_yields(h, 3)
     assert y["generator"].n == 120 and y["local"].n == 120  # 3 generations × 40
     assert y["design"].n == 90 and y["bred"].n == 240
@@ -91,18 +91,20 @@ def test_adaptive_share_follows_the_better_yield(local_offset, expect):
         assert share == pytest.approx(0.1)
     else:
         assert 0.1 < share < 0.9
-    assert mix.split(100) == (100 - round(100 * share), round(100 * share))
-    other = ProposalMix("adaptive", share=0.5, floor=0.1, window=3)
+    split = mix.split(100)
+    assert sum(split.values()) == 100 and abs(split["local"] - 100 * share) <= 1
+    other = ProposalMix("adaptive", {"generator": 0.5, "local": 0.5}, floor=0.1, window=3)
     other.load_state_dict(mix.state_dict())
-    assert other.share == share and other.last == mix.last
+    assert other.shares == mix.shares and other.last == mix.last
 
 
 def test_fixed_and_generator_modes_keep_their_share():
     h = SimHistory(dim=2, ema_alpha=0.3)
     generation(h, 1, sources(10, 10, 10), torch.rand(30))
-    assert ProposalMix("fixed", 0.3, 0.1, 3).update(h) == 0.3
-    assert ProposalMix("generator", 0.5, 0.1, 3).update(h) == 0.0
-    assert ProposalMix("adaptive", 0.4, 0.1, 3).update(SimHistory(2, 0.3)) == 0.4  # no yields yet
+    assert ProposalMix("fixed", {"generator": 0.7, "local": 0.3}, 0.1, 3).update(h)["local"] == 0.3
+    assert ProposalMix("generator", {"generator": 1.0}, 0.1, 3).update(h) == {"generator": 1.0}
+    fresh = ProposalMix("adaptive", {"generator": 0.6, "local": 0.4}, 0.1, 3)
+    assert fresh.update(SimHistory(2, 0.3))["local"] == 0.4  # no yields yet
 
 
 def test_breeder_with_local_proposals_records_sources_and_resumes():
@@ -125,7 +127,7 @@ def test_breeder_with_local_proposals_records_sources_and_resumes():
     c = tiny(proposal_mix="adaptive", end_breed_ratio=0.8, local_share=0.5)
     c.load_state_dict(torch.load(buf, weights_only=True))
     assert torch.equal(b.ask(64), c.ask(64))
-    assert c.mix.share == b.mix.share
+    assert c.mix.shares == b.mix.shares
 
 
 def test_a_fixed_share_of_one_breeds_only_local_children():

@@ -199,7 +199,7 @@ def test_region_errors_are_reported():
 
 
 def test_jitter_is_gaussian_inside_and_mirrored_at_a_face():
-    from nearpole_exp.acquisition.breed import jitter
+    from nearpole_exp.acquisition.children import jitter
 
     gen = torch.Generator().manual_seed(7)
     centre = jitter(torch.full((200_000, 2), 0.5), 0.05, gen)

@@ -3,7 +3,9 @@
 Each generation a share R (start → end over ``breakpoint`` generations, or steered by the
 first-look yields with ``adaptive_ratio="yield"``) is bred: parents are
 drawn fitness-proportionally from the most recent ``window`` scored sims, children are Gaussian
-around them with sigma relative to the box; the rest comes from the non-bred design.
+around them with sigma relative to the box (``children="gaussian"``, the paper's), on the line
+through two of them (``"recombination"``) or both by their yields (``"adaptive"``); the rest
+comes from the non-bred design.
 """
 
 from __future__ import annotations
@@ -16,27 +18,17 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.acquisition.children import recombine, reflect_unit
 from nearpole_exp.acquisition.config import BreedConfig, build_config
-from nearpole_exp.acquisition.history import SimHistory, validate_signals
+from nearpole_exp.acquisition.history import PROPOSAL_SOURCES, SOURCE_DESIGN, SimHistory, validate_signals
+from nearpole_exp.acquisition.mixture import ProposalMix
 from nearpole_exp.acquisition.schedule import BreedRatioSchedule, ratio_controller
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
-__all__ = ["BreedBreeder", "BreedConfig", "fitness_weights", "jitter", "reflect_unit"]
+__all__ = ["BreedBreeder", "BreedConfig", "fitness_weights"]
 
 FORMAT_VERSION = 1
-
-
-def reflect_unit(unit: Tensor) -> Tensor:
-    """Fold coordinates into [0, 1] by mirror reflection at the faces (period 2)."""
-    folded = torch.remainder(unit, 2.0)
-    return torch.where(folded > 1.0, 2.0 - folded, folded)
-
-
-def jitter(unit: Tensor, sigma: float | Tensor, generator: torch.Generator) -> Tensor:
-    """Gaussian perturbations of unit-box points, std ``sigma`` per axis (a number, or a tensor
-    broadcasting against ``unit``), reflected at the faces."""
-    return reflect_unit(unit + sigma * torch.randn(unit.shape, generator=generator))
 
 
 def fitness_weights(signal: Tensor, power: float) -> Tensor:
@@ -63,6 +55,10 @@ class BreedBreeder(Breeder):
         self.history = SimHistory(self.dim, cfg.ema_alpha)
         self.ratio_control = ratio_controller(cfg.adaptive_ratio, self.schedule, cfg.start,
                                               cfg.end, cfg.yield_window)
+        kinds = {"gaussian": {"local": 1.0}, "recombination": {"recombination": 1.0},
+                 "adaptive": {"local": 0.5, "recombination": 0.5}}[cfg.children]
+        self.mix = ProposalMix("adaptive" if cfg.children == "adaptive" else "fixed", kinds,
+                               cfg.mix_floor, cfg.yield_window)
         self.stats: dict[str, float] = {"ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0,
                                         "dropped_values": 0.0}
         self.records: dict[str, list[float]] = {"ratio": [], "ratio_target": [], "oob_rate": []}
@@ -101,6 +97,22 @@ class BreedBreeder(Breeder):
             n_cand += rows.numel()
         return children.clamp(0.0, 1.0), n_oob, n_cand
 
+    def _children(self, n_bred: int) -> tuple[Tensor, Tensor, int, int]:
+        """The bred points: (unit points, sources, #OOB candidates, #candidates), Gaussian
+        children and recombinations in the mixture's split."""
+        counts = self.mix.split(n_bred)
+        n_local, n_recomb = counts.get("local", 0), counts.get("recombination", 0)
+        local, n_oob, n_cand = self._mutate(self._parents(n_local)) if n_local else (
+            torch.empty(0, self.dim), 0, 0)
+        recombined = torch.empty(0, self.dim)
+        if n_recomb:
+            pairs = self._parents(2 * n_recomb)
+            recombined = recombine(pairs[:n_recomb], pairs[n_recomb:],
+                                   self.config.recombination_spread, self.generator)
+        source = torch.cat([torch.full((n_local,), PROPOSAL_SOURCES["local"]),
+                            torch.full((n_recomb,), PROPOSAL_SOURCES["recombination"])])
+        return torch.cat([local, recombined]), source, n_oob, n_cand
+
     def ask(self, n: int) -> Tensor:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -108,14 +120,16 @@ class BreedBreeder(Breeder):
         has_scores = bool((h.count[: h.size] >= self.config.min_observations).any())
         ratio = self._ratio()
         n_bred = math.floor(n * ratio + 1e-9) if has_scores else 0
-        bred, n_oob, n_cand = self._mutate(self._parents(n_bred)) if n_bred else (
-            torch.empty(0, self.dim), 0, 0)
+        if n_bred:
+            self.mix.update(h)
+        bred, source, n_oob, n_cand = self._children(n_bred)
         unit = torch.cat([bred, self.design.draw(n - n_bred)])
-        is_bred = torch.arange(n) < n_bred
+        source = torch.cat([source, torch.full((n - n_bred,), SOURCE_DESIGN)])
         perm = torch.randperm(n, generator=self.generator)
-        unit, is_bred = unit[perm], is_bred[perm]
+        unit, source = unit[perm], source[perm]
+        is_bred = source != SOURCE_DESIGN
         h.write(self.n_asked, unit, is_bred, self.schedule.generation,
-                torch.full((n,), float("nan")))
+                torch.full((n,), float("nan")), source)
         self.n_asked += n
         self.schedule.advance()
         self.stats.update(ratio=n_bred / n if n else 0.0, ratio_target=ratio,
@@ -148,6 +162,9 @@ class BreedBreeder(Breeder):
             "breeder/dropped_values": self.stats["dropped_values"],
         }
         out.update({f"breeder/{k}": v for k, v in self.ratio_control.metrics().items()})
+        if self.config.children == "adaptive":
+            out.update({f"breeder/{k}_share": v for k, v in self.mix.shares.items()})
+            out.update({f"breeder/{k}": v for k, v in self.mix.last.items()})
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -161,6 +178,7 @@ class BreedBreeder(Breeder):
             "schedule": self.schedule.state_dict(),
             "history": self.history.state_dict(),
             "adaptive": self.ratio_control.state_dict(),
+            "mix": self.mix.state_dict(),
             "stats": dict(self.stats),
             "records": {k: list(v) for k, v in self.records.items()},
         }
@@ -174,6 +192,8 @@ class BreedBreeder(Breeder):
         self.schedule.load_state_dict(state["schedule"])
         self.history.load_state_dict(state["history"])
         self.ratio_control.load_state_dict(state.get("adaptive"))
+        if "mix" in state:  # states from before the children mixture keep the configured split
+            self.mix.load_state_dict(state["mix"])
         self.stats = {k: float(v) for k, v in state["stats"].items()}
         self.records = {k: list(v) for k, v in state["records"].items()}
 

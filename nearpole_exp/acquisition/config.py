@@ -19,6 +19,7 @@ SCHEDULE_ON = ("generation", "budget")
 RAMP_BREAKPOINT = 3
 YIELD_WINDOW = 3  # generations a first-look yield is averaged over (acquisition/yields.py)
 BREED_OOB = ("resample", "reflect")
+BREED_CHILDREN = ("gaussian", "recombination", "adaptive")
 
 
 def check_ratio_schedule(start: float, end: float, breakpoint: int, schedule_on: str,
@@ -65,9 +66,22 @@ class BreedConfig:
     # yield_window generations (acquisition/yields.py; as OGAS's adaptive_ratio=yield)
     adaptive_ratio: str = "off"
     yield_window: int = YIELD_WINDOW
+    # children: Gaussian around one parent (the paper's), on the line through two parents,
+    # a + u·(b − a) with u ~ U(−recombination_spread, 1 + recombination_spread) (no length scale,
+    # so it keeps its reach in any dimension; acquisition/children.py), or both, split each
+    # generation by their first-look yields with at least mix_floor each ("adaptive")
+    children: str = "gaussian"
+    recombination_spread: float = 0.25
+    mix_floor: float = 0.1
 
     def __post_init__(self) -> None:
         check(self.sigma > 0, "sigma", "must be positive")
+        check(self.children in BREED_CHILDREN, "children",
+              f"must be one of {BREED_CHILDREN}, got {self.children!r}")
+        check(0.0 <= self.recombination_spread <= 1.0, "recombination_spread", "must lie in [0, 1]")
+        check(0.0 <= self.mix_floor <= 0.5, "mix_floor", "must lie in [0, 0.5]")
+        check(self.children == "adaptive" or self.mix_floor == 0.1, "mix_floor",
+              "is used only with children=adaptive")
         check(self.adaptive_ratio in ("off", "yield"), "adaptive_ratio",
               f"must be 'off' or 'yield', got {self.adaptive_ratio!r}")
         check(self.yield_window >= 1, "yield_window", "must be >= 1")

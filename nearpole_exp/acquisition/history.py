@@ -14,6 +14,10 @@ EVICTED = -2
 SOURCE_DESIGN = 0
 SOURCE_GENERATOR = 1
 SOURCE_LOCAL = 2
+SOURCE_RECOMBINATION = 3
+# the proposals of a bred point, by the names the mixtures and yields use
+PROPOSAL_SOURCES = {"generator": SOURCE_GENERATOR, "local": SOURCE_LOCAL,
+                    "recombination": SOURCE_RECOMBINATION}
 FIELDS = ("unit", "is_bred", "generation", "target", "signal", "first", "source", "count", "slot")
 
 

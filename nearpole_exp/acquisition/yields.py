@@ -15,16 +15,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from nearpole_exp.acquisition.history import (
-    SOURCE_DESIGN,
-    SOURCE_GENERATOR,
-    SOURCE_LOCAL,
-    SimHistory,
-)
+from nearpole_exp.acquisition.history import PROPOSAL_SOURCES, SOURCE_DESIGN, SimHistory
 
 MIN_SIMS = 4  # sims a proposal needs in the window before its yield is trusted
-SOURCES = {"design": (SOURCE_DESIGN,), "generator": (SOURCE_GENERATOR,),
-           "local": (SOURCE_LOCAL,), "bred": (SOURCE_GENERATOR, SOURCE_LOCAL)}
+SOURCES = {"design": (SOURCE_DESIGN,), **{k: (v,) for k, v in PROPOSAL_SOURCES.items()},
+           "bred": tuple(PROPOSAL_SOURCES.values())}
 
 
 class Yield(NamedTuple):
@@ -55,9 +50,9 @@ def ranks_within_generation(history: SimHistory, generations: Tensor) -> tuple[T
 
 
 def source_yields(history: SimHistory, window: int) -> dict[str, Yield]:
-    """Yield of each proposal (``design``, ``generator``, ``local`` and all ``bred``) over the
-    last ``window`` generations holding bred sims with a first-look value; proposals with fewer
-    than MIN_SIMS sims there are left out."""
+    """Yield of each proposal (``design``, ``generator``, ``local``, ``recombination`` and all
+    ``bred``) over the last ``window`` generations holding bred sims with a first-look value;
+    proposals with fewer than MIN_SIMS sims there are left out."""
     n = history.size
     told = history.is_bred[:n] & torch.isfinite(history.first[:n])
     gens = torch.unique(history.generation[:n][told])[-window:]

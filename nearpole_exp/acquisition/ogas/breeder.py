@@ -26,17 +26,17 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.acquisition.base import Breeder, BreederCapabilities, Generation
-from nearpole_exp.acquisition.breed import jitter
+from nearpole_exp.acquisition.children import jitter, recombine
 from nearpole_exp.acquisition.config import build_config
 from nearpole_exp.acquisition.history import (
     EVICTED,
     NOT_IN_RESERVOIR,
+    PROPOSAL_SOURCES,
     SOURCE_DESIGN,
-    SOURCE_GENERATOR,
-    SOURCE_LOCAL,
     SimHistory,
     validate_signals,
 )
+from nearpole_exp.acquisition.mixture import ProposalMix
 from nearpole_exp.acquisition.ogas.conditions import (
     MinMaxQueues,
     conditions,
@@ -50,7 +50,6 @@ from nearpole_exp.acquisition.ogas.config import (
     ExperimentConfig,
 )
 from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM, Denoiser
-from nearpole_exp.acquisition.ogas.mixture import ProposalMix
 from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.acquisition.ogas.reservoir import Reservoir
 from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
@@ -61,6 +60,16 @@ from nearpole_exp.rng import child_generator, load_generator_state
 
 FORMAT_VERSION = 1
 MAX_LOSS_POINTS = 4000
+
+
+def proposal_shares(bc: BreederConfig) -> dict[str, float]:
+    """The starting share of each proposal in use: the generator alone (``proposal_mix=generator``),
+    or the local and recombination shares with the generator taking the rest."""
+    if bc.proposal_mix == "generator":
+        return {"generator": 1.0}
+    shares = {"generator": 1.0 - bc.local_share - bc.recombination_share,
+              "local": bc.local_share, "recombination": bc.recombination_share}
+    return {k: v for k, v in shares.items() if v > 1e-12}
 
 
 def to_cpu(obj: Any) -> Any:
@@ -115,7 +124,7 @@ class OGASBreeder(Breeder):
                                               bc.start_breed_ratio, bc.end_breed_ratio,
                                               bc.yield_window, bc.adaptive_ess_target,
                                               bc.adaptive_gain)
-        self.mix = ProposalMix(bc.proposal_mix, bc.local_share, bc.mix_floor, bc.yield_window)
+        self.mix = ProposalMix(bc.proposal_mix, proposal_shares(bc), bc.mix_floor, bc.yield_window)
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
         self.queues = MinMaxQueues(dc.min_max_queue_length)
         self.reservoir = Reservoir(dc.buffer_size, self.dim)
@@ -136,7 +145,7 @@ class OGASBreeder(Breeder):
             "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
             "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
             "generate_s": 0.0, "loss_stride": 1.0, "smoothing_k": float("nan"),
-            "local_share": self.mix.share,
+            **{f"{k}_share": v for k, v in self.mix.shares.items()},
         }
         self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": [],
                                               "ddpm_loss": []}
@@ -279,35 +288,42 @@ class OGASBreeder(Breeder):
         return unit, targets, n_oob, n_cand
 
     def _bred(self, n_bred: int) -> tuple[Tensor, Tensor, Tensor, int, int]:
-        """The bred share of a generation: (unit points, targets (NaN for local children),
-        sources, #OOB candidates, #candidates), split between the generator and local
-        children of reservoir sims drawn like the targets, ∝ c^alpha (mixture.py)."""
+        """The bred share of a generation: (unit points, targets (NaN but for the generator's),
+        sources, #OOB candidates, #candidates), split among the generator, local children and
+        recombinations of reservoir sims drawn like the targets, ∝ c^alpha (mixture.py)."""
         bc = self.config.breeder
         if n_bred == 0:
             return (torch.empty(0, self.dim), torch.zeros(0), torch.zeros(0, dtype=torch.long),
                     0, 0)
         with self._data_lock:
-            self.stats["local_share"] = self.mix.update(self.history)
-        n_gen, n_local = self.mix.split(n_bred)
+            shares = self.mix.update(self.history)
+            self.stats.update({f"{k}_share": v for k, v in shares.items()})
+        counts = self.mix.split(n_bred)
+        n_gen, n_local = counts.get("generator", 0), counts.get("local", 0)
+        n_recomb = counts.get("recombination", 0)
         if n_gen > 0:
             self._ensure_trained()
         with self._data_lock:
             if self.config.data.smoothing_neighbours == 0:
                 self._choose_smoothing()
             cond = self._reservoir_conditions()
-            parents = self.reservoir.unit[: self.reservoir.size][
-                sample_indices(cond, n_local, bc.loss_sampling_alpha, self.generator)
-            ] if n_local else torch.empty(0, self.dim)
+            pick = sample_indices(cond, n_local + 2 * n_recomb, bc.loss_sampling_alpha,
+                                  self.generator) if n_local + n_recomb else torch.zeros(0, dtype=torch.long)
+            parents = self.reservoir.unit[: self.reservoir.size][pick]
         targets = sample_targets(cond, n_gen, bc.loss_sampling_strategy, bc.loss_sampling_alpha,
                                  bc.loss_sampling_quantile, self.generator)
         gen_unit, n_oob, n_cand = torch.empty(0, self.dim), 0, 0
         if n_gen > 0:
             gen_unit, targets, n_oob, n_cand = self._generator_children(targets)
-        local_unit = jitter(parents, bc.local_sigma, self.generator) if n_local else parents
-        source = torch.cat([torch.full((gen_unit.shape[0],), SOURCE_GENERATOR),
-                            torch.full((n_local,), SOURCE_LOCAL)])
-        return (torch.cat([gen_unit, local_unit]),
-                torch.cat([targets.float(), torch.full((n_local,), float("nan"))]),
+        local_unit = jitter(parents[:n_local], bc.local_sigma, self.generator)
+        pairs = parents[n_local:]
+        recomb_unit = recombine(pairs[:n_recomb], pairs[n_recomb:], bc.recombination_spread,
+                                self.generator)
+        parts = (("generator", gen_unit), ("local", local_unit), ("recombination", recomb_unit))
+        source = torch.cat([torch.full((unit.shape[0],), PROPOSAL_SOURCES[name]) for name, unit in parts])
+        n_other = local_unit.shape[0] + recomb_unit.shape[0]
+        return (torch.cat([unit for _, unit in parts]),
+                torch.cat([targets.float(), torch.full((n_other,), float("nan"))]),
                 source, n_oob, n_cand)
 
     def request_training(self) -> int:
@@ -499,7 +515,7 @@ class OGASBreeder(Breeder):
             "breeder/smoothing_k": self.stats.get("smoothing_k", float("nan")),
         }
         if self.config.breeder.proposal_mix != "generator":
-            out["breeder/local_share"] = self.stats["local_share"]
+            out.update({f"breeder/{k}_share": self.stats[f"{k}_share"] for k in self.mix.shares})
             for key, value in self.mix.last.items():
                 out[f"breeder/{key}"] = value
         out.update({f"breeder/{k}": v for k, v in self.ratio_control.metrics().items()})

@@ -17,7 +17,8 @@ LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
 PROPOSAL_MIXES = ("generator", "fixed", "adaptive")
 ADAPTIVE_RATIOS = ("off", "ess", "yield")
 LEGACY_ADAPTIVE = {"true": "ess", "false": "off"}  # the former boolean switch
-MIX_DEFAULTS = {"local_share": 0.5, "local_sigma": 0.1, "mix_floor": 0.1}
+MIX_DEFAULTS = {"local_share": 0.5, "local_sigma": 0.1, "mix_floor": 0.1,
+                "recombination_share": 0.0, "recombination_spread": 0.25}
 BETA_SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("ddpm", "ddim")
 PARAMETRISATIONS = ("box", "logit", "mirror")
@@ -93,6 +94,11 @@ class BreederConfig:
     local_share: float = MIX_DEFAULTS["local_share"]
     local_sigma: float = MIX_DEFAULTS["local_sigma"]
     mix_floor: float = MIX_DEFAULTS["mix_floor"]
+    # a third proposal: children on the line through two reservoir sims drawn like the targets,
+    # a + u·(b − a), u ~ U(−spread, 1 + spread) (acquisition/children.py), with this share
+    # (fixed) or starting share (adaptive); the generator takes 1 − local − recombination
+    recombination_share: float = MIX_DEFAULTS["recombination_share"]
+    recombination_spread: float = MIX_DEFAULTS["recombination_spread"]
     yield_window: int = YIELD_WINDOW
     # out-of-bounds generations (box parametrisation only): regenerate, then design draws
     resample_oob: bool = True
@@ -156,6 +162,15 @@ class BreederConfig:
         check(0.0 <= self.local_share <= 1.0, "local_share", "must lie in [0, 1]")
         check(0.0 < self.local_sigma <= 0.5, "local_sigma", "must lie in (0, 0.5]")
         check(0.0 <= self.mix_floor <= 0.5, "mix_floor", "must lie in [0, 0.5]")
+        check(0.0 <= self.recombination_share <= 1.0, "recombination_share", "must lie in [0, 1]")
+        check(self.local_share + self.recombination_share <= 1.0 + 1e-9, "recombination_share",
+              f"local_share + recombination_share must not exceed 1, got {self.local_share} + "
+              f"{self.recombination_share}")
+        check(0.0 <= self.recombination_spread <= 1.0, "recombination_spread", "must lie in [0, 1]")
+        in_use = sum(v > 1e-12 for v in (1.0 - self.local_share - self.recombination_share,
+                                         self.local_share, self.recombination_share))
+        check(self.proposal_mix != "adaptive" or self.mix_floor * in_use <= 1.0, "mix_floor",
+              f"× the {in_use} proposals in use must not exceed 1, got {self.mix_floor}")
         check(self.yield_window >= 1, "yield_window", "must be >= 1")
         check(self.yield_window == YIELD_WINDOW or self.proposal_mix == "adaptive"
               or self.adaptive_ratio == "yield", "yield_window",
