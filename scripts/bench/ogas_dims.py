@@ -9,7 +9,9 @@ d = 1 + ic_terms parameters, per dimension.
 Arms (``ogas/breeder`` and its keys): uniform, Sobol, Breed (the paper's preset), Breed with the
 yield rule, reflected children and parents ∝ fitness² (the best DDPM-free variant measured in 3
 dimensions), OGAS's DDPM alone (``proposal_mix=generator``), its local children alone
-(``proposal_mix=fixed local_share=1``) and the OGAS preset. Ratios are uniform / arm of the held-out
+(``proposal_mix=fixed local_share=1``), the OGAS preset, OGAS with recombination children as a
+third proposal, and the DDPM-free ``breed_adaptive`` preset (Gaussian and recombination children
+split by yield). Ratios are uniform / arm of the held-out
 nRMSE statistics, per seed (same seed, same design draws for round 0), > 1 better; the table gives
 their mean ± std over seeds. On the landscapes the placement diagnostic's hard mass (the share of a
 generation's points in the hard set, averaged over the bred generations; uniform: 0.05) stands
@@ -50,6 +52,9 @@ ARMS: dict[str, list[str]] = {
     "local only": ["ogas/breeder=ogas", "ogas.breeder.proposal_mix=fixed",
                    "ogas.breeder.local_share=1.0"],
     "ogas preset": ["ogas/breeder=ogas"],
+    "ogas + recombination": ["ogas/breeder=ogas", "ogas.breeder.local_share=0.33",
+                             "ogas.breeder.recombination_share=0.33"],
+    "breed adaptive": ["ogas/breeder=breed_adaptive"],
 }
 LANDSCAPES = ("tube", "shell", "slab")
 PDES = ("burgers", "kdv", "ks")
