@@ -29,6 +29,16 @@ GROUPS = {
     "hparams_search": "an Optuna search over a sampler's settings (-m)",
     "local": "your machine's own defaults (conf/local/default.yaml, optional)",
 }
+# Which option to pick, as the benchmarks measured it (BENCHMARKS.md); printed under the group.
+ADVICE = {
+    "sampler": [
+        "exact labels: uniform. The default fit (AdamW, then the exact solve of the rational",
+        "model's objective) reaches round-off on every pole target whatever the batches.",
+        "noisy labels, Q known: importance_tilted (3-10x lower near-pole error at relative",
+        "label noise 1e-6..1e-2, every seed). importance keeps the uniform objective, so after",
+        "the exact polish it gives uniform's fit; active, hybrid and rad did not beat uniform.",
+    ],
+}
 LAUNCHERS = {
     "basic": "Hydra's default: the jobs of a -m sweep one after another in this process",
 }
@@ -81,6 +91,8 @@ def help_text(width: int = 100) -> str:
         for option in groups[group]:
             mark = "*" if defaults.get(group) == option else " "
             lines.append(f"  {mark} {option:<22} {_described(group, option, width - 27)}".rstrip())
+        lines += [f"  which: {line}" if i == 0 else f"         {line}"
+                  for i, line in enumerate(ADVICE.get(group, []))]
     launchers = {**LAUNCHERS, **{o: _described("hydra/launcher", o, width - 27)
                                  for o in _launcher_options()}}
     lines += ["", "Launchers for -m (hydra/launcher=...):"]
