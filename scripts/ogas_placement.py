@@ -1,4 +1,4 @@
-"""Where OGAS puts its points, and what that does to the error (benchmarks/ogas.md, session 3).
+"""Where OGAS puts its points, and what that does to the error (benchmarks/ogas_dims.md).
 
 Three reports, each printing a markdown table:
 

@@ -65,7 +65,7 @@ class TrainerConfig:
     # no-op for static designs and Breed). α = 0: uniform over the breeder-biased pool (bred hard
     # cases get more steps, the bulk fewer); α = 1: as if the pool were the design. Problem
     # dependent: 0.5 keeps uniform's mean on Burgers (experiment=burgers sets it), but on the
-    # landscape it costs the tail gains (max ratio 1.26 → 0.94; benchmarks/ogas.md)
+    # landscape it costs the tail gains (max ratio 1.26 → 0.94; docs/design_notes.md)
     design_weighting: float = 0.0
     eval_every: int = 2
     checkpoint_every: int = 1

@@ -34,7 +34,7 @@ class BreederConfig:
     """How OGAS mixes bred and design points, picks target difficulties and debiases its history.
 
     The defaults are the shipped preset (``ogas/breeder=ogas``), each measured before it became
-    one (benchmarks/ogas.md). Melissa's harness is ``adaptive_ratio="off"``,
+    one (docs/design_notes.md). Melissa's harness is ``adaptive_ratio="off"``,
     ``end_breed_ratio=0.5``, ``breakpoint=4``, ``loss_sampling_alpha=1``, ``child_jitter=0``,
     ``proposal_mix="generator"``, ``non_breed_design="uniform"`` with the DDPM's ``sampler="ddim"``
     and the data's ``buffer_size=6000``, ``smoothing_neighbours=1``.
@@ -211,7 +211,7 @@ class DDPMConfig:
     ``sampler="ddpm"`` (ancestral, all timesteps) fills the targeted region more evenly than
     25-step deterministic DDIM from a DDPM trained for a few thousand steps; a guidance scale of 2
     pushed the landscape's bred points onto the box's faces (max/p99 ratios 1.13 / 1.03 against
-    1.41 / 1.45 at 1; benchmarks/ogas.md).
+    1.41 / 1.45 at 1; docs/design_notes.md).
     """
 
     model_dim: int = 64
