@@ -245,6 +245,9 @@ def section_aaa(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
 
     from nearpole_exp.finished import load_run
 
+    if str(ROOT) not in sys.path:  # the test targets (tests/pole_targets.py) load by module path
+        sys.path.insert(0, str(ROOT))
+
     cases: list[tuple[str, str, list[str], bool]] = []  # target, σ, overrides, with samplers
     for target in [t for t in args.targets if t in ONE_D]:
         cases.append((target, "0", [*TARGETS[target], *FIT_ARMS[DEFAULT_ARM]], False))
