@@ -6,7 +6,7 @@ import os
 import sys
 
 # Before torch is imported: idle OpenMP threads sleep instead of spinning. On a shared or small
-# CPU, spinning made a default run 5x slower (benchmarks/scaling.md, section c).
+# CPU, spinning made a default run 5x slower (measured on the 2-core development machine).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import hydra
