@@ -38,6 +38,11 @@ ADVICE = {
         "<= 1e-4, 4-5 of 5 seeds). importance gives uniform's fit (same objective); active,",
         "hybrid and rad did not beat uniform. 1-D and a fixed sample: AAA (scipy) is closer still.",
     ],
+    "ogas/breeder": [
+        "breed_adaptive: best or level with the best on every problem measured (d 4-64), at a",
+        "uniform run's cost; the OGAS preset's DDPM added nothing measurable at any d and costs",
+        "~1.4x a uniform run. uniform or sobol where the error is spread over the whole box.",
+    ],
 }
 LAUNCHERS = {
     "basic": "Hydra's default: the jobs of a -m sweep one after another in this process",
