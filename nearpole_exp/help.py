@@ -39,9 +39,9 @@ ADVICE = {
         "hybrid and rad did not beat uniform. 1-D and a fixed sample: AAA (scipy) is closer still.",
     ],
     "ogas/breeder": [
-        "breed_adaptive: best or level with the best on every problem measured (d 4-64), at a",
-        "uniform run's cost; the OGAS preset's DDPM added nothing measurable at any d and costs",
-        "~1.4x a uniform run. uniform or sobol where the error is spread over the whole box.",
+        "up to ~16 parameters: breed_adaptive (best on the slab at d 4 and 16, level with the",
+        "best on 16-parameter Burgers and KdV; no DDPM, a uniform run's cost). At 64: sobol or",
+        "uniform (no breeder beat them). The OGAS preset's DDPM added nothing at any d.",
     ],
 }
 LAUNCHERS = {
