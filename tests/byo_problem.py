@@ -1,4 +1,4 @@
-"""A user-defined problem, as README.md's "Bring your own problem" shows it."""
+"""A user-defined problem, as docs/python.md's "Bring your own problem" shows it."""
 
 from __future__ import annotations
 
