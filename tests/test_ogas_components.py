@@ -244,10 +244,10 @@ def test_trainer_thread_relays_errors_and_stops_cleanly():
             raise RuntimeError("boom")
         return True
 
-    trainer = BackgroundTrainer(step, max_steps_per_round=100)
-    trainer.start()
+    trainer = BackgroundTrainer(step)
+    trainer.refill(100)
     with pytest.raises(BackgroundThreadError, match="boom"):
-        trainer.wait_for_steps(10**6, timeout=10.0)  # wakes on the failure, re-raises it
+        trainer.wait_idle(timeout=10.0)  # wakes on the failure, re-raises it
     assert calls["n"] == 3 and trainer.steps == 2
     with pytest.raises(BackgroundThreadError, match="boom") as err:
         trainer.raise_if_failed()
@@ -257,24 +257,28 @@ def test_trainer_thread_relays_errors_and_stops_cleanly():
     assert threading.active_count() == before
 
 
-def test_trainer_budget_starvation_and_refill():
+def test_trainer_runs_exactly_its_budget_and_drops_it_without_data():
     before = threading.active_count()
-    state = {"data": False}
-    trainer = BackgroundTrainer(lambda: state["data"], max_steps_per_round=5)
+    state = {"data": True}
+    trainer = BackgroundTrainer(lambda: state["data"])
     trainer.start()
-    assert threading.active_count() == before + 1
     time.sleep(0.05)
-    assert trainer.steps == 0  # starved: no data yet
+    assert trainer.steps == 0  # no budget, no steps
+    trainer.refill(5)
+    assert trainer.wait_idle(timeout=10.0)
+    time.sleep(0.05)
+    assert trainer.steps == 5 and trainer.pending == 0  # exactly the budget, then idle
+    state["data"] = False
+    trainer.refill(7)
+    assert trainer.wait_idle(timeout=10.0)  # no data: the rest of the budget is dropped
+    assert trainer.steps == 5
     state["data"] = True
-    trainer.notify_data()
-    assert trainer.wait_for_steps(5, timeout=10.0)
-    time.sleep(0.05)
-    assert trainer.steps == 5  # the budget of one round is spent
-    trainer.refill()
-    assert trainer.wait_for_steps(10, timeout=10.0)
+    trainer.refill(3)
+    assert trainer.wait_idle(timeout=10.0) and trainer.steps == 8
+    assert trainer.busy_s > 0.0
     trainer.close()
     assert threading.active_count() == before
-    assert trainer.run_inline(3) == 3 and trainer.steps == 13
+    assert trainer.run_inline(3) == 3 and trainer.steps == 11
 
 
 # ----------------------------------------------------------------------------------- breed
@@ -332,11 +336,11 @@ def test_plot_breeder_writes_pngs(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_wait_for_steps_returns_when_the_worker_lacks_data():
-    trainer = BackgroundTrainer(lambda: False, max_steps_per_round=10)
-    trainer.start()
-    trainer.refill()
+def test_wait_idle_returns_when_the_worker_lacks_data():
+    trainer = BackgroundTrainer(lambda: False)
+    trainer.refill(10)
     start = time.perf_counter()
-    assert trainer.wait_for_steps(5, timeout=30.0) is False
+    assert trainer.wait_idle(timeout=30.0) is True
     assert time.perf_counter() - start < 10.0  # did not sit out the timeout
+    assert trainer.steps == 0
     trainer.close()

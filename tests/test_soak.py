@@ -26,7 +26,7 @@ OVERRIDES = ["experiment=landscape", "ogas/breeder=ogas", "logger=none", "traine
              "trainer.points_per_round=32", f"trainer.eval_every={ROUNDS}",
              "trainer.checkpoint_every=5", "trainer.plots=false", "resume=never",
              # the trainer thread's work per generation, kept small so the soak takes ~1 min
-             "ogas.breeder.min_train_steps=60", "ogas.breeder.max_train_steps_between_asks=60",
+             "ogas.breeder.min_train_steps=60", "ogas.breeder.train_steps_per_ask=60",
              # one torch thread: on a shared 2-core box OpenMP spin-waits would make it ~10x slower
              "trainer.num_threads=1"]
 

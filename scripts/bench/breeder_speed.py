@@ -45,7 +45,7 @@ def ddpm_steps_per_s(cfg: Any, dim: int, threads: int, repeats: int, steps: int)
             ddpm.train_step(unit, cond, None, gen)
 
     def breeder_steps() -> None:
-        breeder.trainer.run_inline(steps)
+        breeder.train_now(steps)
 
     t = interleaved_best({"ddpm": ddpm_steps, "breeder": breeder_steps}, repeats)
     torch.set_num_threads(before)
@@ -66,7 +66,7 @@ def warm_breeder(dim: int, cfg: Any, synchronous: bool, **breeder: Any) -> Any:
         ids = torch.arange(b.n_asked - len(x), b.n_asked)
         b.tell(ids, x[:, 0] + 0.1 * torch.rand(len(x), generator=gen))
     if synchronous:
-        b.trainer.run_inline(20)
+        b.train_now(20)
     return b
 
 
@@ -119,9 +119,8 @@ def thread_overhead(cfg: Any, window_s: float, repeats: int) -> list[dict[str, f
             for with_breeder in (False, True):
                 b = None
                 if with_breeder:
-                    b = warm_breeder(2, cfg, synchronous=False, max_train_steps_between_asks=10**9)
-                    b.start()
-                    b.trainer.refill()
+                    b = warm_breeder(2, cfg, synchronous=False)
+                    b.train_in_background(10**9)
                     time.sleep(0.2)
                 rate = main_loop_rate(window_s, b)
                 if b is not None:

@@ -262,7 +262,7 @@ def breeder_costs(n_params: int = 1000, repeats: int = 5) -> list[str]:
         ids = torch.arange(breeder.n_asked)
         breeder.tell(ids, torch.rand(len(ids), generator=gen))
     start = time.perf_counter()
-    steps = breeder.trainer.run_inline(400)
+    steps = breeder.train_now(400)
     steps_per_s = steps / (time.perf_counter() - start)
     times = []
     for _ in range(repeats):

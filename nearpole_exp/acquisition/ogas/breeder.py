@@ -1,15 +1,18 @@
 """OGASBreeder: Online Generative Active Sampling as an ask/tell breeder for a plain PyTorch loop.
 
-A loss-conditioned DDPM over the normalised parameter box is trained continuously (background
-thread, or inline in ``synchronous`` mode) on a FIFO reservoir of scored simulations, debiased
+A loss-conditioned DDPM over the normalised parameter box is trained ``train_steps_per_ask`` steps
+per generation (on a background thread during the round after a generation is drawn, on the
+reservoir as it was then; or inline just before each generation in ``synchronous`` mode) on a FIFO
+reservoir of scored simulations, debiased
 by a RatioMLP; each generation mixes DDPM children conditioned on high target difficulties with
 non-bred design points, at a scheduled breed ratio. Optionally part of the bred share are local
 children of high-score reservoir sims, its size set by each proposal's measured yield (mixture.py).
 
-Threads and locks: the trainer thread holds ``trainer.lock`` for each step (model lock) and
-takes ``_data_lock`` briefly to draw a batch; ``tell`` takes only ``_data_lock``; generation
-copies the EMA weights into a frozen model under the model lock and samples from that copy
-outside it, so training goes on while a generation is drawn. Lock order is model → data.
+Threads and locks: the trainer thread holds ``trainer.lock`` for each step (model lock) and reads
+only the frozen training data (:class:`TrainingData`), so ``tell`` never waits for it; a
+generation first waits until the thread has spent its budget, so the steps between two
+generations, and so a seeded run, are the same every time whatever the threads' timing. Lock
+order is model → data.
 Melissa's method names (``next_parameters`` …) are the adapter in melissa.py.
 """
 
@@ -83,6 +86,27 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The reservoir as it was when training was scheduled: what the DDPM's steps draw from."""
+
+    unit: Tensor
+    cond: Tensor
+    is_bred: Tensor
+    bred_fraction: float
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "cond": self.cond, "is_bred": self.is_bred,
+                "bred_fraction": self.bred_fraction}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> TrainingData | None:
+        if state is None:
+            return None
+        return cls(torch.as_tensor(state["unit"]), torch.as_tensor(state["cond"]),
+                   torch.as_tensor(state["is_bred"]), float(state["bred_fraction"]))
+
+
 class OGASBreeder(Breeder):
     """Loss-conditioned DDPM breeder (Melissa's OGASBreeder) with the ask/tell protocol.
 
@@ -137,14 +161,14 @@ class OGASBreeder(Breeder):
         )
         self._frozen: Denoiser = self.ddpm.snapshot()
         self._data_lock = threading.Lock()
-        self.trainer = BackgroundTrainer(
-            self._train_step, max_steps_per_round=bc.max_train_steps_between_asks,
-            num_threads=bc.trainer_num_threads, sleep_s=bc.trainer_sleep_s,
-        )
+        self._train_data: TrainingData | None = None
+        self.trainer = BackgroundTrainer(self._train_step, num_threads=bc.trainer_num_threads,
+                                         sleep_s=bc.trainer_sleep_s)
         self.stats: dict[str, float] = {
             "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
             "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
-            "generate_s": 0.0, "loss_stride": 1.0, "smoothing_k": float("nan"),
+            "generate_s": 0.0, "train_wait_s": 0.0, "train_steps": 0.0, "loss_stride": 1.0,
+            "smoothing_k": float("nan"),
             **{f"{k}_share": v for k, v in self.mix.shares.items()},
         }
         self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": [],
@@ -190,25 +214,37 @@ class OGASBreeder(Breeder):
                           dc.clip_loss_norm_to_3_sigma)
         return cond if idx is None else cond[idx]
 
-    def _train_step(self) -> bool:
-        """One ratio-MLP step and one weighted DDPM step on a reservoir batch; False if no data."""
-        bc, dc = self.config.breeder, self.config.data
+    def _freeze_training_data(self) -> None:
+        """Copy the reservoir (points, conditions, provenance) that the next training steps draw
+        their batches from; None while it holds fewer than ``min_reservoir_size`` sims."""
         with self._data_lock:
             n = self.reservoir.size
-            if n < bc.min_reservoir_size:
+            if n < self.config.breeder.min_reservoir_size:
+                self._train_data = None
+                return
+            self._train_data = TrainingData(
+                unit=self.reservoir.unit[:n].clone(), cond=self._reservoir_conditions(),
+                is_bred=self.reservoir.is_bred[:n].clone(),
+                bred_fraction=self.reservoir.bred_fraction())
+
+    def _train_step(self) -> bool:
+        """One ratio-MLP step and one weighted DDPM step on a batch of the frozen training data;
+        False if there is none."""
+        bc, dc = self.config.breeder, self.config.data
+        data = self._train_data
+        if data is None:
+            return False
+        if bc.train_only_with_non_breed_samples:
+            pool = torch.nonzero(~data.is_bred)[:, 0]
+            if pool.numel() == 0:
                 return False
-            if bc.train_only_with_non_breed_samples:
-                pool = torch.nonzero(~self.reservoir.is_bred[:n])[:, 0]
-                if pool.numel() == 0:
-                    return False
-                idx = pool[torch.randint(0, pool.numel(), (dc.batch_size,),
-                                         generator=self.batch_generator)]
-            else:
-                idx = torch.randint(0, n, (dc.batch_size,), generator=self.batch_generator)
-            cond = self._reservoir_conditions(idx)
-            unit = self.reservoir.unit[idx].clone()
-            is_bred = self.reservoir.is_bred[idx].clone()
-            bred_fraction = self.reservoir.bred_fraction()
+            idx = pool[torch.randint(0, pool.numel(), (dc.batch_size,),
+                                     generator=self.batch_generator)]
+        else:
+            idx = torch.randint(0, data.unit.shape[0], (dc.batch_size,),
+                                generator=self.batch_generator)
+        cond, unit, is_bred = data.cond[idx], data.unit[idx], data.is_bred[idx]
+        bred_fraction = data.bred_fraction
         weights = None
         if self.ratio is not None and 0.0 < bred_fraction < 1.0:
             self.ratio.step(unit, is_bred)
@@ -226,17 +262,49 @@ class OGASBreeder(Breeder):
                 self.stats["loss_stride"] *= 2
         return True
 
+    def train_now(self, n: int) -> int:
+        """Run ``n`` DDPM steps in this thread on the reservoir as it is now; returns how many
+        ran (fewer without data)."""
+        self._freeze_training_data()
+        return self.trainer.run_inline(n)
+
+    def train_in_background(self, n: int) -> None:
+        """Give the trainer thread ``n`` steps on the reservoir as it is now (none without
+        data); the next generation waits for them."""
+        self._freeze_training_data()
+        if self._train_data is not None:
+            self.trainer.refill(n)
+
     def _ensure_trained(self) -> None:
-        """Before a bred generation: inline steps (synchronous or closed) or wait for the thread."""
+        """Before a bred generation: a DDPM of at least ``min_train_steps`` steps (the missing
+        ones now)."""
+        missing = max(0, self.config.breeder.min_train_steps - self.ddpm.steps)
+        if missing:
+            self.train_now(missing)
+
+    def _train_between_generations(self) -> None:
+        """The ``train_steps_per_ask`` steps that precede a generation: inline on the reservoir as
+        it is now (synchronous), or the thread's budget scheduled when the previous generation was
+        drawn, waited for (asynchronous; inline if the thread is closed)."""
         bc = self.config.breeder
-        if bc.synchronous or not self.trainer.started or self.trainer.closed:
-            missing = max(0, bc.min_train_steps - self.ddpm.steps)
-            self.trainer.run_inline(missing)
+        if not bc.activate_breed:
             return
-        self.trainer.refill()
-        self.trainer.wait_for_steps(self.trainer.steps + max(0, bc.min_train_steps
-                                                             - self.ddpm.steps),
-                                    bc.train_wait_timeout_s)
+        if bc.synchronous:
+            self.train_now(bc.train_steps_per_ask)
+            return
+        t0 = time.perf_counter()
+        pending = self.trainer.pending
+        if pending and (self.trainer.closed or not self.trainer.wait_idle(bc.train_wait_timeout_s)):
+            raise RuntimeError(f"the OGAS trainer thread did not finish its {pending} steps within "
+                               f"train_wait_timeout_s={bc.train_wait_timeout_s} s")
+        self.stats["train_wait_s"] += time.perf_counter() - t0
+
+    def _schedule_training(self) -> None:
+        """Asynchronous mode, after a generation is drawn: the thread's next budget, on the
+        reservoir as it is now, run while the surrogate trains."""
+        bc = self.config.breeder
+        if not bc.synchronous and bc.activate_breed and not self.trainer.closed:
+            self.train_in_background(bc.train_steps_per_ask)
 
     def _snapshot(self) -> Denoiser:
         with self.trainer.lock:
@@ -328,15 +396,12 @@ class OGASBreeder(Breeder):
 
     def request_training(self) -> int:
         """Train between generations: ``train_steps_per_ask`` inline steps in synchronous mode
-        (returns how many ran), else a refill of the thread's step budget (returns 0)."""
+        (returns how many ran); asynchronous training is scheduled at every generation (0)."""
         self.trainer.raise_if_failed()
         bc = self.config.breeder
-        if not bc.activate_breed:
+        if not bc.activate_breed or not bc.synchronous:
             return 0
-        if bc.synchronous:
-            return self.trainer.run_inline(bc.train_steps_per_ask)
-        self.trainer.refill()
-        return 0
+        return self.train_now(bc.train_steps_per_ask)
 
     # ------------------------------------------------------------------ generations, in two phases
     def draw_generation(self, n: int) -> dict[str, Any]:
@@ -347,8 +412,7 @@ class OGASBreeder(Breeder):
             raise ValueError(f"n must be >= 0, got {n}")
         bc = self.config.breeder
         t0 = time.perf_counter()
-        if bc.synchronous and bc.activate_breed:
-            self.trainer.run_inline(bc.train_steps_per_ask)
+        self._train_between_generations()
         target_ratio = self._target_ratio() if bc.activate_breed else 0.0
         with self._data_lock:
             can_breed = self.reservoir.size >= bc.min_reservoir_size
@@ -364,6 +428,7 @@ class OGASBreeder(Breeder):
             ratio=n_valid / n if n else 0.0, ratio_target=target_ratio,
             oob_rate=n_oob / n_cand if n_cand else 0.0, oob_fallback=float(n_bred - n_valid),
             generate_s=time.perf_counter() - t0,
+            train_steps=float(self.ddpm.steps),  # the steps this generation saw (not racy)
         )
         return {"unit": unit[perm], "is_bred": source[perm] != SOURCE_DESIGN,
                 "source": source[perm], "target": target[perm],
@@ -389,8 +454,7 @@ class OGASBreeder(Breeder):
         self.schedule.advance()
         for key in ("ratio", "ratio_target", "oob_rate"):
             self.records[key].append(self.stats[key])
-        if not self.config.breeder.synchronous:
-            self.trainer.refill()
+        self._schedule_training()
         return Generation(self._to_box(staged["unit"]), torch.arange(first, first + k))
 
     # --------------------------------------------------------------------------- state
@@ -420,6 +484,10 @@ class OGASBreeder(Breeder):
                     "batch": self.batch_generator.get_state(),
                 },
                 "trainer_steps": self.trainer.steps,
+                # steps scheduled but not yet run, and the data they train on: a resumed run
+                # runs them as the uninterrupted one would have
+                "trainer_pending": self.trainer.pending,
+                "train_data": None if self._train_data is None else self._train_data.state_dict(),
                 "stats": dict(self.stats),
                 "records": {k: [list(v) if isinstance(v, list) else v for v in vals]
                             for k, vals in self.records.items()},
@@ -455,8 +523,12 @@ class OGASBreeder(Breeder):
             load_generator_state(self.train_generator, gens["train"])
             load_generator_state(self.batch_generator, gens["batch"])
             self.trainer.steps = int(state["trainer_steps"])
-            self.stats = {k: float(v) for k, v in state["stats"].items()}
+            self._train_data = TrainingData.from_state(state.get("train_data"))
+            self.stats = {**self.stats, **{k: float(v) for k, v in state["stats"].items()}}
             self.records = {k: list(v) for k, v in state["records"].items()}
+        pending = int(state.get("trainer_pending", 0))
+        if pending and not self.config.breeder.synchronous:
+            self.trainer.refill(pending)
 
     # --------------------------------------------------------------------- Breeder protocol
     def ask(self, n: int) -> Tensor:
@@ -493,9 +565,6 @@ class OGASBreeder(Breeder):
                                                         h.is_bred[fresh], h.generation[fresh])
                 h.slot[fresh] = new_slots
                 h.slot[evicted] = EVICTED
-        if not self.config.breeder.synchronous and self.config.breeder.activate_breed:
-            self.trainer.start()
-            self.trainer.notify_data()
 
     def metrics(self) -> dict[str, float]:
         """``breeder/*`` scalars (non-finite ones, e.g. the loss before any step, are left out)."""
@@ -508,10 +577,12 @@ class OGASBreeder(Breeder):
             "breeder/oob_fallback": self.stats["oob_fallback"],
             "breeder/generation": float(self.schedule.generation),
             "breeder/ratio_ess": self.stats["ratio_ess"],
-            "breeder/train_steps": float(self.ddpm.steps),
+            "breeder/train_steps": self.stats["train_steps"],
             "breeder/reservoir_size": float(self.reservoir.size),
             "breeder/dropped_values": self.stats["dropped_values"],
             "breeder/generate_s": self.stats["generate_s"],
+            "breeder/train_wait_s": self.stats["train_wait_s"],
+            "breeder/train_cpu_s": self.trainer.busy_s,
             "breeder/smoothing_k": self.stats.get("smoothing_k", float("nan")),
         }
         if self.config.breeder.proposal_mix != "generator":

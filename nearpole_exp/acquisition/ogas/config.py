@@ -106,12 +106,13 @@ class BreederConfig:
     non_breed_design: str = "sobol"
     # reservoir must hold this many sims before a generation may be bred
     min_reservoir_size: int = 16
-    # training cadence; max_train_steps_between_asks bounds the thread's work per generation, so
-    # that on a small CPU it does not take cores and the GIL from the surrogate's training
+    # training cadence: train_steps_per_ask DDPM steps per generation, on the background thread
+    # while the surrogate trains (on the reservoir as it was when the last generation was drawn;
+    # the next generation waits for them, so a seeded run is reproducible) or inline just before
+    # each generation (synchronous); at least min_train_steps before the first bred generation
     synchronous: bool = False
     train_steps_per_ask: int = 200
     min_train_steps: int = 200
-    max_train_steps_between_asks: int = 300
     train_wait_timeout_s: float = 120.0
     trainer_num_threads: int = 1
     trainer_sleep_s: float = 0.0
@@ -185,8 +186,6 @@ class BreederConfig:
         check(self.min_reservoir_size >= 1, "min_reservoir_size", "must be >= 1")
         check(self.train_steps_per_ask >= 0, "train_steps_per_ask", "must be >= 0")
         check(self.min_train_steps >= 0, "min_train_steps", "must be >= 0")
-        check(self.max_train_steps_between_asks >= max(1, self.min_train_steps),
-              "max_train_steps_between_asks", "must be >= max(1, min_train_steps)")
         check(self.train_wait_timeout_s > 0, "train_wait_timeout_s", "must be positive")
         check(self.trainer_num_threads >= 0, "trainer_num_threads", "must be >= 0 (0: leave)")
         check(self.trainer_sleep_s >= 0, "trainer_sleep_s", "must be >= 0")

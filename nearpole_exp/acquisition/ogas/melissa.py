@@ -21,7 +21,7 @@ class MelissaOGASBreeder(OGASBreeder):
 
     def train_sampler(self) -> int:
         """Trigger training: ``train_steps_per_ask`` inline steps (synchronous mode, returns how
-        many ran) or a budget refill of the background thread (returns 0)."""
+        many ran); the background thread's steps are scheduled with every generation (0)."""
         return self.request_training()
 
     def next_parameters(self, max_breeding_count: int = -1) -> Tensor:

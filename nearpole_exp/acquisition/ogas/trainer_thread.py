@@ -10,6 +10,7 @@ unchanged), so the surrogate keeps its own thread count while the breeder uses o
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import torch
@@ -18,19 +19,19 @@ from nearpole_exp.errors import BackgroundThreadError
 
 
 class BackgroundTrainer:
-    """Calls ``step_fn`` on a daemon thread until closed.
+    """Calls ``step_fn`` on a daemon thread, a budget of steps at a time, until closed.
 
-    ``step_fn`` returns True when it made a step and False when it lacks data; then the thread
-    sleeps until :meth:`notify_data`. At most ``max_steps_per_round`` steps run between two calls
-    of :meth:`refill` (one per generation), so the breeder cannot hog the CPU indefinitely.
+    :meth:`refill` hands the worker ``n`` steps; it runs them and sleeps until the next refill.
+    ``step_fn`` returns True when it made a step and False when it has no data (the rest of the
+    budget is then dropped). :meth:`wait_idle` blocks until the budget is spent, so a caller that
+    refills at fixed points and waits before reading the model sees the same model every run.
     Each step runs under :attr:`lock`; hold it to read the model consistently. An exception in
     the thread is stored and re-raised by :meth:`raise_if_failed` as BackgroundThreadError.
     """
 
-    def __init__(self, step_fn: Callable[[], bool], *, max_steps_per_round: int,
-                 num_threads: int = 0, sleep_s: float = 0.0, name: str = "ogas-trainer") -> None:
+    def __init__(self, step_fn: Callable[[], bool], *, num_threads: int = 0, sleep_s: float = 0.0,
+                 name: str = "ogas-trainer") -> None:
         self.step_fn = step_fn
-        self.max_steps_per_round = int(max_steps_per_round)
         self.num_threads = int(num_threads)
         self.sleep_s = float(sleep_s)
         self.name = name
@@ -39,10 +40,9 @@ class BackgroundTrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._budget = self.max_steps_per_round
-        self._data_version = 0
-        self._starved_at: int | None = None
+        self._budget = 0
         self.steps = 0
+        self.busy_s = 0.0  # thread CPU time spent in steps (time.thread_time of the worker)
         self.closed = False
 
     @property
@@ -53,6 +53,12 @@ class BackgroundTrainer:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def pending(self) -> int:
+        """Steps of the current budget not yet run."""
+        with self._cond:
+            return self._budget
 
     def start(self) -> None:
         """Start the worker (no-op if running or closed)."""
@@ -75,19 +81,15 @@ class BackgroundTrainer:
         if thread.is_alive():
             raise RuntimeError(f"{self.name} did not stop within {timeout} s")
         self._thread = None
-
-    def notify_data(self) -> None:
-        """New data arrived: wake a worker that was starved of data."""
         with self._cond:
-            self._data_version += 1
-            self._cond.notify_all()
+            self._budget = 0
 
-    def refill(self) -> None:
-        """A new round (generation) started: restore the step budget and wake the worker."""
+    def refill(self, n: int) -> None:
+        """Give the worker ``n`` more steps to run (started if needed)."""
         with self._cond:
-            self._budget = self.max_steps_per_round
-            self._data_version += 1
+            self._budget += max(0, int(n))
             self._cond.notify_all()
+        self.start()
 
     def raise_if_failed(self) -> None:
         """Re-raise, in the caller's thread, an exception the worker died of."""
@@ -99,57 +101,56 @@ class BackgroundTrainer:
     def run_inline(self, n: int) -> int:
         """Run up to ``n`` steps in the calling thread; stop early when data is lacking."""
         done = 0
+        t0 = time.thread_time()
         for _ in range(n):
             with self.lock:
                 if not self.step_fn():
                     break
             done += 1
-            with self._cond:
-                self.steps += 1
-                self._cond.notify_all()
+        with self._cond:
+            self.steps += done
+            self.busy_s += time.thread_time() - t0
+            self._cond.notify_all()
         return done
 
-    def wait_for_steps(self, target: int, timeout: float) -> bool:
-        """Block until ``steps >= target`` (True), or the worker stops, lacks data, or
-        ``timeout`` passes (False)."""
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until the budget is spent (True), or the worker stops, or ``timeout`` passes
+        (False); re-raises the worker's exception."""
         with self._cond:
             self._cond.wait_for(
-                lambda: (self.steps >= target or self._error is not None or not self.running
-                         or self._starved_at == self._data_version),
+                lambda: self._budget == 0 or self._error is not None or not self.running,
                 timeout=timeout,
             )
-            reached = self.steps >= target
+            idle = self._budget == 0
         self.raise_if_failed()
-        return reached
+        return idle
 
-    def _has_work(self) -> bool:
-        fed = self._starved_at is None or self._starved_at != self._data_version
-        return self._budget > 0 and fed
-
-    def _wait_for_work(self) -> int | None:
-        """The data version seen when work is available, or None when stopping."""
+    def _wait_for_work(self) -> bool:
+        """True when there is a step to run, False when stopping."""
         with self._cond:
-            self._cond.wait_for(lambda: self._stop.is_set() or self._has_work())
-            return None if self._stop.is_set() else self._data_version
+            self._cond.wait_for(lambda: self._stop.is_set() or self._budget > 0)
+            return not self._stop.is_set()
 
     def _loop(self) -> None:
         if self.num_threads > 0:
             torch.set_num_threads(self.num_threads)
         try:
-            while (version := self._wait_for_work()) is not None:
-                with self.lock:
-                    did = self.step_fn()
-                with self._cond:
-                    if did:
-                        self.steps += 1
-                        self._budget -= 1
-                        self._starved_at = None
-                    else:
-                        self._starved_at = version
-                    self._cond.notify_all()
+            while self._wait_for_work():
+                t0 = time.thread_time()
+                with self.lock:  # the step and its count together: a reader under the lock
+                    did = self.step_fn()  # sees steps and pending that match the model
+                    with self._cond:
+                        self.busy_s += time.thread_time() - t0
+                        if did:
+                            self.steps += 1
+                            self._budget -= 1
+                        else:
+                            self._budget = 0
+                        self._cond.notify_all()
                 if self.sleep_s:
                     self._stop.wait(self.sleep_s)
         except BaseException as err:  # relayed to the caller by raise_if_failed
             with self._cond:
                 self._error = err
+                self._budget = 0
                 self._cond.notify_all()
