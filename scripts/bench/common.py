@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -183,11 +184,19 @@ def provenance(command: str, record: dict[str, Any] | None = None) -> list[str]:
 
 
 def command_line() -> str:
-    """How this script was invoked, relative to the repository root."""
+    """How this script was invoked, relative to the repository root, quoted for bash; an
+    ``--out`` cache folder is left out (it only says where runs are cached on this machine)."""
     script = Path(sys.argv[0]).resolve()
     with contextlib.suppress(ValueError):
         script = script.relative_to(ROOT)
-    return " ".join(["python", str(script), *sys.argv[1:]])
+    args, rest = [], list(sys.argv[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--out" and rest:
+            rest.pop(0)
+        elif not arg.startswith("--out="):
+            args.append(arg)
+    return shlex.join(["python", str(script), *args])
 
 
 def merge_json(path: Path, key: str, value: Any) -> dict[str, Any]:

@@ -5,6 +5,9 @@ d = 1 + ic_terms parameters, per dimension.
     python scripts/bench/ogas_dims.py                                  # every problem, d 4 16 64
     python scripts/bench/ogas_dims.py --problems tube slab --dims 16 64 --seeds 2
     python scripts/bench/ogas_dims.py --cases slab:4,16,64 burgers:16 kdv:16   # the published table
+    python scripts/bench/ogas_dims.py --cases slab:4,16,64 --arms uniform "breed adaptive" \
+        "gaussian children" "recombination children" --report benchmarks/ogas_mixture.md
+                                                           # the mixture against its two parts
     python scripts/bench/ogas_dims.py --quick                          # a smoke run
 
 Arms (``ogas/breeder`` and its keys): uniform, Sobol, Breed (the paper's preset), Breed with the
@@ -56,7 +59,12 @@ ARMS: dict[str, list[str]] = {
     "ogas + recombination": ["ogas/breeder=ogas", "ogas.breeder.local_share=0.33",
                              "ogas.breeder.recombination_share=0.33"],
     "breed adaptive": ["ogas/breeder=breed_adaptive"],
+    # the two parts of breed_adaptive's children mixture, each alone (--arms; not in the default)
+    "gaussian children": ["ogas/breeder=breed_adaptive", "ogas.breeder.children=gaussian"],
+    "recombination children": ["ogas/breeder=breed_adaptive",
+                               "ogas.breeder.children=recombination"],
 }
+DEFAULT_ARMS = [arm for arm in ARMS if not arm.endswith(" children")]
 LANDSCAPES = ("tube", "shell", "slab")
 PDES = ("burgers", "kdv", "ks")
 STATS = ("max", "p99", "mean")
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", default=None, metavar="PROBLEM:D,D",
                         help="problem and dimensions pairs instead of --problems × --dims, "
                              "e.g. slab:4,16,64 burgers:16")
-    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=DEFAULT_ARMS, choices=list(ARMS))
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=2, help="multiruns at once (one thread each)")
     parser.add_argument("--report", type=Path, default=BENCHMARKS / "ogas_dims.md")
