@@ -53,3 +53,10 @@ def test_the_near_pole_benchmark_aggregates_its_sweep(tmp_path: Path) -> None:
 def test_the_ogas_benchmark_aggregates_its_sweep(tmp_path: Path) -> None:
     run("ogas.py", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md"))
     assert "landscape" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_cost_benchmark_measures_every_arm_against_uniform(tmp_path: Path) -> None:
+    run("ogas_cost.py", "--report", str(tmp_path / "r.md"))
+    text = (tmp_path / "r.md").read_text()
+    assert "| ogas synchronous |" in text and "| uniform | " in text
