@@ -94,8 +94,8 @@ def build_executor(node: DictConfig, problem: Problem, output_dir: Path) -> Any:
     if not has_target(node):
         return None
     if not problem.capabilities.simulates:
-        raise ValueError("executor=... runs simulations asynchronously; pole problems label in one "
-                         "batch in-process: use executor=batched")
+        raise ConfigError("executor", "runs simulations asynchronously; pole problems label in "
+                          "one batch in-process: use executor=batched")
     extra: dict[str, Any] = {}
     if "folder" in node and not Path(node.folder).is_absolute():
         extra["folder"] = str(output_dir / node.folder)
@@ -124,9 +124,10 @@ def check_compatible(t: TrainerConfig, loss: str, model: ModelCapabilities, band
                      needs_q: bool, problem: Problem, breeder: Breeder) -> None:
     """Refuse combinations of built components that cannot work, with the key to change."""
     if t.q_source == "model" and not model.rational:
-        raise ValueError("trainer.q_source=model needs a model with q_values (model=rational)")
+        raise ConfigError("trainer.q_source", "'model' needs a model with q_values "
+                          "(model=rational), or trainer.q_source=problem")
     if loss == "residual" and not model.rational:
-        raise ValueError("trainer.loss=residual needs a rational model (model=rational)")
+        raise ConfigError("trainer.loss", "'residual' needs a rational model (model=rational)")
     if band and not model.hybrid_division:
         raise ConfigError("gradient", "the δ schedule sets the band of a P/Q division that this "
                           "model does not have: use model=rational, or gradient=exact")
@@ -135,9 +136,10 @@ def check_compatible(t: TrainerConfig, loss: str, model: ModelCapabilities, band
                     "(ogas/breeder=ogas with learn_sampling_ratio provides one)",
                     t.design_weighting, type(breeder).__name__)
     if loss == "residual" and band:
-        raise ValueError("the gradient schedule acts on the quotient P/Q, which trainer.loss=residual "
-                         "never forms: use trainer.loss=relative (or auto) with it")
+        raise ConfigError("gradient", "the gradient schedule acts on the quotient P/Q, which "
+                          "trainer.loss=residual never forms: use trainer.loss=relative (or auto)")
     if needs_q and t.q_source == "problem" and not problem.capabilities.knows_poles:
-        raise ValueError(
-            f"sampler needs |Q| but problem {problem.name!r} has none: use trainer.q_source=model "
-            "with model=rational, or a sampler that does not need Q (sampler=uniform)")
+        raise ConfigError(
+            "trainer.q_source", f"the sampler needs |Q| but problem {problem.name!r} has none: use "
+            "trainer.q_source=model with model=rational, or a sampler that does not need Q "
+            "(sampler=uniform)")

@@ -99,20 +99,25 @@ def test_a_solver_that_cannot_be_imported_is_a_config_error_naming_problem_fn(co
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "key", "message"),
     [
-        (["trainer.q_source=model", "model=mlp"], "q_values"),
-        (["problem=landscape", "model=mlp", "trainer=online", "sampler=importance"], "trainer.q_source"),
-        (["gradient=hybrid", "trainer.loss=residual"], "quotient"),
-        (["gradient=hybrid", "model=mlp"], "gradient=exact"),
-        (["gradient=hybrid", "model=linear_rational", "problem=rr_ik"], "gradient=exact"),
+        (["trainer.q_source=model", "model=mlp"], "trainer.q_source", "q_values"),
+        (["problem=landscape", "model=mlp", "trainer=online", "sampler=importance"],
+         "trainer.q_source", "has none"),
+        (["gradient=hybrid", "trainer.loss=residual"], "gradient", "quotient"),
+        (["gradient=hybrid", "model=mlp"], "gradient", "gradient=exact"),
+        (["gradient=hybrid", "model=linear_rational", "problem=rr_ik"], "gradient", "gradient=exact"),
+        (["executor=process_pool"], "executor", "executor=batched"),
     ],
 )
-def test_incompatible_choices_are_refused_with_the_key_to_change(composer, overrides, message) -> None:
+def test_incompatible_choices_are_refused_with_the_key_to_change(composer, overrides, key,
+                                                                  message) -> None:
+    """A configuration error (ConfigError: one line, exit code 2), naming the key to change."""
     cfg = composer([*TINY, *overrides])
     validate(cfg)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+    assert err.value.key == key
 
 
 def test_empty_pool_and_oversized_batches() -> None:
