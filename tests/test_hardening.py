@@ -269,7 +269,9 @@ def test_crash_in_the_ddpm_thread_fails_the_run_within_a_generation(composer, mo
     monkeypatch.setattr(OGASBreeder, "_train_step", broken_step)
     cfg = composer(["experiment=landscape", "ogas/breeder=ogas", "logger=none", "trainer.progress=false",
                     "trainer.rounds=4", "trainer.steps_per_round=5", "trainer.initial_points=64",
-                    "trainer.points_per_round=32", "trainer.plots=false"])
+                    "trainer.points_per_round=32", "trainer.plots=false",
+                    # no inline warm-up: every DDPM step runs on the thread
+                    "ogas.breeder.min_train_steps=0"])
     out = Path(cfg.hydra.runtime.output_dir)
     with pytest.raises(BackgroundThreadError, match="DDPM diverged"):
         Runner(cfg, out).run()
