@@ -12,7 +12,6 @@ The catalogue (with the tests that cover it elsewhere):
     credentials or network, 26. an invalid WANDB_MODE                            -> below
 27. a crashing job in a multirun, 28. kill -9 mid-run then resume          -> test_sweeps.py
 
-Round 2:
 29. lr / weight_decay / grad_clip non-finite, 30. seed outside int64, 31. unknown top-level key,
 32. non-finite problem box, 33. absurd batch size, 34. unknown option or group (closest
     suggested, exit 2 on stderr, Hydra's errors too), 35. --cfg job --resolve, 36. rerun from a
@@ -25,6 +24,9 @@ Round 2:
     (``unstable``), 46. a corrupt checkpoint (CLI: one line), 47. a full disk, 48. SIGTERM and
     SIGINT, 49. W&B errors without a message, 50. two runs in one directory, 51. a held-out set
     too large for memory (the pool's size: test_configs.py)               -> below
+52. incompatible choices (exit 2, the key named), 53. a non-finite DDPM or ratio-MLP learning
+    rate, 54. a DDPM that diverges (the run fails naming the key; NaN generations are never
+    simulated)                                                             -> below
 """
 
 from __future__ import annotations
@@ -366,3 +368,41 @@ def test_resuming_under_other_settings_is_a_config_error_that_touches_nothing(cl
     assert code == 2, stderr
     assert "written with other settings (trainer.rounds: 2 -> 3)" in stderr
     assert "Traceback" not in stderr and (out / "summary.json").read_text() == before
+
+
+@pytest.mark.parametrize("override", ["ogas.model.lr=inf", "ogas.breeder.ratio_mlp_lr=inf",
+                                      "ogas.model.lr=nan"])
+def test_non_finite_learning_rates_of_the_ddpm_are_refused(composer, override) -> None:
+    cfg = composer(["experiment=landscape", "ogas/breeder=ogas", override])
+    with pytest.raises(ConfigError, match="finite") as err:
+        validate(cfg)
+    assert err.value.key == override.split("=")[0]
+
+
+def test_a_ddpm_that_diverges_fails_the_run_and_never_simulates_nan(composer, monkeypatch) -> None:
+    """A NaN DDPM loss stops the run with a message naming the key; NaN generations are never
+    handed to the simulator (they count as out of the box and are replaced by design draws)."""
+    calls = {"n": 0}
+    real_step = OGASBreeder._train_step
+
+    def step_then_nan(self) -> bool:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            with torch.no_grad():
+                for p in self.ddpm.model.parameters():
+                    p.fill_(float("nan"))
+        return real_step(self)
+
+    monkeypatch.setattr(OGASBreeder, "_train_step", step_then_nan)
+    cfg = composer(["experiment=landscape", "ogas/breeder=ogas", "logger=none",
+                    "trainer.progress=false", "trainer.rounds=4", "trainer.steps_per_round=5",
+                    "trainer.initial_points=64", "trainer.points_per_round=32",
+                    "trainer.plots=false", "ogas.breeder.synchronous=true"])
+    out = Path(cfg.hydra.runtime.output_dir)
+    with pytest.raises(FloatingPointError, match=r"ogas\.model\.lr"):
+        Runner(cfg, out).run()
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+    breeder = OGASBreeder(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), min_train_steps=0)
+    unit = torch.tensor([[0.5, float("nan")], [0.2, 0.3], [float("inf"), 0.1]])
+    assert breeder._out_of_box(unit).tolist() == [True, False, True]
+    breeder.close()

@@ -252,6 +252,9 @@ class OGASBreeder(Breeder):
             self.stats["ratio_ess"] = ess
             self.ratio_control.observe_ess(ess)
         loss = self.ddpm.train_step(unit, cond, weights, self.train_generator)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the OGAS DDPM's loss became {loss} at step "
+                                     f"{self.ddpm.steps}: lower ogas.model.lr")
         prev = self.stats["ddpm_loss"]
         self.stats["ddpm_loss"] = loss if math.isnan(prev) else 0.9 * prev + 0.1 * loss
         if self.ddpm.steps % (bc.loss_log_every * int(self.stats["loss_stride"])) == 0:
@@ -311,7 +314,8 @@ class OGASBreeder(Breeder):
             return self.ddpm.snapshot(into=self._frozen)
 
     def _out_of_box(self, unit: Tensor) -> Tensor:
-        return ((unit < 0) | (unit > 1)).any(dim=1)
+        """Rows outside the unit box, non-finite ones included."""
+        return ~((unit >= 0) & (unit <= 1)).all(dim=1)
 
     def _generate(self, targets: Tensor) -> tuple[Tensor, Tensor, int, int]:
         """DDPM children for ``targets``: (unit points, valid mask, #OOB candidates, #candidates).
@@ -323,12 +327,13 @@ class OGASBreeder(Breeder):
         bc = self.config.breeder
         model = self._snapshot()
         unit = self.ddpm.decode(self.ddpm.generate(targets, self.sample_generator, model)).cpu()
+        finite = torch.isfinite(unit).all(dim=1)  # a non-finite point is never simulated
         if self.config.model.parametrisation != "box":
-            return unit.clamp(0.0, 1.0), torch.ones(unit.shape[0], dtype=torch.bool), 0, len(unit)
+            return unit.clamp(0.0, 1.0), finite, int((~finite).sum()), len(unit)
         oob = self._out_of_box(unit)
         n_oob, n_cand = int(oob.sum()), unit.shape[0]
         if not bc.resample_oob:
-            return unit.clamp(0.0, 1.0), torch.ones_like(oob), n_oob, n_cand
+            return unit.clamp(0.0, 1.0), finite, n_oob, n_cand
         for _ in range(bc.max_oob_attempts):
             rows = torch.nonzero(oob)[:, 0]
             if rows.numel() == 0:

@@ -7,6 +7,7 @@ below (OmegaConf has no ``Literal``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from nearpole_exp.acquisition.config import RAMP_BREAKPOINT, YIELD_WINDOW, check_ratio_schedule
@@ -157,7 +158,8 @@ class BreederConfig:
         check(self.ratio_mlp_weight_decay >= 0, "ratio_mlp_weight_decay", "must be >= 0")
         check(0.0 <= self.ratio_mlp_label_smoothing < 0.5, "ratio_mlp_label_smoothing",
               "must lie in [0, 0.5)")
-        check(self.ratio_mlp_lr > 0, "ratio_mlp_lr", "must be positive")
+        check(0 < self.ratio_mlp_lr < math.inf, "ratio_mlp_lr",
+              f"must be positive and finite, got {self.ratio_mlp_lr}")
         check(self.proposal_mix in PROPOSAL_MIXES, "proposal_mix",
               f"must be one of {PROPOSAL_MIXES}, got {self.proposal_mix!r}")
         check(0.0 <= self.local_share <= 1.0, "local_share", "must lie in [0, 1]")
@@ -237,7 +239,7 @@ class DDPMConfig:
         check(self.timesteps >= 2, "timesteps", "must be >= 2")
         check(self.beta_schedule in BETA_SCHEDULES, "beta_schedule",
               f"must be one of {BETA_SCHEDULES}")
-        check(self.lr > 0, "lr", "must be positive")
+        check(0 < self.lr < math.inf, "lr", f"must be positive and finite, got {self.lr}")
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(self.grad_clip > 0, "grad_clip", "must be positive")
         check(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
