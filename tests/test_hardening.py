@@ -26,7 +26,7 @@ The catalogue (with the tests that cover it elsewhere):
     too large for memory (the pool's size: test_configs.py)               -> below
 52. incompatible choices (exit 2, the key named), 53. a non-finite DDPM or ratio-MLP learning
     rate, 54. a DDPM that diverges (the run fails naming the key; NaN generations are never
-    simulated)                                                             -> below
+    simulated), 55. a reservoir smaller than the breeding threshold         -> below
 """
 
 from __future__ import annotations
@@ -406,3 +406,13 @@ def test_a_ddpm_that_diverges_fails_the_run_and_never_simulates_nan(composer, mo
     unit = torch.tensor([[0.5, float("nan")], [0.2, 0.3], [float("inf"), 0.1]])
     assert breeder._out_of_box(unit).tolist() == [True, False, True]
     breeder.close()
+
+
+def test_a_reservoir_that_could_never_breed_is_refused(composer) -> None:
+    cfg = composer(["experiment=landscape", "ogas/breeder=ogas", "ogas.data.buffer_size=8",
+                    "ogas.breeder.min_reservoir_size=16"])
+    with pytest.raises(ConfigError, match="min_reservoir_size=16") as err:
+        validate(cfg)
+    assert err.value.key == "ogas.data.buffer_size"
+    validate(composer(["experiment=landscape", "ogas/breeder=ogas", "ogas.data.buffer_size=16",
+                       "ogas.breeder.min_reservoir_size=16"]))

@@ -58,6 +58,11 @@ def validate(cfg: DictConfig) -> None:
     if trainer.initial_points == 0 and trainer.points_per_round == 0:
         raise ConfigError("trainer.initial_points",
                           "the pool would stay empty: set initial_points or points_per_round > 0")
+    breeder, data = OmegaConf.select(cfg, "ogas.breeder"), OmegaConf.select(cfg, "ogas.data")
+    if breeder is not None and data is not None and "min_reservoir_size" in breeder:
+        check(data.buffer_size >= breeder.min_reservoir_size, "ogas.data.buffer_size",
+              f"{data.buffer_size} is below ogas.breeder.min_reservoir_size="
+              f"{breeder.min_reservoir_size}: the reservoir could never hold enough sims to breed")
 
 
 def validate_overrides(cfg: DictConfig, overrides: list[str]) -> None:
