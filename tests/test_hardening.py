@@ -26,7 +26,8 @@ The catalogue (with the tests that cover it elsewhere):
     too large for memory (the pool's size: test_configs.py)               -> below
 52. incompatible choices (exit 2, the key named), 53. a non-finite DDPM or ratio-MLP learning
     rate, 54. a DDPM that diverges (the run fails naming the key; NaN generations are never
-    simulated), 55. a reservoir smaller than the breeding threshold         -> below
+    simulated), 55. a reservoir smaller than the breeding threshold, 56. a key added with +
+    that no schema has (refused, the closest key named)                     -> below
 """
 
 from __future__ import annotations
@@ -416,3 +417,14 @@ def test_a_reservoir_that_could_never_breed_is_refused(composer) -> None:
     assert err.value.key == "ogas.data.buffer_size"
     validate(composer(["experiment=landscape", "ogas/breeder=ogas", "ogas.data.buffer_size=16",
                        "ogas.breeder.min_reservoir_size=16"]))
+
+
+@pytest.mark.parametrize(("override", "key", "hint"), [
+    ("+trainer.foo_bar=1", "trainer.foo_bar", ""),
+    ("+sampler.weight_pwer=2", "sampler.weight_pwer", "sampler.weight_power"),
+])
+def test_a_key_added_with_plus_that_no_schema_has_is_refused(composer, override, key, hint) -> None:
+    cfg = composer(["sampler=importance", override])
+    with pytest.raises(ConfigError, match="is not a setting") as err:
+        validate(cfg)
+    assert err.value.key == key and hint in str(err.value)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,8 +23,15 @@ def _check_node(cfg: DictConfig, key: str) -> None:
         full = missing[0] if missing[0].startswith(f"{key}.") else f"{key}.{missing[0]}"
         hint = " (name your class, e.g. my_module.MyProblem)" if full.endswith("._target_") else ""
         raise ConfigError(full, f"must be set, it has no default{hint}")
-    if OmegaConf.get_type(node) in (dict, None):
+    schema = OmegaConf.get_type(node)
+    if schema in (dict, None):
         return
+    if dataclasses.is_dataclass(schema):
+        fields = {f.name for f in dataclasses.fields(schema)}
+        for extra in sorted(set(map(str, node.keys())) - fields - {"_target_"}):
+            close = difflib.get_close_matches(extra, sorted(fields), n=1)
+            hint = f"; did you mean {key}.{close[0]}?" if close else ""
+            raise ConfigError(f"{key}.{extra}", f"is not a setting of {key}{hint}")
     try:
         OmegaConf.to_object(node)
     except ConfigError as err:
