@@ -123,6 +123,16 @@ def test_failed_and_missing_are_listed(sweep: Path) -> None:
     assert all(st.ratio is None for r in result.rows for st in r.metrics.values())  # no baseline
 
 
+def test_jobs_whose_overrides_are_lost_are_listed_not_dropped(sweep: Path) -> None:
+    write_job(sweep / "8", [], pole_summary(1e-3, 1e-6, 1e-4, wall=1.0))
+    write_job(sweep / "9", [], pole_summary(1e-3, 1e-6, 1e-4, wall=1.0))
+    (sweep / "9" / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")
+    result = compare_sweep(sweep, write=False)
+    got = {f.job_dir: (f.status, f.error) for f in result.failures}
+    assert got["8"][0] == "missing" and "overrides.yaml is empty" in got["8"][1]
+    assert got["9"][0] == "missing" and "unreadable .hydra/overrides.yaml" in got["9"][1]
+
+
 def test_files_written(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = compare_sweep(sweep, baseline=["sampler=uniform"], out=out)
@@ -207,6 +217,11 @@ def test_cli_exit_codes(sweep: Path, tmp_path: Path) -> None:
     empty.mkdir()
     failed = run_cli(str(empty))
     assert failed.returncode == 2 and "nothing to compare" in failed.stdout
+    before = (out / "comparison.md").read_text()
+    typo = run_cli(str(sweep), "--baseline", "sampler=unifrom", "--out", str(out))
+    assert typo.returncode == 2 and "matches no sweep point" in typo.stdout
+    assert "sampler=importance" in typo.stdout  # the points it could have named
+    assert (out / "comparison.md").read_text() == before  # the report was not overwritten
 
 
 def test_callback_compares_on_multirun_end(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:

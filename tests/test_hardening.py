@@ -28,6 +28,8 @@ The catalogue (with the tests that cover it elsewhere):
     rate, 54. a DDPM that diverges (the run fails naming the key; NaN generations are never
     simulated), 55. a reservoir smaller than the breeding threshold, 56. a key added with +
     that no schema has (refused, the closest key named)                     -> below
+57. compare --baseline naming no sweep point (exit 2, nothing overwritten), 58. a job whose
+    overrides.yaml is empty or invalid (listed as missing)                 -> test_compare.py
 """
 
 from __future__ import annotations

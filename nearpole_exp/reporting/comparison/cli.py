@@ -11,7 +11,7 @@ from rich.text import Text
 
 from nearpole_exp.reporting.comparison.read import SweepEmptyError
 from nearpole_exp.reporting.comparison.render import print_comparison
-from nearpole_exp.reporting.comparison.sweep import compare_sweep
+from nearpole_exp.reporting.comparison.sweep import compare_sweep, write_outputs
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -45,10 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     con = Console()
     try:
         result = compare_sweep(args.sweep_dir, baseline=args.baseline, metrics=args.metrics,
-                               out=args.out, lower_is_better=args.lower_is_better, by=args.by)
+                               lower_is_better=args.lower_is_better, by=args.by, write=False)
     except SweepEmptyError as err:
         con.print(Text.assemble(("nothing to compare: ", "red"), str(err)))
         return 2
+    if args.baseline != "auto" and not any(row.is_baseline for row in result.rows):
+        why = "; ".join(n for n in result.notes if n.startswith("baseline")) or "no baseline"
+        points = ", ".join(row.label for row in result.rows)
+        con.print(Text.assemble(("--baseline: ", "red"), f"{why} (points: {points}); nothing "
+                                "written"), soft_wrap=True)
+        return 2
+    write_outputs(result, Path(args.out) if args.out is not None else result.sweep_dir)
     print_comparison(result, con)
     if args.wandb:
         from nearpole_exp.reporting.comparison.wandb_log import log_comparison

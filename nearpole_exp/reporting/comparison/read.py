@@ -150,11 +150,18 @@ def _outcome(job_dir: Path) -> tuple[str, str | None, dict[str, Any]]:
 
 
 def read_job(job_dir: Path, sweep_dir: Path, exclude: Iterable[str] = DEFAULT_EXCLUDE) -> Job:
-    """Read one job directory: overrides → sweep point and seed, summary.json → outcome."""
-    raw = _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
+    """Read one job directory: overrides → sweep point and seed, summary.json → outcome. A job
+    whose overrides cannot be read is reported as missing, with the reason."""
+    status, error, summary = _outcome(job_dir)
+    try:
+        raw = _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
+        if not isinstance(raw, list):
+            raise ValueError("not a list of overrides")
+    except Exception as err:  # any parse error: the job is listed, never silently dropped
+        raw = []
+        status, error = "missing", f"unreadable .hydra/overrides.yaml ({err}); its sweep point is unknown"
     overrides = [str(o) for o in raw]
     kept = [normalise(o) for o in overrides if not is_excluded(override_key(o), exclude)]
-    status, error, summary = _outcome(job_dir)
     rel = job_dir.relative_to(sweep_dir).as_posix()
     return Job(path=job_dir, rel=rel or ".", kept=tuple(kept), point=tuple(sorted(kept)),
                label=",".join(kept) or "(defaults)", seed=_seed(job_dir, overrides),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from nearpole_exp.reporting.comparison.aggregate import (
@@ -69,6 +70,10 @@ def compare_sweep(sweep_dir: str | Path, baseline: str | Sequence[str] | None = 
         raise SweepEmptyError(f"no job directory (.hydra/overrides.yaml) found under {sweep}")
     exclude = (*DEFAULT_EXCLUDE, *sweep_excludes(sweep, job_dirs[0]))
     jobs = [read_job(d, sweep, exclude) for d in job_dirs]
+    if any(j.kept for j in jobs):  # in a sweep, a job without overrides lost them
+        jobs = [j if j.kept or j.status == "missing" else
+                replace(j, status="missing", error=".hydra/overrides.yaml is empty; its sweep "
+                        "point is unknown") for j in jobs]
     jobs, common = drop_common(jobs)
     notes: list[str] = []
     csv_metrics, table_metrics = select_metrics(available_metrics(jobs), metrics, notes)
