@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from nearpole_exp.config.schemas import is_non_defining
 from nearpole_exp.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(states: dict[str, Any], path: str | Path) -> None:
@@ -69,11 +72,22 @@ def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
     return {k: str(v) for k, v in flat.items() if not is_non_defining(k)}
 
 
-def check_resumable(saved: dict[str, Any] | None, current: dict[str, Any], path: Path) -> None:
-    """Refuse to continue a checkpoint written under different settings (it would mix two runs)."""
+def check_resumable(saved: dict[str, Any] | None, current: dict[str, Any], path: Path,
+                    same_version: bool = True) -> None:
+    """Refuse to continue a checkpoint written under different settings (it would mix two runs).
+
+    A checkpoint of another package version may lack settings added since, or hold settings
+    removed since: those are schema changes, not the user's, and are logged, not refused."""
     if saved is None:
         return
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    keys = set(saved) | set(current)
+    if not same_version:
+        schema = sorted(keys - (set(saved) & set(current)))
+        if schema:
+            log.warning("%s was written by another version of nearpole_exp; settings added or "
+                        "removed since are ignored: %s", path, ", ".join(schema[:8]))
+        keys = set(saved) & set(current)
+    changed = sorted(k for k in keys if saved.get(k) != current.get(k))
     if changed:
         shown = ", ".join(f"{k}: {saved.get(k)} -> {current.get(k)}" for k in changed[:6])
         raise ConfigError("resume", f"{path} was written with other settings ({shown}); "

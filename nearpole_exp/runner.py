@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from nearpole_exp import __version__
 from nearpole_exp.acquisition.acquire import Acquisition
 from nearpole_exp.acquisition.feed import SimulationFeed
 from nearpole_exp.build import (
@@ -292,7 +293,7 @@ class Runner:
         states = {name: None if obj is None else obj.state_dict()
                   for name, obj in self.components().items()}
         return {"loop": asdict(self.state), **states, "rng": rng_state(), "wandb_run_id": run_id,
-                "config": config_fingerprint(self.cfg)}
+                "config": config_fingerprint(self.cfg), "package_version": __version__}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = migrate(state)
@@ -327,7 +328,8 @@ class Runner:
         ckpt_path = find_checkpoint(cfg.resume, self.output_dir)
         resumed = load_checkpoint(ckpt_path) if ckpt_path is not None else None
         if resumed is not None:
-            check_resumable(resumed.get("config"), config_fingerprint(cfg), ckpt_path)
+            check_resumable(resumed.get("config"), config_fingerprint(cfg), ckpt_path,
+                            same_version=resumed.get("package_version") == __version__)
             self.load_state_dict(resumed)
             log.info("resumed from %s at round %d, step %d", ckpt_path, self.state.round, self.state.step)
         reporter = Reporter(cfg, self.output_dir, None if resumed is None else resumed.get("wandb_run_id"),

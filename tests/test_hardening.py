@@ -30,6 +30,7 @@ The catalogue (with the tests that cover it elsewhere):
     that no schema has (refused, the closest key named)                     -> below
 57. compare --baseline naming no sweep point (exit 2, nothing overwritten), 58. a job whose
     overrides.yaml is empty or invalid (listed as missing)                 -> test_compare.py
+59. resuming a checkpoint of another package version whose schema gained or lost keys -> below
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import torch
 from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
 from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.app import JobGuard
-from nearpole_exp.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from nearpole_exp.checkpoint import check_resumable, find_checkpoint, load_checkpoint, save_checkpoint
 from nearpole_exp.config.validate import validate
 from nearpole_exp.errors import (
     BackgroundThreadError,
@@ -430,3 +431,14 @@ def test_a_key_added_with_plus_that_no_schema_has_is_refused(composer, override,
     with pytest.raises(ConfigError, match="is not a setting") as err:
         validate(cfg)
     assert err.value.key == key and hint in str(err.value)
+
+
+def test_a_checkpoint_of_another_version_resumes_across_added_and_removed_keys(tmp_path) -> None:
+    saved = {"trainer.lr": "0.001", "ogas.breeder.max_train_steps_between_asks": "300"}
+    current = {"trainer.lr": "0.001", "ogas.breeder.new_setting": "1"}
+    check_resumable(saved, current, tmp_path / "last.pt", same_version=False)  # schema change
+    with pytest.raises(ConfigError, match="other settings"):  # same version: a real change
+        check_resumable(saved, current, tmp_path / "last.pt", same_version=True)
+    with pytest.raises(ConfigError, match=r"trainer\.lr"):  # a value the user changed, any version
+        check_resumable(saved, {**current, "trainer.lr": "0.01"}, tmp_path / "last.pt",
+                        same_version=False)
