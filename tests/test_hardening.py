@@ -30,7 +30,8 @@ The catalogue (with the tests that cover it elsewhere):
     that no schema has (refused, the closest key named)                     -> below
 57. compare --baseline naming no sweep point (exit 2, nothing overwritten), 58. a job whose
     overrides.yaml is empty or invalid (listed as missing)                 -> test_compare.py
-59. resuming a checkpoint of another package version whose schema gained or lost keys -> below
+59. resuming a checkpoint of another package version whose schema gained or lost keys,
+60. a W&B tag over W&B's 64 characters (refused at compose time)           -> below
 """
 
 from __future__ import annotations
@@ -442,3 +443,11 @@ def test_a_checkpoint_of_another_version_resumes_across_added_and_removed_keys(t
     with pytest.raises(ConfigError, match=r"trainer\.lr"):  # a value the user changed, any version
         check_resumable(saved, {**current, "trainer.lr": "0.01"}, tmp_path / "last.pt",
                         same_version=False)
+
+
+@pytest.mark.parametrize("key", ["tags", "logger.tags"])
+def test_a_wandb_tag_over_the_limit_is_refused_before_the_run(composer, key) -> None:
+    with pytest.raises(ConfigError, match="64 characters") as err:
+        validate(composer([f"{key}=[ok,{'x' * 65}]"]))
+    assert err.value.key == key
+    validate(composer([f"{key}=[ok,{'x' * 64}]"]))

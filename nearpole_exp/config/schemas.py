@@ -108,6 +108,17 @@ class TrainerConfig:
               "must be 0 (unbounded) or at least batch_size")
 
 
+WANDB_TAG_LIMIT = 64  # W&B refuses a run whose tags are longer (and drops the run to no W&B)
+
+
+def check_tags(tags: list[str], key: str) -> None:
+    """W&B's rule for tags, checked before a run starts: 1 to 64 characters each."""
+    for tag in tags:
+        check(0 < len(str(tag)) <= WANDB_TAG_LIMIT, key,
+              f"each tag must have 1 to {WANDB_TAG_LIMIT} characters (W&B's limit), got "
+              f"{len(str(tag))}: {str(tag)[:80]!r}")
+
+
 @dataclass
 class LoggerConfig:
     """Weights & Biases settings; ``mode: null`` lets WANDB_MODE (or the API key) decide."""
@@ -131,6 +142,7 @@ class LoggerConfig:
         check(self.init_timeout > 0, "init_timeout", "must be > 0")
         check(self.checkpoint_artifact_mb >= 0, "checkpoint_artifact_mb",
               "must be >= 0 (0: never upload the checkpoint)")
+        check_tags(self.tags, "tags")
 
 
 @dataclass
@@ -159,6 +171,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check(0 <= self.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {self.seed}")
+        check_tags(self.tags, "tags")
 
 
 def is_non_defining(key: str, extra: tuple[str, ...] = ()) -> bool:

@@ -9,7 +9,7 @@ import difflib
 from omegaconf import DictConfig, OmegaConf
 
 from nearpole_exp.config.discovery import COMPONENT_GROUPS
-from nearpole_exp.config.schemas import SEED_LIMIT, RunConfig
+from nearpole_exp.config.schemas import SEED_LIMIT, RunConfig, check_tags
 from nearpole_exp.errors import ConfigError, check
 
 
@@ -55,6 +55,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("trainer", "logger", *(group.replace("/", ".") for group in COMPONENT_GROUPS)):
         _check_node(cfg, key)
     check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {cfg.seed}")
+    check_tags(list(cfg.get("tags") or []), "tags")
     known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
     for key in cfg:
         if key not in known:
