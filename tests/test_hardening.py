@@ -31,7 +31,8 @@ The catalogue (with the tests that cover it elsewhere):
 57. compare --baseline naming no sweep point (exit 2, nothing overwritten), 58. a job whose
     overrides.yaml is empty or invalid (listed as missing)                 -> test_compare.py
 59. resuming a checkpoint of another package version whose schema gained or lost keys,
-60. a W&B tag over W&B's 64 characters (refused at compose time)           -> below
+60. a W&B tag over W&B's 64 characters (refused at compose time), 61. DDIM's settings with the
+    ancestral sampler (refused; its timesteps no longer bounded by them)   -> below
 """
 
 from __future__ import annotations
@@ -451,3 +452,15 @@ def test_a_wandb_tag_over_the_limit_is_refused_before_the_run(composer, key) -> 
         validate(composer([f"{key}=[ok,{'x' * 65}]"]))
     assert err.value.key == key
     validate(composer([f"{key}=[ok,{'x' * 64}]"]))
+
+
+def test_ddim_settings_are_refused_with_the_ancestral_sampler(composer) -> None:
+    base = ["experiment=landscape", "ogas/breeder=ogas"]
+    for override, key in (("ogas.model.sample_steps=10", "ogas.model.sample_steps"),
+                          ("ogas.model.ddim_eta=0.5", "ogas.model.ddim_eta")):
+        with pytest.raises(ConfigError, match="sampler=ddim") as err:
+            validate(composer([*base, override]))
+        assert err.value.key == key
+    validate(composer([*base, "ogas.model.timesteps=10"]))  # DDIM's 25 steps do not bound it
+    validate(composer([*base, "ogas.model.sampler=ddim", "ogas.model.timesteps=10",
+                       "ogas.model.sample_steps=5", "ogas.model.ddim_eta=0.5"]))

@@ -15,6 +15,7 @@ from nearpole_exp.designs import DESIGNS
 from nearpole_exp.errors import check
 
 LOSS_SAMPLING_STRATEGIES = ("proportional", "uniform_quantile")
+DDIM_STEPS = 25  # DDIM's default number of sampling steps
 PROPOSAL_MIXES = ("generator", "fixed", "adaptive")
 ADAPTIVE_RATIOS = ("off", "ess", "yield")
 LEGACY_ADAPTIVE = {"true": "ess", "false": "off"}  # the former boolean switch
@@ -225,7 +226,7 @@ class DDPMConfig:
     guidance_scale: float = 1.0
     cond_drop_prob: float = 0.1
     sampler: str = "ddpm"
-    sample_steps: int = 25
+    sample_steps: int = DDIM_STEPS
     ddim_eta: float = 0.0
     ema_decay: float = 0.995
     parametrisation: str = "logit"
@@ -245,7 +246,11 @@ class DDPMConfig:
         check(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
         check(0.0 <= self.cond_drop_prob < 1.0, "cond_drop_prob", "must lie in [0, 1)")
         check(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}")
-        check(1 <= self.sample_steps <= self.timesteps, "sample_steps",
+        ddim = self.sampler == "ddim"
+        check(ddim or (self.sample_steps, self.ddim_eta) == (DDIM_STEPS, 0.0),
+              "sample_steps" if self.sample_steps != DDIM_STEPS else "ddim_eta",
+              "is used only with sampler=ddim (ancestral sampling runs every timestep)")
+        check(not ddim or 1 <= self.sample_steps <= self.timesteps, "sample_steps",
               "must lie in [1, timesteps]")
         check(0.0 <= self.ddim_eta <= 1.0, "ddim_eta", "must lie in [0, 1]")
         check(0.0 <= self.ema_decay < 1.0, "ema_decay", "must lie in [0, 1)")
