@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach us instead of exiting 1
     try:
         _main()
+    except FileExistsError as err:  # Hydra could not make the job directory
+        print(f"Invalid config: hydra.run.dir (or hydra.sweep.dir): {err.filename} exists and is "
+              "not a directory (a file or a dangling link); choose another directory",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as err:
         print(f"Invalid config: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -32,7 +32,8 @@ The catalogue (with the tests that cover it elsewhere):
     overrides.yaml is empty or invalid (listed as missing)                 -> test_compare.py
 59. resuming a checkpoint of another package version whose schema gained or lost keys,
 60. a W&B tag over W&B's 64 characters (refused at compose time), 61. DDIM's settings with the
-    ancestral sampler (refused; its timesteps no longer bounded by them)   -> below
+    ancestral sampler (refused; its timesteps no longer bounded by them), 62. a run directory that
+    is a file or a dangling link (one line naming the key, exit 2)          -> below
 """
 
 from __future__ import annotations
@@ -464,3 +465,14 @@ def test_ddim_settings_are_refused_with_the_ancestral_sampler(composer) -> None:
     validate(composer([*base, "ogas.model.timesteps=10"]))  # DDIM's 25 steps do not bound it
     validate(composer([*base, "ogas.model.sampler=ddim", "ogas.model.timesteps=10",
                        "ogas.model.sample_steps=5", "ogas.model.ddim_eta=0.5"]))
+
+
+def test_a_run_directory_that_is_a_file_or_a_dangling_link_is_one_line(cli, tmp_path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    for target in (afile, dangling):
+        code, _, err = cli(f"hydra.run.dir={target}", "trainer.rounds=1")
+        assert code == 2 and "hydra.run.dir" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
