@@ -23,6 +23,7 @@ from nearpole_exp.errors import (
     DirectoryInUse,
     OutputError,
     ProblemError,
+    Terminated,
 )
 from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.reporting.console import print_config
@@ -33,6 +34,9 @@ log = logging.getLogger("nearpole_exp")
 
 register_configs()
 
+#: Exit codes of an interrupted single run, as the shell reports a process ended by the signal
+INTERRUPTED_BY_SIGTERM, INTERRUPTED_BY_CTRL_C = 143, 130
+
 #: Errors a user acts on (a file, a checkpoint, a problem's contract): one line, exit code 1.
 USER_ERRORS = (OutputError, CheckpointError, ProblemError)
 
@@ -40,7 +44,8 @@ USER_ERRORS = (OutputError, CheckpointError, ProblemError)
 class JobGuard:
     """How one job ends when it fails, decided here and nowhere else.
 
-    A configuration error ends a single run with exit code 2 (one line, nothing written); a run
+    A configuration error ends a single run with exit code 2 (one line, nothing written); an
+    interrupted one (SIGTERM, Ctrl-C) with one line and 143 or 130, its summary saying so; a run
     whose directory another live run holds ends with exit code 2 and writes nothing; a user
     error (a file, a checkpoint, a problem's contract) ends with exit code 1 and one line;
     anything else with its traceback and exit code 1. In a sweep each of these is a failed job
@@ -65,6 +70,13 @@ class JobGuard:
         except USER_ERRORS as err:
             log.error("%s", err)
             return self._end(err, exit_code=1)
+        except KeyboardInterrupt as err:  # SIGTERM or Ctrl-C; the runner saved it as interrupted
+            if self.multirun:
+                raise  # the sweep stops too
+            log.error("%s: saved as interrupted; the same command resumes it",
+                      str(err) or "interrupted")
+            raise SystemExit(INTERRUPTED_BY_SIGTERM if isinstance(err, Terminated)
+                             else INTERRUPTED_BY_CTRL_C) from None
         except Exception as err:
             if self.multirun:
                 log.exception("job failed; the sweep goes on (its summary.json says failed)")

@@ -319,15 +319,17 @@ def test_a_signal_stops_the_run_as_interrupted_with_its_checkpoint(tmp_path: Pat
            "trainer.initial_points=64", "trainer.num_threads=1", f"hydra.run.dir={out}"]
     # a shell that starts the suite in the background ignores SIGINT for its children; a
     # terminal never does: give the child the default disposition, as a terminal's job has
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=subprocess_env(),
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=subprocess_env(), text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoints" / "last.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         proc.send_signal(sig)
-        assert proc.wait(timeout=60) != 0
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig  # as the shell reports a process the signal ended
+        assert "Traceback" not in err and "the same command resumes it" in err
     finally:
         proc.kill()
         proc.wait()
