@@ -19,6 +19,7 @@ from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.config.discovery import accepts_keywords, model_options
 from nearpole_exp.config.schemas import TrainerConfig
 from nearpole_exp.errors import ConfigError
+from nearpole_exp.execution.solvers import UserSimulator
 from nearpole_exp.models.base import ModelCapabilities
 from nearpole_exp.problems.base import Problem
 
@@ -90,7 +91,8 @@ def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
 
 
 def build_executor(node: DictConfig, problem: Problem, output_dir: Path) -> Any:
-    """The simulation executor of asynchronous generations (None: label each round in-process)."""
+    """The simulation executor of asynchronous generations (None: label each round in-process);
+    a user solver's held-out set is labelled through it when it isolates the solver."""
     if not has_target(node):
         return None
     if not problem.capabilities.simulates:
@@ -99,7 +101,10 @@ def build_executor(node: DictConfig, problem: Problem, output_dir: Path) -> Any:
     extra: dict[str, Any] = {}
     if "folder" in node and not Path(node.folder).is_absolute():
         extra["folder"] = str(output_dir / node.folder)
-    return build(node, "executor", problem=problem, **extra)
+    executor = build(node, "executor", problem=problem, **extra)
+    if executor.isolates_solver and isinstance(problem, UserSimulator):
+        problem.label_eval_through(executor)
+    return executor
 
 
 def non_finite_parameters(state: dict[str, Tensor]) -> list[str]:

@@ -320,6 +320,23 @@ def test_eval_cache_labels_the_held_out_set_once(tmp_path: Path,
     assert torch.equal(again[1], inputs) and torch.equal(again[2], targets)
 
 
+def test_a_held_out_set_is_labelled_in_the_workers_and_survives_a_solver_that_aborts() -> None:
+    """A solver that aborts or exits on some held-out points loses those points (logged), never
+    the run; the executor's counters stay those of the training simulations."""
+    problem = CallableSimulator(fn="tests.abort_solver:solve", low=BOUNDS_LOW, high=BOUNDS_HIGH,
+                                grid=16, n_steps=4, n_eval=16)
+    with ProcessPoolExecutor(problem=problem, workers=2, timeout_s=60) as ex:
+        problem.label_eval_through(ex)
+        assert ex.counts["submitted"] == 0 and ex.counts["crashed"] == 0
+    params, inputs, targets = problem.eval_set()
+    every = problem.eval_params()
+    survive = (every[:, 0] <= 1.5) & (every[:, 0] >= 0.3)
+    assert 0 < int(survive.sum()) < len(every)
+    assert torch.equal(params, every[survive])
+    expected = make_problem().pairs(every[survive])
+    assert torch.allclose(inputs, expected[0]) and torch.allclose(targets, expected[1])
+
+
 # ------------------------------------------------------------------------------ feed
 class ScriptedExecutor(Executor):
     """Test double: each poll finishes the oldest ``per_poll`` simulations; ids in ``fail`` fail."""

@@ -34,6 +34,7 @@ The catalogue (with the tests that cover it elsewhere):
 60. a W&B tag over W&B's 64 characters (refused at compose time), 61. DDIM's settings with the
     ancestral sampler (refused; its timesteps no longer bounded by them), 62. a run directory that
     is a file or a dangling link (one line naming the key, exit 2)          -> below
+63. a solver that aborts or exits on held-out points under the process pool -> test_execution.py
 """
 
 from __future__ import annotations

@@ -101,6 +101,11 @@ class Executor(ABC):
 
     config: ExecutorConfig
 
+    #: whether a simulation runs apart from the run's process, so that a solver that crashes,
+    #: exits or hangs there fails one simulation and not the run (the held-out set of a user
+    #: solver is then labelled through the executor too)
+    isolates_solver: bool = False
+
     def __init__(self) -> None:
         self._owed: set[int] = set()
         self._closed = False

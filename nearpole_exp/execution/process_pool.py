@@ -137,6 +137,8 @@ class ProcessPoolExecutor(Executor):
     """Simulations in local worker processes, with per-simulation timeouts, retries and
     crash isolation (a dead worker is replaced; the pool carries on)."""
 
+    isolates_solver = True
+
     config_class = ProcessPoolConfig  # the schema of its config group option (config.py)
 
     def __init__(self, config: ProcessPoolConfig | None = None, *, problem: Problem | None = None,

@@ -83,7 +83,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -92,6 +92,9 @@ from torch import Tensor
 from nearpole_exp.atomic import save_torch
 from nearpole_exp.errors import ConfigError, ProblemError, check
 from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
+
+if TYPE_CHECKING:
+    from nearpole_exp.execution.base import Executor
 
 PLACEHOLDERS = ("params", "output", "workdir")
 DEFAULT_TIMEOUT_S = 3600.0
@@ -183,24 +186,62 @@ class UserSimulator(SimulatorProblem):
                              f"expected [n_steps + 1, grid] = {list(want)}")
         return arr
 
-    def eval_set(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The held-out set, read from ``eval_cache`` when it holds the same points, else
-        labelled (and written there when ``eval_cache`` is set)."""
+    def _load_eval_cache(self) -> bool:
+        """Take the held-out set from ``eval_cache`` when that file holds the same points."""
         path = self.config.eval_cache
         if self._eval is None and path and os.path.exists(path):
             saved = torch.load(path, weights_only=True)
             if torch.equal(saved["params_all"], self.eval_params()):
                 self._eval = (saved["params"], saved["inputs"], saved["targets"])
-        if self._eval is None:
+        return self._eval is not None
+
+    def _save_eval_cache(self) -> None:
+        if self.config.eval_cache and self._eval is not None:
+            params, inputs, targets = self._eval
+            save_torch({"params_all": self.eval_params(), "params": params, "inputs": inputs,
+                        "targets": targets}, self.config.eval_cache)
+
+    def eval_set(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The held-out set, read from ``eval_cache`` when it holds the same points, else
+        labelled here (and written there when ``eval_cache`` is set); a point whose solver
+        raises is left out."""
+        if not self._load_eval_cache():
             self._tolerant = True
             try:
-                params, inputs, targets = super().eval_set()
+                super().eval_set()
             finally:
                 self._tolerant = False
-            if path:
-                save_torch({"params_all": self.eval_params(), "params": params, "inputs": inputs,
-                            "targets": targets}, path)
+            self._save_eval_cache()
         return self._eval  # type: ignore[return-value]
+
+    def label_eval_through(self, executor: Executor) -> None:
+        """Label the held-out set in the executor's workers, as the training simulations are: a
+        solver that crashes, exits or hangs on a held-out point loses that point (logged with
+        its reason), never the run. The executor's counters stay the training simulations'."""
+        if self._load_eval_cache():
+            return
+        params = self.eval_params()
+        counts, busy_s = dict(executor.counts), executor.busy_s
+        ids = -1 - torch.arange(len(params))  # never a training simulation's id
+        executor.submit(ids, params)
+        results = {res.sim_id: res for res in executor.drain()}
+        executor.counts, executor.busy_s = counts, busy_s
+        keep, inputs, targets = [], [], []
+        for i, sim_id in enumerate(ids.tolist()):
+            res = results.get(sim_id)
+            if res is None or res.samples is None or not res.ok:
+                reason = "no result" if res is None else res.failure
+                log.warning("%s: held-out simulation %s failed (%s); it is left out of evaluation",
+                            self.name, params[i].tolist(), reason)
+                continue
+            keep.append(i)
+            inputs.append(res.samples.inputs)
+            targets.append(res.samples.targets)
+        if not keep:
+            raise ProblemError(f"{self.name}: every held-out simulation failed; see the warnings "
+                               "above for the solver's reasons")
+        self._eval = (params[keep], torch.stack(inputs), torch.stack(targets))
+        self._save_eval_cache()
 
 
 def resolve_callable(path: str) -> Callable[..., Any]:
