@@ -345,7 +345,8 @@ class Runner:
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             summary = {"status": status, "error": f"{type(err).__name__}: {err}",
-                       "round": self.state.round, "step": self.state.step}
+                       "round": self.state.round, "step": self.state.step,
+                       **self.acquisition.failure_record()}
             raise
         finally:
             if previous_handler is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import shlex
 import sys
 import threading
@@ -16,7 +17,7 @@ import torch
 from nearpole_exp.acquisition.feed import SimulationFeed
 from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
 from nearpole_exp.acquisition.static import StaticBreeder
-from nearpole_exp.errors import ConfigError
+from nearpole_exp.errors import ConfigError, ProblemError
 from nearpole_exp.execution import (
     Executor,
     ExecutorConfig,
@@ -369,7 +370,7 @@ class ScriptedExecutor(Executor):
         self.queue = []
 
 
-def test_feed_rewrites_only_unsubmitted_ids_and_keeps_the_budget() -> None:
+def test_feed_rewrites_only_unsubmitted_ids_and_keeps_the_budget(caplog) -> None:
     torch.manual_seed(0)
     breeder = OGASBreeder(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), synchronous=True,
                           activate_breed=False)
@@ -386,6 +387,8 @@ def test_feed_rewrites_only_unsubmitted_ids_and_keeps_the_budget() -> None:
     assert feed.n_rewritten > 0 and feed.generations > 11 / 4
     assert [f["sim_id"] for f in feed.failures] == [3, 7]
     assert feed.metrics()["sims/failed"] == 2 and feed.metrics()["sims/finished"] == 11
+    logged = [r.getMessage() for r in caplog.records if "failed:" in r.getMessage()]
+    assert len(logged) == 2 and logged[0].startswith("simulation 3 ")  # each with its reason
 
 
 def test_feed_with_a_plain_breeder_and_the_in_process_executor() -> None:
@@ -433,3 +436,49 @@ def test_call_with_timeout_returns_raises_and_gives_up() -> None:
     with pytest.raises(ConfigError) as err:
         CallableSimulator(fn="tests.sleep_solver:solve", low=[0.0], high=[1.0], timeout_s=float("inf"))
     assert err.value.key == "timeout_s"
+
+
+@pytest.mark.parametrize(("output", "reason"), [
+    (None, "returned None"),
+    ([[0.0] * 16] * 2 + [[0.0] * 3] * 3, "not an array"),
+    (np.array([np.zeros(16), "x"], dtype=object), "object values"),
+    (np.zeros((5, 16), dtype=complex), "complex values"),
+    (np.full((5, 16), "a"), "<U1 values"),
+    (np.zeros((2, 16)), "returned shape (2, 16)"),
+    (np.full((5, 16), 1e300), "beyond float32"),
+])
+def test_a_solver_output_that_is_not_frames_says_what_came_back(output, reason) -> None:
+    problem = CallableSimulator(fn=SleepSolver(), low=BOUNDS_LOW, high=BOUNDS_HIGH, grid=16,
+                                n_steps=4, n_eval=4)
+    with pytest.raises(ProblemError, match=re.escape(reason)):
+        problem.checked(output)
+
+
+@pytest.mark.parametrize(("writer", "reason"), [
+    ("true", "wrote no output.npy"),
+    ("echo 1 2 3 > {output}", "not a .npy file"),
+    ("python -c 'import pickle,sys; pickle.dump([1], open(sys.argv[1], \"wb\"))' {output}",
+     "a pickle"),
+    ("python -c 'import numpy,sys; numpy.save(sys.argv[1], numpy.zeros((5, 16)))' {output} && "
+     "truncate -s 100 {output}", "a truncated or damaged .npy file"),
+    ("mkfifo {output}", "not a regular file"),
+])
+def test_a_command_output_that_is_not_an_npy_array_says_what_is_there(writer, reason,
+                                                                      tmp_path: Path) -> None:
+    problem = CommandLineSimulator(command=writer, shell=True, low=[0.0], high=[1.0], grid=16,
+                                   n_steps=4, n_eval=4, timeout_s=30, work_dir=str(tmp_path))
+    with pytest.raises(SolverFailed, match=re.escape(reason)) as err:
+        problem.solve_one(np.array([0.5]))
+    assert "keep_files" in str(err.value)
+    assert not any(tmp_path.iterdir())  # its work directory is gone
+
+
+def test_a_relative_solver_path_is_found_from_the_launch_directory(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    solver = tmp_path / "solver.py"
+    solver.write_text("import numpy, sys\nnumpy.save(sys.argv[1], numpy.ones((5, 16)))\n")
+    monkeypatch.chdir(tmp_path)
+    problem = CommandLineSimulator(command=f"{sys.executable} solver.py {{output}}", low=[0.0],
+                                   high=[1.0], grid=16, n_steps=4, n_eval=4, timeout_s=60)
+    assert str(solver) in problem.config.command
+    assert np.array_equal(problem.solve_one(np.array([0.5])), np.ones((5, 16)))

@@ -34,7 +34,12 @@ The catalogue (with the tests that cover it elsewhere):
 60. a W&B tag over W&B's 64 characters (refused at compose time), 61. DDIM's settings with the
     ancestral sampler (refused; its timesteps no longer bounded by them), 62. a run directory that
     is a file or a dangling link (one line naming the key, exit 2)          -> below
-63. a solver that aborts or exits on held-out points under the process pool -> test_execution.py
+63. a solver that aborts or exits on held-out points under the process pool, 64. solver output
+    that is not frames (None, ragged, object, complex, text, wrong shape, beyond float32) and
+    command output that is not an .npy array (none, text, pickle, truncated, a pipe), 65. a
+    relative solver path in a command                                     -> test_execution.py
+66. a run in which every simulation fails: the reasons in the error (below), the log and the
+    summary (test_execution.py)
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from nearpole_exp.errors import (
     ConfigError,
     DirectoryInUse,
     OutputError,
+    ProblemError,
 )
 from nearpole_exp.joblock import LOCK_NAME, JobDirectoryLock
 from nearpole_exp.pool import Pool
@@ -479,3 +485,34 @@ def test_a_run_directory_that_is_a_file_or_a_dangling_link_is_one_line(cli, tmp_
         code, _, err = cli(f"hydra.run.dir={target}", "trainer.rounds=1")
         assert code == 2 and "hydra.run.dir" in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_run_whose_every_simulation_fails_says_why(composer) -> None:
+    cfg = composer(["problem=callable", "problem.fn=tests.abort_solver:nothing",
+                    "problem.low=[0.1,-0.8]", "problem.high=[1.9,0.8]", "problem.grid=16",
+                    "problem.n_steps=4", "problem.n_eval=4", "model=cnn1d", "trainer=online",
+                    "executor=process_pool", "executor.workers=1", "trainer.rounds=2",
+                    "trainer.initial_points=4", "trainer.points_per_round=2", "logger=none",
+                    "trainer.progress=false", "trainer.plots=false"])
+    with pytest.raises(ProblemError, match=r"every held-out simulation failed.*returned None"):
+        Runner(cfg, Path(cfg.hydra.runtime.output_dir))
+
+
+def test_a_run_whose_every_training_simulation_fails_records_them(composer, tmp_path) -> None:
+    """The held-out set from a cache (a good solver made it), then a solver that returns None:
+    the run fails naming the reason, and its summary lists every failed simulation."""
+    base = ["problem=callable", "problem.low=[0.1,-0.8]", "problem.high=[1.9,0.8]",
+            "problem.grid=16", "problem.n_steps=4", "problem.n_eval=4", "model=cnn1d",
+            "trainer=online", "executor=process_pool", "executor.workers=1", "trainer.rounds=2",
+            "trainer.initial_points=4", "trainer.points_per_round=2", "logger=none",
+            "trainer.progress=false", "trainer.plots=false",
+            f"problem.eval_cache={tmp_path / 'eval.pt'}"]
+    good = composer([*base, "problem.fn=tests.abort_solver:solve"], name="good")
+    Runner(good, Path(good.hydra.runtime.output_dir)).problem.eval_set()
+    cfg = composer([*base, "problem.fn=tests.abort_solver:nothing"], name="bad")
+    out = Path(cfg.hydra.runtime.output_dir)
+    with pytest.raises(RuntimeError, match=r"no simulation succeeded.*returned None"):
+        Runner(cfg, out).run()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and len(summary["sims/failures"]) >= 4
+    assert all("returned None" in f["reason"] for f in summary["sims/failures"])

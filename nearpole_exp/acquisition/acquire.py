@@ -92,8 +92,10 @@ class Acquisition:
             if not wait or len(self.pool) > 0 or self.feed.done:
                 break
         if len(self.pool) == 0:
-            raise RuntimeError("no simulation succeeded: the pool is empty "
-                               "(see the failures in summary.json)")
+            reasons = sorted({str(f["reason"]) for f in self.feed.failures})
+            raise RuntimeError(f"no simulation succeeded ({len(self.feed.failures)} failed: "
+                               f"{'; '.join(reasons[:3])[:400]}); every failure is in "
+                               "summary.json (sims/failures)")
         return added
 
     def finish(self) -> None:
@@ -134,6 +136,10 @@ class Acquisition:
         if self.feed is not None:
             out.update(self.feed.metrics())
         return out
+
+    def failure_record(self) -> dict[str, Any]:
+        """The failed simulations so far (for the summary of a run that stops early too)."""
+        return {} if self.feed is None else {"sims/failures": list(self.feed.failures)}
 
     def summary(self, wall_s: float) -> dict[str, Any]:
         """What a finished run reports of its acquisition."""

@@ -24,6 +24,7 @@ attempts) for the summary.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ from nearpole_exp.acquisition.base import Breeder
 from nearpole_exp.errors import check
 from nearpole_exp.execution.base import Executor, SimulationResult
 
+log = logging.getLogger(__name__)
+LOGGED_FAILURES = 20  # failed simulations logged one by one; the rest are in summary.json
 
 @dataclass
 class FeedConfig:
@@ -87,6 +90,15 @@ class SimulationFeed:
         """Every id submitted and every result received."""
         return self.n_submitted >= self.budget and not self._flight and not self._resubmit
 
+    def _log_failure(self, res: SimulationResult) -> None:
+        """One warning per failed simulation (its reason), up to LOGGED_FAILURES of them."""
+        n = len(self.failures)
+        if n <= LOGGED_FAILURES:
+            log.warning("simulation %d %s failed: %s%s", res.sim_id,
+                        [round(float(v), 6) for v in res.params.tolist()], res.failure,
+                        "; further failures go to summary.json only" if n == LOGGED_FAILURES
+                        else "")
+
     def pump(self, timeout: float = 0.0) -> list[SimulationResult]:
         """Collect finished simulations (waiting up to ``timeout`` s when none is ready),
         regenerate if due, and top the executor up; returns the results in completion order.
@@ -99,6 +111,7 @@ class SimulationFeed:
             self._flight.pop(res.sim_id, None)
             if not res.ok:
                 self.failures.append(res.record())
+                self._log_failure(res)
         self.n_finished += len(results)
         self._since_generation += len(results)
         due = self.config.regenerate_after or self.config.generation_size

@@ -76,6 +76,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import string
 import subprocess
 import tempfile
@@ -90,7 +91,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.atomic import save_torch
-from nearpole_exp.errors import ConfigError, ProblemError, check
+from nearpole_exp.errors import ConfigError, ProblemError, Terminated, check
 from nearpole_exp.problems.simulator import SimulatorProblem, TrajectoryConfig
 
 if TYPE_CHECKING:
@@ -178,13 +179,34 @@ class UserSimulator(SimulatorProblem):
             return np.full((self.config.n_steps + 1, self.config.grid), np.nan)
 
     def checked(self, frames: Any) -> Tensor:
-        """The solver's output as float32 ``[n_steps + 1, grid]`` (ProblemError on a bad shape)."""
-        arr = torch.as_tensor(np.asarray(frames, dtype=np.float64)).float()
+        """The solver's output as float32 ``[n_steps + 1, grid]``; anything else is a
+        ProblemError that says what came back (None, a ragged or object array, complex or
+        non-numeric values, another shape, values beyond float32)."""
         want = (self.config.n_steps + 1, self.config.grid)
-        if tuple(arr.shape) != want:
+        expect = f"an array of shape [n_steps + 1, grid] = {list(want)}"
+        if frames is None:
+            raise ProblemError(f"{self.name}: the solver returned None; it must return {expect}")
+        try:
+            arr = np.asarray(frames)
+        except (ValueError, TypeError) as err:  # ragged nested lists
+            raise ProblemError(f"{self.name}: the solver's output is not {expect} ({err})") from None
+        if np.iscomplexobj(arr):
+            raise ProblemError(f"{self.name}: the solver returned complex values; return the real "
+                               f"field (e.g. frames.real) as {expect}")
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                       or arr.dtype == np.bool_):
+            raise ProblemError(f"{self.name}: the solver returned {arr.dtype} values (shape "
+                               f"{arr.shape}); it must return numbers, {expect}")
+        if arr.shape != want:
             raise ProblemError(f"{self.name}: the solver returned shape {tuple(arr.shape)}, "
-                             f"expected [n_steps + 1, grid] = {list(want)}")
-        return arr
+                               f"expected [n_steps + 1, grid] = {list(want)}")
+        arr = arr.astype(np.float64)
+        finite = arr[np.isfinite(arr)]
+        biggest = float(np.abs(finite).max()) if finite.size else 0.0
+        if biggest > float(np.finfo(np.float32).max):
+            raise ProblemError(f"{self.name}: the solver returned values up to {biggest:.3g}, beyond "
+                               "float32 (a blown-up trajectory; the surrogate trains in float32)")
+        return torch.as_tensor(arr).float()
 
     def _load_eval_cache(self) -> bool:
         """Take the held-out set from ``eval_cache`` when that file holds the same points."""
@@ -226,11 +248,12 @@ class UserSimulator(SimulatorProblem):
         executor.submit(ids, params)
         results = {res.sim_id: res for res in executor.drain()}
         executor.counts, executor.busy_s = counts, busy_s
-        keep, inputs, targets = [], [], []
+        keep, inputs, targets, reasons = [], [], [], set()
         for i, sim_id in enumerate(ids.tolist()):
             res = results.get(sim_id)
             if res is None or res.samples is None or not res.ok:
-                reason = "no result" if res is None else res.failure
+                reason = "no result" if res is None else str(res.failure)
+                reasons.add(reason)
                 log.warning("%s: held-out simulation %s failed (%s); it is left out of evaluation",
                             self.name, params[i].tolist(), reason)
                 continue
@@ -238,8 +261,8 @@ class UserSimulator(SimulatorProblem):
             inputs.append(res.samples.inputs)
             targets.append(res.samples.targets)
         if not keep:
-            raise ProblemError(f"{self.name}: every held-out simulation failed; see the warnings "
-                               "above for the solver's reasons")
+            raise ProblemError(f"{self.name}: every held-out simulation failed: "
+                               f"{'; '.join(sorted(reasons)[:3])[:400]}")
         self._eval = (params[keep], torch.stack(inputs), torch.stack(targets))
         self._save_eval_cache()
 
@@ -257,7 +280,7 @@ def resolve_callable(path: str) -> Callable[..., Any]:
     return obj
 
 
-class SolverTimeout(TimeoutError):
+class SolverTimeout(ProblemError, TimeoutError):
     """A user's solver ran past ``timeout_s`` (executors record it as a ``timeout`` failure)."""
 
 
@@ -268,12 +291,12 @@ def call_with_timeout(fn: Callable[[np.ndarray], Any], arg: np.ndarray, seconds:
     abandoned on timeout (it ends with the process); ``executor=process_pool`` kills it instead.
     """
     if seconds <= 0:
-        return fn(arg)
+        return _solver_call(fn, arg)
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = fn(arg)
+            box["value"] = _solver_call(fn, arg)
         except BaseException as err:  # re-raised in the caller's thread below
             box["error"] = err
 
@@ -286,6 +309,33 @@ def call_with_timeout(fn: Callable[[np.ndarray], Any], arg: np.ndarray, seconds:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def _solver_call(fn: Callable[[np.ndarray], Any], arg: np.ndarray) -> Any:
+    """``fn(arg)``, a solver's own ``sys.exit`` or ``KeyboardInterrupt`` turned into a failed
+    simulation: the run's exit and the user's Ctrl-C are not the solver's to raise. A Ctrl-C
+    (SIGINT) or SIGTERM that arrives during the call still stops the run."""
+    interrupted = threading.Event()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    if main:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return fn(arg)
+    except SystemExit as err:
+        raise SolverFailed(f"the solver called sys.exit({err.code!r})") from None
+    except KeyboardInterrupt as err:
+        if interrupted.is_set() or isinstance(err, Terminated):
+            raise
+        raise SolverFailed("the solver raised KeyboardInterrupt") from None
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -384,8 +434,36 @@ def template_fields(command: str) -> tuple[set[str], str | None]:
         return set(), str(err)
 
 
-class SolverFailed(RuntimeError):
+class SolverFailed(ProblemError):
     """The external solver exited with an error or produced no output."""
+
+
+def read_output(path: str) -> np.ndarray:
+    """The ``.npy`` array a command wrote, or SolverFailed saying what is there instead (no
+    file, a pipe or other non-file, text, a pickle, a truncated array)."""
+    if not os.path.lexists(path):
+        raise SolverFailed(f"the command exited normally but wrote no {os.path.basename(path)}")
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block np.load for ever
+        raise SolverFailed(f"{os.path.basename(path)} is not a regular file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+        what = ("a truncated or damaged .npy file" if head == b"\x93NUMPY"
+                else "a pickle" if head[:1] == b"\x80" else "not a .npy file")
+        raise SolverFailed(f"{os.path.basename(path)} is {what} ({type(err).__name__}: "
+                           f"{str(err)[:120]}); write it with numpy.save") from None
+
+
+def anchor_paths(command: str, root: str) -> str:
+    """``command`` with each argument that names a file or directory relative to ``root`` (the
+    directory the run was started from) made absolute: the command runs in a fresh working
+    directory per simulation, where ``./solver`` or ``solver.py`` would not be found."""
+    parts = shlex.split(command)
+    anchored = [os.path.join(root, part) if "{" not in part and not os.path.isabs(part)
+                and os.path.exists(os.path.join(root, part)) else part for part in parts]
+    return shlex.join(anchored) if anchored != parts else command
 
 
 def run_command(argv: list[str] | str, cwd: str, timeout_s: float, shell: bool) -> None:
@@ -422,6 +500,8 @@ class CommandLineSimulator(UserSimulator):
         check(bool(cfg.command.strip()), "command",
               "give the solver's command line, "
               "e.g. 'python solver.py --params {params} --out {output}'")
+        if not cfg.shell:
+            cfg = dataclasses.replace(cfg, command=anchor_paths(cfg.command, os.getcwd()))
         super().__init__(cfg)
 
     def solve_one(self, row: np.ndarray) -> Any:
@@ -431,17 +511,20 @@ class CommandLineSimulator(UserSimulator):
         workdir = tempfile.mkdtemp(prefix="sim-", dir=root)
         paths = {"params": os.path.join(workdir, "params.json"),
                  "output": os.path.join(workdir, "output.npy"), "workdir": workdir}
-        with open(paths["params"], "w") as handle:
-            json.dump({"params": [float(v) for v in row]}, handle)
-        if self.config.shell:
-            quoted = {k: shlex.quote(v) for k, v in paths.items()}
-            argv: list[str] | str = self.config.command.format(**quoted)
-        else:
-            argv = [part.format(**paths) for part in shlex.split(self.config.command)]
-        run_command(argv, workdir, self.config.timeout_s, self.config.shell)
-        if not os.path.exists(paths["output"]):
-            raise SolverFailed(f"the command exited normally but wrote no {paths['output']}")
-        frames = np.load(paths["output"])
-        if not self.config.keep_files:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return frames
+        try:
+            with open(paths["params"], "w") as handle:
+                json.dump({"params": [float(v) for v in row]}, handle)
+            if self.config.shell:
+                quoted = {k: shlex.quote(v) for k, v in paths.items()}
+                argv: list[str] | str = self.config.command.format(**quoted)
+            else:
+                argv = [part.format(**paths) for part in shlex.split(self.config.command)]
+            run_command(argv, workdir, self.config.timeout_s, self.config.shell)
+            return read_output(paths["output"])
+        except ProblemError as err:
+            where = (f"its files are kept in {workdir}" if self.config.keep_files
+                     else "problem.keep_files=true keeps a simulation's files")
+            raise type(err)(f"{err} ({where})") from None
+        finally:
+            if not self.config.keep_files:
+                shutil.rmtree(workdir, ignore_errors=True)
