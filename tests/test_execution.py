@@ -482,3 +482,23 @@ def test_a_relative_solver_path_is_found_from_the_launch_directory(tmp_path: Pat
                                    high=[1.0], grid=16, n_steps=4, n_eval=4, timeout_s=60)
     assert str(solver) in problem.config.command
     assert np.array_equal(problem.solve_one(np.array([0.5])), np.ones((5, 16)))
+
+
+def test_no_command_solver_process_outlives_the_process_pool(tmp_path: Path) -> None:
+    """A command that starts a long child of its own: closing the pool (as a run's end or a
+    stop does) kills it too, not only the workers."""
+    marker = tmp_path / "pids"
+    command = (f"sleep 300 & echo $! >> {marker}; sleep 300; "
+               f"{shlex.quote(sys.executable)} -c 'import numpy,sys; "
+               f"numpy.save(sys.argv[1], numpy.zeros((5, 16)))' {{output}}")
+    problem = CommandLineSimulator(command=command, shell=True, low=[0.0], high=[1.0], grid=16,
+                                   n_steps=4, n_eval=4, timeout_s=0)
+    ex = ProcessPoolExecutor(problem=problem, workers=2, timeout_s=600)
+    ex.submit(torch.tensor([0, 1]), torch.tensor([[0.2], [0.4]]))
+    deadline = time.monotonic() + 60
+    while (not marker.exists() or len(marker.read_text().split()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(p) for p in marker.read_text().split()]
+    assert len(pids) == 2
+    ex.close()
+    assert all(pid_gone(pid) for pid in pids)

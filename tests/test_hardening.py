@@ -38,6 +38,7 @@ The catalogue (with the tests that cover it elsewhere):
     that is not frames (None, ragged, object, complex, text, wrong shape, beyond float32) and
     command output that is not an .npy array (none, text, pickle, truncated, a pipe), 65. a
     relative solver path in a command                                     -> test_execution.py
+67. a command solver's own children when the process pool closes (killed) -> test_execution.py
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """

@@ -56,6 +56,7 @@ from nearpole_exp.execution.samples import (
     simulate_one,
     timeout_reason,
 )
+from nearpole_exp.execution.solvers import keep_commands_in_this_process_group
 from nearpole_exp.problems.base import Problem
 
 START_METHODS = ("forkserver", "spawn")
@@ -87,6 +88,7 @@ class ProcessPoolConfig(ExecutorConfig):
 def _worker_main(conn: Connection, factory: ProblemFactory, threads: int, nonfinite: str) -> None:
     """Worker loop: build the problem, then label one row per request until told to stop."""
     os.setpgrp()
+    keep_commands_in_this_process_group()  # killing this group kills a command solver too
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     try:

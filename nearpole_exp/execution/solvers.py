@@ -466,21 +466,42 @@ def anchor_paths(command: str, root: str) -> str:
     return shlex.join(anchored) if anchored != parts else command
 
 
+#: whether a command runs in a session of its own (so a timeout can kill all it started). A
+#: process-pool worker turns this off: its commands stay in the worker's process group, which
+#: the pool kills on a timeout and when it closes, so none outlives the run.
+COMMAND_OWN_SESSION = True
+
+
+def keep_commands_in_this_process_group() -> None:
+    """Run later commands in the caller's process group (see :data:`COMMAND_OWN_SESSION`)."""
+    global COMMAND_OWN_SESSION
+    COMMAND_OWN_SESSION = False
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """Kill a command: its whole session when it has one, else the process itself."""
+    with contextlib.suppress(ProcessLookupError):
+        if COMMAND_OWN_SESSION:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+
+
 def run_command(argv: list[str] | str, cwd: str, timeout_s: float, shell: bool) -> None:
-    """Run a command in its own process group; on timeout kill the whole group and raise
-    TimeoutError; on a non-zero exit raise :class:`SolverFailed` with stderr's last line."""
+    """Run a command (in its own session, see :data:`COMMAND_OWN_SESSION`); on timeout kill it
+    and raise TimeoutError; on a non-zero exit raise :class:`SolverFailed` with stderr's last
+    line."""
     with subprocess.Popen(argv, cwd=cwd, shell=shell, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, start_new_session=True, text=True) as proc:
+                          stderr=subprocess.PIPE, start_new_session=COMMAND_OWN_SESSION,
+                          text=True) as proc:
         try:
             _, err = proc.communicate(timeout=timeout_s or None)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc)
             proc.communicate()
             raise SolverTimeout(f"the command ran longer than timeout_s={timeout_s:g}s") from None
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc)
             raise
     if proc.returncode != 0:
         last = (err or "").strip().splitlines()[-1:] or ["(no stderr)"]
