@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     if problem is not None:
         print(f"Invalid config: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if any(a in ("-m", "--multirun") for a in args):
+        from nearpole_exp.sweep_signals import install_sweep_stop
+
+        install_sweep_stop()
     saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [sys.argv[0], *args]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach us instead of exiting 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from nearpole_exp.joblock import JobDirectoryLock
 from nearpole_exp.reporting.console import print_config
 from nearpole_exp.reporting.sweep_progress import sweep_position
 from nearpole_exp.runner import Runner
+from nearpole_exp.sweep_signals import in_launcher_worker
 
 log = logging.getLogger("nearpole_exp")
 
@@ -71,6 +73,9 @@ class JobGuard:
             log.error("%s", err)
             return self._end(err, exit_code=1)
         except KeyboardInterrupt as err:  # SIGTERM or Ctrl-C; the runner saved it as interrupted
+            if self.multirun and in_launcher_worker():  # a stopped sweep's worker ends with it
+                logging.shutdown()
+                os._exit(INTERRUPTED_BY_SIGTERM)
             if self.multirun:
                 raise  # the sweep stops too
             log.error("%s: saved as interrupted; the same command resumes it",

@@ -107,6 +107,7 @@ def test_the_runner_asks_components_instead_of_probing_them():
 LAYERS = [
     {"__main__"},
     {"app", "help", "compare", "dashboard"},
+    {"sweep_signals"},
     {"overrides", "finished"},
     {"runner"},
     {"build", "verdicts"},

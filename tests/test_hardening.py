@@ -39,6 +39,7 @@ The catalogue (with the tests that cover it elsewhere):
     command output that is not an .npy array (none, text, pickle, truncated, a pipe), 65. a
     relative solver path in a command                                     -> test_execution.py
 67. a command solver's own children when the process pool closes (killed) -> test_execution.py
+68. SIGTERM to a multirun under the joblib launcher: no worker outlives it  -> below
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
@@ -517,3 +518,30 @@ def test_a_run_whose_every_training_simulation_fails_records_them(composer, tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "failed" and len(summary["sims/failures"]) >= 4
     assert all("returned None" in f["reason"] for f in summary["sims/failures"])
+
+
+def test_sigterm_to_a_parallel_sweep_leaves_no_worker_behind(tmp_path: Path) -> None:
+    from nearpole_exp.sweep_signals import _alive, descendants
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "nearpole_exp", "-m", "hydra/launcher=parallel",
+           "hydra.launcher.n_jobs=2", "seed=0,1,2,3", "trainer.rounds=100000",
+           "trainer.steps_per_round=5", "trainer.initial_points=64", "trainer.plots=false",
+           "logger=none", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env())
+    try:
+        deadline = time.monotonic() + 180
+        while (len(list(sweep.glob("*/checkpoints/last.pt"))) < 2
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        workers = descendants(proc.pid)
+        assert workers
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "sweep stopped by SIGTERM" in err
+    assert not [pid for pid in workers if _alive(pid)]
+    statuses = [json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json")]
+    assert statuses == ["interrupted", "interrupted"]
