@@ -39,7 +39,8 @@ The catalogue (with the tests that cover it elsewhere):
     command output that is not an .npy array (none, text, pickle, truncated, a pipe), 65. a
     relative solver path in a command                                     -> test_execution.py
 67. a command solver's own children when the process pool closes (killed) -> test_execution.py
-68. SIGTERM to a multirun under the joblib launcher: no worker outlives it  -> below
+68. SIGTERM to a multirun under the joblib launcher: no worker outlives it, 69. an MLP's
+    activation, width or depth out of range (refused at compose time)      -> below
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
@@ -545,3 +546,12 @@ def test_sigterm_to_a_parallel_sweep_leaves_no_worker_behind(tmp_path: Path) -> 
     assert not [pid for pid in workers if _alive(pid)]
     statuses = [json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json")]
     assert statuses == ["interrupted", "interrupted"]
+
+
+@pytest.mark.parametrize(("override", "key"), [("model.activation=bogus", "model.activation"),
+                                               ("model.depth=-1", "model.depth"),
+                                               ("model.hidden=0", "model.hidden")])
+def test_mlp_settings_are_checked_when_the_config_is_composed(composer, override, key) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate(composer(["model=mlp", "trainer.q_source=problem", override]))
+    assert err.value.key == key
