@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra
 from omegaconf import DictConfig
 
-from nearpole_exp.overrides import override_error
+from nearpole_exp.overrides import override_error, unknown_key_message
 
 HELP_FLAGS = ("--help", "-h")
 COMPLETION_FLAGS = ("--shell-completion", "-sc")
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as err:
-        print(f"Invalid config: {one_line(err)}", file=sys.stderr)
+        text = one_line(err)
+        print(f"Invalid config: {unknown_key_message(text) or text}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         sys.argv = saved_argv

@@ -5,6 +5,7 @@ lists internal ``base_*`` schemas and suggests nothing)."""
 from __future__ import annotations
 
 import difflib
+import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
@@ -101,3 +102,34 @@ def override_error(args: list[str]) -> str | None:
             known = sorted([*groups, *top_level_keys()])
             return f"{key}: no such config group or key.{_closest(key, known)}"
     return None
+
+
+UNKNOWN_KEY = re.compile(r"Key '([^']+)' not in '([^']+)'; full_key: ([^;\s]+)")
+
+
+def schema_fields(type_name: str) -> list[str]:
+    """The settings of the schema class called ``type_name`` (a group's or the run's)."""
+    import dataclasses
+
+    from nearpole_exp.config.discovery import component_schemas
+    from nearpole_exp.config.schemas import LoggerConfig, RunConfig, TrainerConfig
+
+    classes = [RunConfig, TrainerConfig, LoggerConfig,
+               *(s for group in component_schemas().values() for s in group.values())]
+    for cls in classes:
+        if cls.__name__ == type_name and dataclasses.is_dataclass(cls):
+            return [f.name for f in dataclasses.fields(cls) if f.name != "_target_"]
+    return []
+
+
+def unknown_key_message(text: str) -> str | None:
+    """Hydra's several-line refusal of an override whose key a schema lacks, as one line that
+    names the closest real key (None when ``text`` is not such a refusal)."""
+    found = UNKNOWN_KEY.search(text)
+    if found is None:
+        return None
+    key, type_name, full = found.groups()
+    parent = full.rsplit(".", 1)[0] if "." in full else ""
+    close = difflib.get_close_matches(key, schema_fields(type_name), n=1)
+    hint = f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
+    return f"{full}: is not a setting of {parent or 'the run'}{hint}"

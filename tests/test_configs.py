@@ -171,7 +171,8 @@ def test_schema_types_are_enforced_on_assignment(composer) -> None:
     ("override", "fragment"),
     [("sampler=importnce", "Did you mean 'importance'? Options: active, hybrid, importance,"),
      ("samplr=importance", "samplr: no such config group or key. Did you mean 'sampler'?"),
-     ("trainer.lrr=1", "trainer.lrr"),  # found by Hydra: same exit status
+     # found by Hydra: same exit status, one line with the closest real key
+     ("trainer.lrr=1", "trainer.lrr: is not a setting of trainer; did you mean trainer.lr?"),
      ("trainer.batch_size=-3", "trainer.batch_size"),
      # only the built problem reveals it: rational1d has one input, no room for two context dims
      ("model=linear_rational", "model.context_dims"),
