@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
               "not a directory (a file or a dangling link); choose another directory",
               file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as err:  # Hydra could not make the job directory's path
+        print(f"Invalid config: hydra.run.dir (or hydra.sweep.dir, task_name): {err.strerror}: "
+              f"{str(err.filename)[:120]}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as err:
         text = one_line(err)
         print(f"Invalid config: {unknown_key_message(text) or text}", file=sys.stderr)

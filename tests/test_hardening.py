@@ -40,7 +40,8 @@ The catalogue (with the tests that cover it elsewhere):
     relative solver path in a command                                     -> test_execution.py
 67. a command solver's own children when the process pool closes (killed) -> test_execution.py
 68. SIGTERM to a multirun under the joblib launcher: no worker outlives it, 69. an MLP's
-    activation, width or depth out of range (refused at compose time)      -> below
+    activation, width or depth out of range (refused at compose time), 70. a task_name or run
+    directory too long for a file name (one line, exit 2)                   -> below
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
@@ -555,3 +556,10 @@ def test_mlp_settings_are_checked_when_the_config_is_composed(composer, override
     with pytest.raises(ConfigError) as err:
         validate(composer(["model=mlp", "trainer.q_source=problem", override]))
     assert err.value.key == key
+
+
+def test_names_too_long_for_the_file_system_are_one_line(cli, tmp_path) -> None:
+    code, _, err = cli(f"task_name={'a' * 150}", f"hydra.run.dir={tmp_path / 'ok'}")
+    assert code == 2 and "task_name" in err and "Traceback" not in err
+    code, _, err = cli(f"hydra.run.dir={tmp_path / ('b' * 300)}")
+    assert code == 2 and "hydra.run.dir" in err and len(err.strip().splitlines()) == 1

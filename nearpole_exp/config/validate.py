@@ -12,6 +12,8 @@ from nearpole_exp.config.discovery import COMPONENT_GROUPS
 from nearpole_exp.config.schemas import SEED_LIMIT, RunConfig, check_tags
 from nearpole_exp.errors import ConfigError, check
 
+TASK_NAME_LIMIT = 100  # a folder name: far below the usual 255-byte limit on file names
+
 
 def _check_node(cfg: DictConfig, key: str) -> None:
     """Run a group's ``__post_init__`` checks, re-raising with the full dotted key."""
@@ -56,6 +58,10 @@ def validate(cfg: DictConfig) -> None:
         _check_node(cfg, key)
     check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {cfg.seed}")
     check_tags(list(cfg.get("tags") or []), "tags")
+    task = str(cfg.get("task_name", ""))
+    check(0 < len(task) <= TASK_NAME_LIMIT and "/" not in task and task not in (".", ".."),
+          "task_name", f"names the output folder: 1 to {TASK_NAME_LIMIT} characters, no '/' "
+          f"(got {len(task)} characters: {task[:40]!r})")
     known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
     for key in cfg:
         if key not in known:
