@@ -42,6 +42,27 @@ def one_line(err: BaseException) -> str:
     return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+CONFIG_PATH_FLAGS = ("--config-path", "-cp")
+
+
+def rerun_arguments(args: list[str]) -> list[str]:
+    """Arguments of a rerun from a job's saved config (``--config-path <job>/.hydra
+    --config-name config``): the path made absolute (Hydra reads a relative one from this
+    package's folder), and this tool's Hydra settings, which the saved config does not hold
+    (its logging, job name and sweep comparison)."""
+    out, given = list(args), False
+    for i, arg in enumerate(out):
+        if arg in CONFIG_PATH_FLAGS and i + 1 < len(out):
+            out[i + 1], given = os.path.abspath(out[i + 1]), True
+        elif arg.startswith(tuple(f"{f}=" for f in CONFIG_PATH_FLAGS)):
+            flag, _, path = arg.partition("=")
+            out[i], given = f"{flag}={os.path.abspath(path)}", True
+    if given:
+        out += ["hydra.searchpath=[pkg://nearpole_exp.conf]", "hydra/job_logging=rich",
+                "hydra/callbacks=compare", "hydra.job.name=nearpole_exp"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``nearpole-exp``). ``--help`` prints without importing torch.
 
@@ -56,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
         print(help_text())
         return
+    args = rerun_arguments(args)
     problem = override_error(args)
     if problem is not None:
         print(f"Invalid config: {problem}", file=sys.stderr)
@@ -75,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as err:  # Hydra could not make the job directory's path
+        if err.filename is None:
+            print(f"Invalid config: {one_line(err)}", file=sys.stderr)
+            raise SystemExit(2) from None
         print(f"Invalid config: hydra.run.dir (or hydra.sweep.dir, task_name): {err.strerror}: "
               f"{str(err.filename)[:120]}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from nearpole_exp.atomic import save_json
-from nearpole_exp.config.discovery import register_configs, restore_schema
+from nearpole_exp.config.discovery import job_choices, register_configs, restore_schema
 from nearpole_exp.config.validate import validate, validate_overrides
 from nearpole_exp.errors import (
     CheckpointError,
@@ -130,7 +130,7 @@ def _job(cfg: DictConfig, hc: Any, output_dir: Path) -> float | None:
     if _parallel_launcher(hc) and cfg.trainer.progress:
         with open_dict(cfg):
             cfg.trainer.progress = False
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    choices = job_choices(hc)
     position = None
     if hc.mode == RunMode.MULTIRUN:
         position = sweep_position(Path(hc.sweep.dir), int(hc.job.num),

@@ -219,8 +219,12 @@ def test_a_saved_job_config_reruns_to_the_same_result_and_cfg_resolve_prints(tmp
     logged = (first / "nearpole_exp.log").read_text()
     assert "round 2/2, step 40" in logged and head[0] in logged and "status" in logged
     assert "problem" in (first / "config_tree.log").read_text()
-    subprocess.run([*base, "--config-path", str(first / ".hydra"), "--config-name", "config",
-                    *common, f"hydra.run.dir={again}"], **run)
+    # a relative path, as a user types it from the folder above the job
+    rerun = subprocess.run([*base, "--config-path", "first/.hydra", "--config-name", "config",
+                            *common, f"hydra.run.dir={again}"], cwd=tmp_path, **run).stdout
+    assert rerun.count("job directory:") == 1  # printed once, not once more by Hydra's logger
+    assert "options: debug=default problem=rational1d" in rerun  # the original job's choices
+    assert not (again / "__main__.log").exists() and (again / "nearpole_exp.log").exists()
     a, b = (json.loads((d / "summary.json").read_text()) for d in (first, again))
     assert a["status"] == b["status"] == "completed"
     assert a["eval/mse"] == b["eval/mse"] and a["eval/relerr_median/B0"] == b["eval/relerr_median/B0"]

@@ -42,6 +42,8 @@ The catalogue (with the tests that cover it elsewhere):
 68. SIGTERM to a multirun under the joblib launcher: no worker outlives it, 69. an MLP's
     activation, width or depth out of range (refused at compose time), 70. a task_name or run
     directory too long for a file name (one line, exit 2)                   -> below
+71. a rerun from a saved config with a relative --config-path (works, keeps the choices, logs
+    once)                                                                  -> test_configs.py
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """

@@ -11,6 +11,7 @@ import inspect
 import types
 import typing
 from dataclasses import field
+from pathlib import Path
 from typing import Any, Union
 
 from hydra.core.config_store import ConfigStore
@@ -198,3 +199,18 @@ def restore_schema(cfg: DictConfig) -> DictConfig:
         schema = schema_of(get_class(node._target_), str(node._target_), group)
         OmegaConf.update(typed, key, OmegaConf.merge(OmegaConf.structured(schema), node), merge=False)
     return typed
+
+
+def job_choices(hc: Any) -> dict[str, Any]:
+    """The job's group choices (``problem: rational1d`` …), Hydra's own left out. A rerun from a
+    saved config has none of its own: it takes those the original job saved beside that config."""
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    if choices:
+        return choices
+    for source in hc.runtime.config_sources:
+        if source.get("provider") == "main" and source.get("schema") == "file":
+            saved = Path(str(source.get("path", ""))) / "hydra.yaml"
+            if saved.is_file():
+                node = OmegaConf.select(OmegaConf.load(saved), "hydra.runtime.choices") or {}
+                return {k: v for k, v in node.items() if not k.startswith("hydra")}
+    return {}

@@ -73,10 +73,12 @@ def hydra_context() -> dict[str, Any]:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from nearpole_exp.config.discovery import job_choices
+
         hc = HydraConfig.get()
     except (ImportError, ValueError):
         return {}
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    choices = job_choices(hc)
     sweep = (sweep_identity(hc.sweep.dir, hc.job.get("num") or 0)
              if hc.mode == RunMode.MULTIRUN else None)
     return {"override_dirname": hc.job.override_dirname, "choices": choices, "sweep": sweep,
