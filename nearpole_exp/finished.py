@@ -19,7 +19,7 @@ from torch import Tensor
 
 from nearpole_exp.checkpoint import load_checkpoint
 from nearpole_exp.config.discovery import restore_schema
-from nearpole_exp.errors import CheckpointError
+from nearpole_exp.errors import CheckpointError, OutputError
 from nearpole_exp.problems.base import Problem
 
 
@@ -62,8 +62,25 @@ def load_run(job_dir: str | Path, checkpoint: str | Path | None = None) -> Finis
     problem = build_problem(cfg.problem)
     dtype = torch.float64 if cfg.trainer.precision == "float64" else torch.float32
     model = build_model(cfg.model, problem.model_dims()).to(dtype=dtype)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # the saved config no longer builds the model that was trained
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} does not fit the model that {saved} now builds ({first}); "
+                              "was the config edited, or written by another version?") from None
     model.eval()
-    summary_path = root / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return FinishedRun(root, cfg, problem, model, summary)
+    return FinishedRun(root, cfg, problem, model, _read_summary(root / "summary.json"))
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """A job's summary.json ({} when there is none); a damaged one is an error naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except ValueError as err:
+        raise OutputError(f"{path} is not valid JSON ({err}); the run may have been killed while "
+                          "writing it") from None
+    if not isinstance(summary, dict):
+        raise OutputError(f"{path} holds {type(summary).__name__}, not a JSON object")
+    return summary

@@ -44,6 +44,8 @@ The catalogue (with the tests that cover it elsewhere):
     directory too long for a file name (one line, exit 2)                   -> below
 71. a rerun from a saved config with a relative --config-path (works, keeps the choices, logs
     once)                                                                  -> test_configs.py
+72. load_run on a damaged summary.json or a config that no longer builds the model -> test_run.py
+73. an all-NaN |Q| in the DataLoader adapter (said once, counted)          -> test_torch_data.py
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """

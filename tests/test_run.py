@@ -16,7 +16,7 @@ from nearpole_exp.app import task
 from nearpole_exp.build import non_finite_parameters
 from nearpole_exp.checkpoint import load_checkpoint
 from nearpole_exp.config.validate import validate
-from nearpole_exp.errors import CheckpointError, ConfigError
+from nearpole_exp.errors import CheckpointError, ConfigError, OutputError
 from nearpole_exp.runner import Runner
 
 from .conftest import TINY, subprocess_env
@@ -280,3 +280,12 @@ def test_load_run_gives_back_the_trained_model(composer) -> None:
     assert run.problem.evaluate(run.predict)["eval/mse"] == pytest.approx(summary["eval/mse"])
     with pytest.raises(FileNotFoundError, match="not a job directory"):
         nearpole_exp.load_run(out / "checkpoints")
+    # a damaged summary and a config that no longer builds the trained model: errors that say so
+    (out / "summary.json").write_text('{"status": "compl')
+    with pytest.raises(OutputError, match="not valid JSON"):
+        nearpole_exp.load_run(out)
+    (out / "summary.json").unlink()
+    config = (out / ".hydra" / "config.yaml").read_text()
+    (out / ".hydra" / "config.yaml").write_text(config.replace("p_degree: 14", "p_degree: 9"))
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        nearpole_exp.load_run(out)

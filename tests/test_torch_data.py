@@ -76,3 +76,13 @@ def test_a_curriculum_on_q_bands_by_the_q_it_is_given() -> None:
                                curriculum=curriculum, weights=False)
     drawn = torch.tensor([i for batch in batches for i in batch])
     assert bool((Q[drawn].abs() >= 1e-1).all())
+
+
+def test_an_all_nan_q_is_said_once_not_silently_uniform(caplog) -> None:
+    sampler = ImportanceSampler()
+    batches = DrawBatchSampler(sampler, N, batch_size=64, steps=3,
+                               q=torch.full((N,), float("nan")))
+    drawn = [list(b) for b in batches]
+    assert len(drawn) == 3 and sampler.n_fallbacks == 3  # uniform batches, counted
+    warned = [r for r in caplog.records if "finite positive weight" in r.getMessage()]
+    assert len(warned) == 1

@@ -4,6 +4,7 @@ fresh |Q| or a prepared draw table, with correction weights."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from nearpole_exp.sampling.importance_law import (
     importance_weights,
     mixture_draw,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ImportanceSampler(BatchSampler):
@@ -46,6 +49,15 @@ class ImportanceSampler(BatchSampler):
         self._scratch: DrawTable | None = None  # buffers reused by draws from a fresh |Q|
         self._work: Tensor | None = None
 
+    def _fell_back(self, n: int) -> None:
+        """Count draws that went uniform for want of a usable weight; the first one is logged
+        (in a training loop of one's own, nothing else would show it)."""
+        if n and self.n_fallbacks == 0:
+            log.warning("importance sampler: no |Q| in the pool gives a finite positive weight "
+                        "(all NaN or inf?): batches are drawn uniformly until one does "
+                        "(counted in sampler/importance/fallbacks)")
+        self.n_fallbacks += n
+
     # -- densities ---------------------------------------------------------------------------
     def compute_weights(self, q: Tensor) -> Tensor:
         """Normalised sampling probabilities π over the pool (defensive mixture included)."""
@@ -55,7 +67,7 @@ class ImportanceSampler(BatchSampler):
         if n == 0:
             raise ValueError("cannot compute weights of an empty pool")
         if not bool(total > 0):
-            self.n_fallbacks += 1
+            self._fell_back(1)
             return torch.full_like(u, 1.0 / n)
         s = self.config.uniform_mix
         return (1.0 - s) * u / total + s / n
@@ -128,7 +140,7 @@ class ImportanceSampler(BatchSampler):
         u = None if uniform_share >= 1.0 else importance_weights(values, self.config)
         draw = mixture_draw(n_pool, batch_size, uniform_share, self.generator(dev), dev, u=u,
                             prior=prior, weights_target=self.config.weights_target)
-        self.n_fallbacks += int(draw.fallback)
+        self._fell_back(int(draw.fallback))
         weights = correction_weights(draw.ratio, self.config)
         sel = Selection(draw.idx, weights)
         self._record(n_pool, sel, values)
