@@ -88,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", help="the workspace's name")
     parser.add_argument("--dry-run", action="store_true", help="print the layout, save nothing")
     args = parser.parse_args(argv)
+    problem = unknown_groups(args.group_by)
+    if problem:
+        print(f"--group-by: {problem}")
+        return 2
+    if not args.dry_run and not has_api_key():
+        print("saving a workspace needs a W&B API key: run `wandb login` or set WANDB_API_KEY "
+              "(--dry-run prints the layout without one)")
+        return 2
     try:
         workspace = build_workspace(args.entity, args.project, args.sweep, args.group_by, args.name)
     except ImportError:
@@ -95,9 +103,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(describe(workspace))
     if not args.dry_run:
-        saved = workspace.save()
+        try:
+            saved = workspace.save()
+        except Exception as err:  # network, permissions, an unknown entity: say it, in a line
+            print(f"W&B refused or could not be reached: {type(err).__name__}: "
+                  f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}")
+            return 1
         print(f"saved: {getattr(saved, 'url', saved)}")
     return 0
+
+
+def unknown_groups(groups: Sequence[str]) -> str | None:
+    """What is wrong with ``--group-by`` (a name that is no config group), or None."""
+    import difflib
+
+    from nearpole_exp.overrides import group_options
+
+    known = sorted(group_options())
+    for group in groups:
+        if group not in known:
+            close = difflib.get_close_matches(group, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            return f"{group!r} is no config group{hint} (groups: {', '.join(known)})"
+    return None
+
+
+def has_api_key() -> bool:
+    """Whether W&B has an API key here: WANDB_API_KEY, or the netrc entry ``wandb login``
+    writes for the W&B host."""
+    import netrc
+    import os
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 if __name__ == "__main__":

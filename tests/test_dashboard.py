@@ -28,3 +28,13 @@ def test_workspace_has_a_section_per_metric_family_grouped_by_choices() -> None:
 def test_dry_run_prints_the_layout(capsys) -> None:
     assert main(["--entity", "me", "--dry-run"]) == 0
     assert "section Time:" in capsys.readouterr().out
+
+
+def test_bad_group_by_and_a_missing_api_key_are_one_line_each(capsys, monkeypatch, tmp_path) -> None:
+    assert main(["--entity", "me", "--group-by", "samplr", "--dry-run"]) == 2
+    assert "did you mean sampler?" in capsys.readouterr().out
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc here
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    assert main(["--entity", "me"]) == 2
+    assert "needs a W&B API key" in capsys.readouterr().out
