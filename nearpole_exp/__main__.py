@@ -19,9 +19,18 @@ COMPLETION_FLAGS = ("--shell-completion", "-sc")
 
 if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
     # completing a word composes names and values only: placeholder schemas, no torch import
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
     from nearpole_exp.config.discovery import register_configs
 
     register_configs(placeholders=True)
+    _listed = ConfigLoaderImpl.get_group_options
+
+    def _options(self: ConfigLoaderImpl, *args: object, **kwargs: object) -> list[str]:
+        """A group's options without the ``base_*`` schemas (the CLI refuses them)."""
+        return [o for o in _listed(self, *args, **kwargs) if not o.startswith("base_")]
+
+    ConfigLoaderImpl.get_group_options = _options  # type: ignore[method-assign]
 elif not any(a in HELP_FLAGS for a in sys.argv[1:]):
     # the schemas and resolvers Hydra composes with (this imports torch); also in launcher workers
     from nearpole_exp import app  # noqa: F401

@@ -269,6 +269,10 @@ def test_help_lists_real_options_and_launchers_without_torch_and_completion_work
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, check=True).stdout
     assert "sampler=importance_zeroproof" in done and "TORCH False" in done
+    env["COMP_LINE"], env["COMP_POINT"] = "nearpole-exp sampler=", "21"
+    listed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=120, check=True).stdout
+    assert "sampler=uniform" in listed and "base_" not in listed  # no schema the CLI refuses
 
 
 def test_option_files_hold_only_what_differs_from_their_class() -> None:

@@ -47,6 +47,7 @@ The catalogue (with the tests that cover it elsewhere):
 72. load_run on a damaged summary.json or a config that no longer builds the model -> test_run.py
 73. an all-NaN |Q| in the DataLoader adapter (said once, counted)          -> test_torch_data.py
 74. the dashboard without an API key, or grouped by a group that does not exist -> test_dashboard.py
+75. shell completion offering the base_* schemas the CLI refuses            -> test_configs.py
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
