@@ -48,6 +48,7 @@ The catalogue (with the tests that cover it elsewhere):
 73. an all-NaN |Q| in the DataLoader adapter (said once, counted)          -> test_torch_data.py
 74. the dashboard without an API key, or grouped by a group that does not exist -> test_dashboard.py
 75. shell completion offering the base_* schemas the CLI refuses            -> test_configs.py
+76. the rational model's MLP-basis settings on a polynomial basis (refused, not ignored) -> below
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
@@ -569,3 +570,18 @@ def test_names_too_long_for_the_file_system_are_one_line(cli, tmp_path) -> None:
     assert code == 2 and "task_name" in err and "Traceback" not in err
     code, _, err = cli(f"hydra.run.dir={tmp_path / ('b' * 300)}")
     assert code == 2 and "hydra.run.dir" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("override", "key"), [("model.hidden=3", "hidden"),
+                                               ("model.depth=5", "depth"),
+                                               ("model.activation=bogus", "activation")])
+def test_mlp_basis_settings_of_a_polynomial_rational_model_are_refused(override, key) -> None:
+    from nearpole_exp.models.rational import RationalModel
+
+    name, value = override.split("=")[0].split(".")[1], override.split("=")[1]
+    kwargs = {name: int(value) if value.isdigit() else value}
+    with pytest.raises(ConfigError) as err:
+        RationalModel(1, 1, **kwargs)
+    assert err.value.key == key
+    if key != "activation":
+        RationalModel(5, 1, **kwargs)  # the MLP basis (5 inputs) uses them

@@ -12,6 +12,7 @@ the solve also chooses the degrees, which the model keeps (``active_q_degree``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,7 @@ from nearpole_exp.models import rational_solve
 from nearpole_exp.models.base import Band, LossOutput, ModelCapabilities
 from nearpole_exp.models.chebyshev import exponents, n_terms, total_degree_basis
 from nearpole_exp.models.losses import per_sample_loss, residual_loss
-from nearpole_exp.models.mlp import mlp_layers
+from nearpole_exp.models.mlp import ACTIVATIONS, mlp_layers
 from nearpole_exp.models.normalize import BoxNormalizer
 
 BASES = ("auto", "chebyshev", "mlp")
@@ -38,6 +39,9 @@ def q_floor(dtype: torch.dtype) -> float:
     1e-7 from a pole), so B0 read 0.24–0.93 for fits whose P/Q was right to 2e-7 there.
     """
     return torch.finfo(dtype).tiny ** 0.5
+
+#: the MLP basis's settings (used when the inputs are too many for a polynomial basis)
+MLP_BASIS: dict[str, Any] = {"hidden": 64, "depth": 2, "activation": "tanh"}
 
 
 class HybridDivide(torch.autograd.Function):
@@ -91,17 +95,25 @@ class RationalModel(nn.Module):
     capabilities = ModelCapabilities(rational=True, hybrid_division=True, linear_solve=True)
 
     def __init__(self, in_features: int, out_features: int, p_degree: int = 14, q_degree: int = 12,
-                 hidden: int = 64, depth: int = 2, activation: str = "tanh",
+                 hidden: int = MLP_BASIS["hidden"], depth: int = MLP_BASIS["depth"],
+                 activation: str = MLP_BASIS["activation"],
                  input_bounds: list[list[float]] | None = None, basis: str = "auto") -> None:
         super().__init__()
         check(p_degree >= 0, "p_degree", f"must be >= 0, got {p_degree}")
         check(q_degree >= 1, "q_degree", f"must be >= 1, got {q_degree}")
         check(basis in BASES, "basis", f"must be one of {BASES}, got {basis!r}")
+        check(activation in ACTIVATIONS, "activation",
+              f"must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.normalize = BoxNormalizer(input_bounds, in_features)
         self.p_degree, self.q_degree = p_degree, q_degree
         if basis == "auto":
             basis = "chebyshev" if in_features <= MAX_POLYNOMIAL_INPUTS else "mlp"
         self.basis = basis
+        given = {"hidden": hidden, "depth": depth, "activation": activation}
+        for key, value in given.items():  # the MLP basis's settings: refused, not ignored, else
+            check(basis == "mlp" or value == MLP_BASIS[key], key,
+                  f"is used only by the MLP basis (model.basis=mlp, or more than "
+                  f"{MAX_POLYNOMIAL_INPUTS} inputs); this model's basis is {basis}")
         if basis == "chebyshev":
             self.register_buffer("p_powers", exponents(in_features, p_degree), persistent=False)
             self.register_buffer("q_powers", exponents(in_features, q_degree), persistent=False)
