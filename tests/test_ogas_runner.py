@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from nearpole_exp.runner import Runner
@@ -114,3 +115,32 @@ def test_placement_is_off_and_said_so_under_an_asynchronous_executor(composer, c
         assert runner.acquisition.placement is None and "placement diagnostic" in caplog.text
     finally:
         runner.acquisition.close()
+
+
+def test_a_threaded_ogas_run_is_reproducible_and_resumes_to_the_same_numbers(composer,
+                                                                             monkeypatch) -> None:
+    """The DDPM trains on its background thread; the same seed gives the same run, and a run
+    interrupted mid-way resumes to the numbers of the uninterrupted one."""
+    threaded = [o for o in TINY_OGAS if not o.startswith("ogas.breeder.synchronous")]
+    threaded += ["ogas.breeder.synchronous=false", "trainer.checkpoint_every=1"]
+    cfg = composer(threaded, "first")
+    first = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
+    cfg = composer(threaded, "again")
+    again = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
+    cfg = composer(threaded, "interrupted")
+    out = Path(cfg.hydra.runtime.output_dir)
+    crashing = Runner(cfg, out)
+    original, calls = crashing.train_step, {"n": 0}
+
+    def stop_in_round_four() -> dict:
+        calls["n"] += 1
+        if calls["n"] > 3 * 60 + 10:
+            raise KeyboardInterrupt
+        return original()
+
+    monkeypatch.setattr(crashing, "train_step", stop_in_round_four)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.run()
+    resumed = Runner(composer(threaded, "interrupted"), out).run()
+    for key in ("eval/nrmse_max", "eval/nrmse_p99", "eval/nrmse_mean", "breeder/train_steps"):
+        assert first[key] == again[key] == resumed[key], (key, first[key], again[key], resumed[key])

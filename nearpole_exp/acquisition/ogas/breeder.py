@@ -435,6 +435,9 @@ class OGASBreeder(Breeder):
             generate_s=time.perf_counter() - t0,
             train_steps=float(self.ddpm.steps),  # the steps this generation saw (not racy)
         )
+        if self.ratio is not None:
+            with self.trainer.lock:
+                self.ratio.freeze_view()
         return {"unit": unit[perm], "is_bred": source[perm] != SOURCE_DESIGN,
                 "source": source[perm], "target": target[perm],
                 "generation": self.schedule.generation}
@@ -620,10 +623,10 @@ class OGASBreeder(Breeder):
             b = float(self.history.is_bred[: self.n_asked].double().mean()) if self.n_asked else 0.0
             b_res = self.reservoir.bred_fraction()
             unit = self.history.unit[ids].clone()
-        if not (0.0 < b < 1.0 and 0.0 < b_res < 1.0) or self.ratio.steps == 0:
+        if not (0.0 < b < 1.0 and 0.0 < b_res < 1.0) or self.ratio.view_steps == 0:
             return None
         with self.trainer.lock:
-            p = self.ratio.p_bred(unit).cpu()
+            p = self.ratio.p_bred_view(unit).cpu()
         return design_over_pool(p, b_res, b, self.config.breeder.ratio_clip)
 
     # ------------------------------------------------------------------------- inspection

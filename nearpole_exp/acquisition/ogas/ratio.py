@@ -14,6 +14,7 @@ to mean 1 per batch and clipped at ``clip``; the Kish ESS fraction is reported.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -72,6 +73,21 @@ class RatioEstimator:
         self.label_smoothing = float(label_smoothing)
         self.steps = 0
         self.last_loss = float("nan")
+        # the classifier as it was at the last generation: what the training loop's design
+        # weights read, so they do not depend on how far the trainer thread has got since
+        self.view = copy.deepcopy(self.model).requires_grad_(False)
+        self.view_steps = 0
+
+    def freeze_view(self) -> None:
+        """Copy the classifier into :attr:`view` (at a generation, when nothing trains it)."""
+        self.view.load_state_dict(self.model.state_dict())
+        self.view_steps = self.steps
+
+    @torch.no_grad()
+    def p_bred_view(self, unit: Tensor) -> Tensor:
+        """P(bred | λ) from :attr:`view`."""
+        self.view.eval()
+        return torch.sigmoid(self.view(unit.to(self.device)))
 
     def step(self, unit: Tensor, is_bred: Tensor) -> float:
         """One BCE step (labels smoothed towards 1/2 by ``label_smoothing``)."""
@@ -99,10 +115,13 @@ class RatioEstimator:
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "steps": self.steps, "last_loss": self.last_loss}
+                "steps": self.steps, "last_loss": self.last_loss,
+                "view": self.view.state_dict(), "view_steps": self.view_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
         self.last_loss = float(state["last_loss"])
+        self.view.load_state_dict(state.get("view", state["model"]))  # older states: the model
+        self.view_steps = int(state.get("view_steps", self.steps))
