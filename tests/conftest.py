@@ -101,3 +101,27 @@ def cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]
         return code, out, err
 
     return _run
+
+
+def run_interrupted_then_resumed(composer: Callable[..., DictConfig],
+                                 monkeypatch: pytest.MonkeyPatch, overrides: list[str],
+                                 stop_after: int, name: str = "interrupted") -> dict:
+    """A run stopped as Ctrl-C would stop it after ``stop_after`` training steps, then resumed
+    in its own directory; returns the resumed run's summary."""
+    from nearpole_exp.runner import Runner
+
+    cfg = composer(overrides, name)
+    out = Path(cfg.hydra.runtime.output_dir)
+    crashing = Runner(cfg, out)
+    original, calls = crashing.train_step, {"n": 0}
+
+    def stop_mid_run() -> dict:
+        calls["n"] += 1
+        if calls["n"] > stop_after:
+            raise KeyboardInterrupt
+        return original()
+
+    monkeypatch.setattr(crashing, "train_step", stop_mid_run)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.run()
+    return Runner(composer(overrides, name), out).run()

@@ -7,10 +7,11 @@ import json
 import math
 from pathlib import Path
 
-import pytest
 import torch
 
 from nearpole_exp.runner import Runner
+
+from .conftest import run_interrupted_then_resumed
 
 TINY_OGAS = [
     "experiment=landscape", "ogas/breeder=ogas", "seed=0", "logger=none", "trainer.device=cpu",
@@ -127,20 +128,6 @@ def test_a_threaded_ogas_run_is_reproducible_and_resumes_to_the_same_numbers(com
     first = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
     cfg = composer(threaded, "again")
     again = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
-    cfg = composer(threaded, "interrupted")
-    out = Path(cfg.hydra.runtime.output_dir)
-    crashing = Runner(cfg, out)
-    original, calls = crashing.train_step, {"n": 0}
-
-    def stop_in_round_four() -> dict:
-        calls["n"] += 1
-        if calls["n"] > 3 * 60 + 10:
-            raise KeyboardInterrupt
-        return original()
-
-    monkeypatch.setattr(crashing, "train_step", stop_in_round_four)
-    with pytest.raises(KeyboardInterrupt):
-        crashing.run()
-    resumed = Runner(composer(threaded, "interrupted"), out).run()
+    resumed = run_interrupted_then_resumed(composer, monkeypatch, threaded, stop_after=3 * 60 + 10)
     for key in ("eval/nrmse_max", "eval/nrmse_p99", "eval/nrmse_mean", "breeder/train_steps"):
         assert first[key] == again[key] == resumed[key], (key, first[key], again[key], resumed[key])

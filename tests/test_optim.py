@@ -20,7 +20,7 @@ from nearpole_exp.runner import Runner
 from nearpole_exp.sampling.importance import ImportanceSampler
 from nearpole_exp.sampling.rad import RADSampler, rad_density
 
-from .conftest import TINY
+from .conftest import TINY, run_interrupted_then_resumed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,21 +128,7 @@ def test_every_optimizer_schedule_and_polish_resumes_to_the_same_numbers(compose
             "trainer.steps_per_round=12", "trainer.eval_every=1", *overrides]
     cfg = composer(base, "full")
     reference = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
-    cfg = composer(base, "interrupted")
-    out = Path(cfg.hydra.runtime.output_dir)
-    crashing = Runner(cfg, out)
-    original, calls = crashing.train_step, {"n": 0}
-
-    def crash_in_round_three() -> dict:
-        calls["n"] += 1
-        if calls["n"] > 2 * 12 + 3:
-            raise KeyboardInterrupt
-        return original()
-
-    monkeypatch.setattr(crashing, "train_step", crash_in_round_three)
-    with pytest.raises(KeyboardInterrupt):
-        crashing.run()
-    resumed = Runner(composer(base, "interrupted"), out).run()
+    resumed = run_interrupted_then_resumed(composer, monkeypatch, base, stop_after=2 * 12 + 3)
     assert resumed["status"] == reference["status"] == "completed"
     for key in ("eval/mse", "eval/relerr_median/B0", "eval/relerr_median/B4", "eval/ple"):
         assert resumed[key] == reference[key], key
