@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 order = arms[seed % len(arms):] + arms[:seed % len(arms)]
                 for arm in order:
-                    job = Path(tmp) / f"{exp}_{arm.replace(' ', '_')}_{seed}"
+                    job = Path(tmp) / f"{exp}_{re.sub(r'[^a-z0-9]+', '_', arm)}_{seed}"
                     overrides = [f"experiment={exp}", *ARMS[arm], *COMMON, f"seed={seed}",
                                  *(QUICK if args.quick else [])]
                     runs[arm].append(timed_run(overrides, job))

@@ -204,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# OGAS as the configuration space grows", "", *provenance(command_line(), record),
              f"{len(seeds)} seeds; ratios uniform / arm of the held-out nRMSE statistic, mean ± "
              "std over seeds of the per-seed ratio (> 1: the arm is better). Hard mass: share of "
-             "the bred generations' points in the hard set (landscapes; uniform 0.05). Wall: "
-             "median loop time (`time/wall_s`), one torch thread per run, two runs at once.", ""]
+             "the bred generations' points in the hard set (landscapes; uniform 0.05). One torch "
+             "thread per run, two runs at once. Time is not compared here (cached arms ran at "
+             "other times under other loads): scripts/bench/ogas_cost.py measures what each "
+             "costs, side by side.", ""]
     data: dict[str, Any] = {}
     for p, dims in cases.items():
         lines += [f"## {p}", ""]
@@ -220,12 +222,11 @@ def main(argv: list[str] | None = None) -> int:
                 data[f"{p} | d{d} | {a}"] = {**r, "hard_mass": hard, "wall_s": wall,
                                              "nrmse_max": [num(x, "eval/nrmse_max") for x in runs]}
                 rows.append([a, *(cell(r[s]) for s in STATS),
-                             fmt(statistics.fmean(hard)) if all(map(math.isfinite, hard)) else "n/a",
-                             wall])
+                             fmt(statistics.fmean(hard)) if all(map(math.isfinite, hard)) else "n/a"])
             ideal = num(base[0], "placement/ideal_hard_mass")
             title = f"**d = {d}**" + (f" (ideal hard mass {fmt(ideal)})" if math.isfinite(ideal) else "")
-            lines += [title, "", *md_table(["arm", "max", "p99", "mean", "hard mass", "wall s"], rows,
-                                           "lrrrrr"), ""]
+            lines += [title, "", *md_table(["arm", "max", "p99", "mean", "hard mass"], rows,
+                                           "lrrrr"), ""]
     pde_dims = sorted({d for p, dims in cases.items() if p in PDES for d in dims})
     if pde_dims:
         lines += ["## Averaged over the PDEs", "",
