@@ -69,6 +69,9 @@ class LoopState:
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
+    # once: a second SIGTERM (a launcher stopping its workers too) must not cut short the
+    # writing of the interrupted run's summary and checkpoint
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
 
 
@@ -349,11 +352,11 @@ class Runner:
                        **self.acquisition.failure_record()}
             raise
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
             self.acquisition.close()
             torch.set_num_threads(self._threads_before)
             reporter.finish(summary, failed=failed)
+            if previous_handler is not None:  # after the summary: a second SIGTERM waits
+                signal.signal(signal.SIGTERM, previous_handler)
         return summary
 
     def _loop(self, reporter: Reporter, start_wall: float) -> dict[str, Any]:

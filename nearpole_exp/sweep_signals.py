@@ -58,12 +58,16 @@ def stop_descendants(signum: int, grace_s: float = GRACE_S) -> list[int]:
     """Send ``signum`` to every process this one started (SIGKILL to those that ignore it, such
     as resource trackers), wait up to ``grace_s`` for them to end, then SIGKILL the rest;
     returns the processes signalled."""
-    pids = descendants(os.getpid())
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL if _ignores(pid, signum) else signum)
+    pids: list[int] = []
     deadline = time.monotonic() + grace_s
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        fresh = [p for p in descendants(os.getpid()) if p not in pids]  # a launcher may respawn
+        for pid in fresh:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL if _ignores(pid, signum) else signum)
+        pids += fresh
+        if not any(_alive(p) for p in pids):
+            break
         time.sleep(0.1)
     for pid in pids:
         if _alive(pid):

@@ -552,8 +552,8 @@ def test_sigterm_to_a_parallel_sweep_leaves_no_worker_behind(tmp_path: Path) -> 
         proc.kill()
     assert proc.returncode == 143 and "sweep stopped by SIGTERM" in err
     assert not [pid for pid in workers if _alive(pid)]
-    statuses = [json.loads(p.read_text())["status"] for p in sweep.glob("*/summary.json")]
-    assert statuses == ["interrupted", "interrupted"]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+    assert [s["status"] for s in summaries] == ["interrupted", "interrupted"], summaries
 
 
 @pytest.mark.parametrize(("override", "key"), [("model.activation=bogus", "model.activation"),
