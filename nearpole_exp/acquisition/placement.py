@@ -161,19 +161,33 @@ class PlacementLog:
     def __init__(self, ideal: IdealPlacement, bounds: Tensor) -> None:
         self.diagnostic = PlacementDiagnostic(ideal)
         self.bounds = bounds.double()
-        self.generations: list[Tensor] = []
-        self.bred: list[Tensor] = []
+        # every generation's points in one tensor (a long run keeps two tensors, not two per
+        # generation), split by the generation sizes when read
+        self._unit = torch.empty(0, bounds.shape[0])
+        self._bred = torch.empty(0, dtype=torch.bool)
+        self._sizes: list[int] = []
         self.history: list[dict[str, float]] = []
+
+    @property
+    def generations(self) -> list[Tensor]:
+        """Each generation's points in unit coordinates, in order."""
+        return list(self._unit.split(self._sizes)) if self._sizes else []
+
+    @property
+    def bred(self) -> list[Tensor]:
+        """Each generation's bred-point mask."""
+        return list(self._bred.split(self._sizes)) if self._sizes else []
 
     def record(self, params: Tensor, bred: Tensor | None) -> dict[str, float]:
         """Metrics of one generation (box coordinates ``params``; ``bred`` marks its bred points)."""
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         unit = ((params.detach().cpu().double() - lo) / (hi - lo)).float()
         mask = torch.zeros(len(unit), dtype=torch.bool) if bred is None else bred.cpu().bool()
-        self.generations.append(unit)
-        self.bred.append(mask)
+        self._unit = torch.cat([self._unit, unit])
+        self._bred = torch.cat([self._bred, mask])
+        self._sizes.append(len(unit))
         out = self.diagnostic.metrics(unit)
-        out["placement/generation"] = float(len(self.generations) - 1)
+        out["placement/generation"] = float(len(self._sizes) - 1)
         if bool(mask.any()):
             out.update(self.diagnostic.metrics(unit[mask], "placement_bred"))
         self.history.append(out)
@@ -197,6 +211,9 @@ class PlacementLog:
                 "bred": [b.clone() for b in self.bred], "history": [dict(h) for h in self.history]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.generations = list(state["generations"])  # type: ignore[arg-type]
-        self.bred = list(state["bred"])  # type: ignore[arg-type]
+        generations = list(state["generations"])  # type: ignore[call-overload]
+        self._sizes = [len(g) for g in generations]
+        if generations:
+            self._unit = torch.cat(generations).float()
+            self._bred = torch.cat(list(state["bred"])).bool()  # type: ignore[call-overload]
         self.history = [dict(h) for h in state["history"]]  # type: ignore[union-attr]
