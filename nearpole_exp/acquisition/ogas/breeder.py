@@ -288,7 +288,7 @@ class OGASBreeder(Breeder):
     def _train_between_generations(self) -> None:
         """The ``train_steps_per_ask`` steps that precede a generation: inline on the reservoir as
         it is now (synchronous), or the thread's budget scheduled when the previous generation was
-        drawn, waited for (asynchronous; inline if the thread is closed)."""
+        drawn, waited for (asynchronous; none once the breeder is closed)."""
         bc = self.config.breeder
         if not bc.activate_breed:
             return
@@ -297,7 +297,7 @@ class OGASBreeder(Breeder):
             return
         t0 = time.perf_counter()
         pending = self.trainer.pending
-        if pending and (self.trainer.closed or not self.trainer.wait_idle(bc.train_wait_timeout_s)):
+        if pending and not self.trainer.wait_idle(bc.train_wait_timeout_s):
             raise RuntimeError(f"the OGAS trainer thread did not finish its {pending} steps within "
                                f"train_wait_timeout_s={bc.train_wait_timeout_s} s")
         self.stats["train_wait_s"] += time.perf_counter() - t0
