@@ -1,10 +1,18 @@
-"""One run per job directory: a lock file holding the writer's pid, so that a second run started
+"""One run per job directory: an exclusive ``flock`` on a lock file, so that a second run started
 with the same ``hydra.run.dir`` stops at once instead of interleaving its metrics and summary
-with the first's. A lock left by a killed run (its pid is gone) is taken over."""
+with the first's.
+
+The kernel holds the lock, not a pid written into a file: it is released when its holder exits
+or is killed, and on a shared cluster filesystem (NFS, Lustre, GPFS — where Linux carries
+``flock`` to the server) a live run on another node keeps it, which a pid check on this host
+could not see. The file names the holder's host and pid for the message only.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
 from pathlib import Path
 from types import TracebackType
 
@@ -13,15 +21,14 @@ from nearpole_exp.errors import DirectoryInUse, OutputError
 LOCK_NAME = ".nearpole_exp.lock"
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists (on this machine)."""
+def holder_of(path: Path) -> str:
+    """The ``host pid N`` a lock file names, or ``unknown`` when it cannot be read."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        text = path.read_text().strip()
+    except OSError:
+        return "unknown"
+    host, _, pid = text.rpartition(" ")
+    return f"{host or 'this host'} pid {pid}" if pid.isdigit() else "unknown"
 
 
 class JobDirectoryLock:
@@ -30,35 +37,54 @@ class JobDirectoryLock:
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / LOCK_NAME
+        self._fd: int | None = None
 
     def __enter__(self) -> JobDirectoryLock:
-        for _ in range(2):
+        for _ in range(8):
+            fd = self._open()
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and _alive(holder):
-                    raise DirectoryInUse(
-                        f"another run (pid {holder}) is writing to {self.path.parent}: wait for it "
-                        "to end or give this run another hydra.run.dir") from None
-                self.path.unlink(missing_ok=True)  # stale: its run was killed
-                continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DirectoryInUse(
+                    f"another run ({holder_of(self.path)}) is writing to {self.path.parent}: wait "
+                    "for it to end or give this run another hydra.run.dir") from None
             except OSError as err:
-                raise OutputError(f"cannot write to {self.path.parent}: {err.strerror or err}; "
-                                  "give the run a writable hydra.run.dir") from err
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return self
-        raise DirectoryInUse(f"could not take {self.path}: another run keeps recreating it")
+                os.close(fd)
+                raise OutputError(f"cannot lock {self.path}: {err.strerror or err} (the filesystem "
+                                  "may not support locks); give the run another hydra.run.dir") from err
+            if self._still_linked(fd):
+                self._fd = fd
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
+                return self
+            # the holder released and removed the file between our open and our lock: a newer
+            # file may already be locked by a third run, so lock that one instead
+            os.close(fd)
+        raise DirectoryInUse(f"could not take {self.path}: other runs keep recreating it")
 
-    def _holder(self) -> int | None:
+    def _open(self) -> int:
         try:
-            return int(self.path.read_text().strip() or "0") or None
-        except (OSError, ValueError):
-            return None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise OutputError(f"cannot write to {self.path.parent}: {err.strerror or err}; "
+                              "give the run a writable hydra.run.dir") from err
+
+    def _still_linked(self, fd: int) -> bool:
+        """Whether the locked descriptor is still the file at ``self.path``."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        if self._fd is None:
+            return
+        # unlink while still holding the lock: a run waiting on the old file then sees it unlinked
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)  # releases the lock
+        self._fd = None

@@ -49,6 +49,8 @@ The catalogue (with the tests that cover it elsewhere):
 74. the dashboard without an API key, or grouped by a group that does not exist -> test_dashboard.py
 75. shell completion offering the base_* schemas the CLI refuses            -> test_configs.py
 76. the rational model's MLP-basis settings on a polynomial basis (refused, not ignored) -> below
+77. racing runs for one job directory (one holder at a time) and a SIGKILLed holder (the kernel
+    releases its lock)                                                     -> below
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
@@ -58,6 +60,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -363,14 +366,46 @@ def test_wandb_warnings_name_the_error_even_without_a_message() -> None:
     assert describe(ConnectionError("refused")) == "ConnectionError: refused"
 
 
+def _hold_lock_in_another_process(directory: Path) -> subprocess.Popen:
+    """A process that takes the job lock of ``directory``, says so, and sleeps holding it."""
+    code = ("import sys, time; from nearpole_exp.joblock import JobDirectoryLock\n"
+            f"with JobDirectoryLock({str(directory)!r}):\n"
+            "    print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_the_job_lock_admits_one_of_many_concurrent_runs(tmp_path) -> None:
+    """Racing processes (each retrying until its deadline): exactly one holds the lock at a time."""
+    code = ("import os, sys, time; from nearpole_exp.joblock import JobDirectoryLock\n"
+            "from nearpole_exp.errors import DirectoryInUse\n"
+            "held = 0; end = time.time() + 3\n"
+            "while time.time() < end:\n"
+            "    try:\n"
+            f"        with JobDirectoryLock({str(tmp_path)!r}):\n"
+            f"            fd = os.open({str(tmp_path / 'inside')!r}, os.O_CREAT | os.O_EXCL)\n"
+            f"            os.close(fd); time.sleep(0.002); os.unlink({str(tmp_path / 'inside')!r})\n"
+            "            held += 1\n"
+            "    except DirectoryInUse:\n"
+            "        pass\n"
+            "print(held)")
+    racers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [racer.communicate(timeout=60) for racer in racers]
+    # a second holder would find ``inside`` present and die on FileExistsError
+    assert all(racer.returncode == 0 for racer in racers), [err for _, err in results]
+    assert sum(int(out) for out, _ in results) > 20
+
+
 def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer) -> None:
     cfg = composer([*TINY, "logger=none"], "shared_dir")
     out = Path(cfg.hydra.runtime.output_dir)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = _hold_lock_in_another_process(out)
     guard = JobGuard(out, multirun=False)
     try:
-        (out / LOCK_NAME).write_text(str(holder.pid))
-        with pytest.raises(DirectoryInUse, match=f"pid {holder.pid}"), JobDirectoryLock(out):
+        with pytest.raises(DirectoryInUse, match=f"{socket.gethostname()} pid {holder.pid}"), \
+                JobDirectoryLock(out):
             pass
         with pytest.raises(SystemExit) as stop:
             guard.run(lambda: Runner(cfg, out).run()["status"])
@@ -379,9 +414,10 @@ def test_a_second_run_in_a_live_runs_directory_stops_and_writes_nothing(composer
         assert math.isnan(JobGuard(out, multirun=True).run(lambda: 0.0))  # a sweep's failed job
         assert not (out / "summary.json").exists()
     finally:
-        holder.kill()
+        holder.send_signal(signal.SIGKILL)  # no cleanup runs: the kernel releases the lock
         holder.wait()
-    # the holder is gone: its lock is stale, the run takes it over and releases it at the end
+    assert (out / LOCK_NAME).exists()
+    # the holder is gone: the run takes the directory over and releases it at the end
     assert guard.run(lambda: Runner(cfg, out).run()["status"]) == "completed"
     assert not (out / LOCK_NAME).exists()
 
