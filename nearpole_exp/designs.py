@@ -1,48 +1,40 @@
-"""Space-filling designs on the unit cube: uniform, Sobol, Halton and Latin hypercube."""
+"""Space-filling designs on the unit cube: uniform, Sobol (torch), scrambled Halton and Latin
+hypercube (``scipy.stats.qmc``)."""
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import Tensor
 
 DESIGNS = ("uniform", "sobol", "halton", "lhs")
 
 
-def _primes(k: int) -> list[int]:
-    """The first ``k`` primes."""
-    primes: list[int] = []
-    candidate = 2
-    while len(primes) < k:
-        if all(candidate % p for p in primes if p * p <= candidate):
-            primes.append(candidate)
-        candidate += 1
-    return primes
+def _seed(generator: torch.Generator) -> int:
+    """A 63-bit seed for a scipy engine, drawn from ``generator`` (so the stream is reproducible)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
-def halton(start: int, n: int, dim: int, shift: Tensor) -> Tensor:
-    """Points ``start..start+n-1`` of the Halton sequence, randomly shifted modulo 1."""
-    idx = torch.arange(start + 1, start + n + 1, dtype=torch.float64)
-    cols = []
-    for base in _primes(dim):
-        digits = math.ceil(math.log(start + n + 1, base)) + 1
-        value = torch.zeros(n, dtype=torch.float64)
-        rest = idx.clone()
-        scale = 1.0 / base
-        for _ in range(digits):
-            value += torch.remainder(rest, base) * scale
-            rest = torch.div(rest, base, rounding_mode="floor")
-            scale /= base
-        cols.append(value)
-    return torch.remainder(torch.stack(cols, dim=1) + shift.double(), 1.0).float()
+def halton(start: int, n: int, dim: int, seed: int) -> Tensor:
+    """Points ``start..start+n-1`` of the scrambled Halton sequence of ``seed``.
+
+    scipy's scrambled Halton (digit permutations per base): an unscrambled Halton with a random
+    shift has 1.3-2.0x its centred discrepancy for d = 2-16, n = 64-1024, and at d = 16 is worse
+    than i.i.d. points (benchmarks/designs.md)."""
+    from scipy.stats import qmc  # 0.6 s: only runs that use a Halton design pay it
+
+    engine = qmc.Halton(dim, scramble=True, rng=np.random.default_rng(seed))
+    if start:
+        engine.fast_forward(start)
+    return torch.from_numpy(engine.random(n)).float()
 
 
 def latin_hypercube(n: int, dim: int, generator: torch.Generator) -> Tensor:
-    """One Latin hypercube of ``n`` points: each axis has exactly one point per 1/n stratum."""
-    u = torch.rand(n, dim, generator=generator)
-    perms = torch.argsort(torch.rand(n, dim, generator=generator), dim=0)
-    return (perms.float() + u) / n
+    """One Latin hypercube of ``n`` points (each axis has one point per 1/n stratum), from scipy."""
+    from scipy.stats import qmc
+
+    engine = qmc.LatinHypercube(dim, rng=np.random.default_rng(_seed(generator)))
+    return torch.from_numpy(engine.random(n)).float()
 
 
 class UnitDesign:
@@ -56,7 +48,7 @@ class UnitDesign:
         self.generator = generator
         self.drawn = 0
         self.sobol_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        self.shift = torch.rand(dim, generator=generator)
+        self.halton_seed = _seed(generator)
 
     def draw(self, n: int) -> Tensor:
         """The next ``n`` points of the stream."""
@@ -70,7 +62,7 @@ class UnitDesign:
                 engine.fast_forward(self.drawn)
             out = engine.draw(n).float()
         elif self.design == "halton":
-            out = halton(self.drawn, n, self.dim, self.shift)
+            out = halton(self.drawn, n, self.dim, self.halton_seed)
         else:
             out = latin_hypercube(n, self.dim, self.generator)
         self.drawn += n

@@ -189,10 +189,8 @@ class TrajectoryProblem(Problem):
         return nrmse(pred, target).to(pred.dtype)
 
     def eval_params(self) -> Tensor:
-        """The held-out points: a Halton design shifted by a fixed-seed random vector."""
-        gen = torch.Generator().manual_seed(self.config.eval_seed)
-        shift = torch.rand(self.param_dim, generator=gen)
-        unit = halton(0, self.config.n_eval, self.param_dim, shift)
+        """The held-out points: the scrambled Halton design of ``eval_seed``."""
+        unit = halton(0, self.config.n_eval, self.param_dim, self.config.eval_seed)
         b = self.bounds
         return b[:, 0] + unit * (b[:, 1] - b[:, 0])
 
