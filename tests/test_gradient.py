@@ -89,12 +89,11 @@ def test_state_roundtrip():
     assert other.metrics() == s.metrics()
 
 
-def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
-    """The runner's AdamW is torch's single-tensor AdamW op for op (the CPU path), with an
-    interchangeable state_dict; a child process that trains with it never loads torch._dynamo."""
+@pytest.mark.parametrize("foreach", [False, True])
+def test_adamw_matches_torch_bit_for_bit(foreach: bool) -> None:
+    """The project's AdamW is torch's AdamW op for op (its single-tensor path, or its multi-tensor
+    path with ``foreach``), with an interchangeable state_dict."""
     import copy
-    import subprocess
-    import sys
 
     from nearpole_exp.optim.adamw import AdamW
 
@@ -102,8 +101,8 @@ def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
     ours = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
     theirs = copy.deepcopy(ours)
     x, y = torch.randn(32, 3, dtype=torch.float64), torch.randn(32, 1, dtype=torch.float64)
-    opts = [AdamW(ours.parameters(), lr=1e-2, weight_decay=0.05),
-            torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.05)]
+    opts = [AdamW(ours.parameters(), lr=1e-2, weight_decay=0.05, foreach=foreach),
+            torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.05, foreach=foreach)]
     for model, opt in zip((ours, theirs), opts, strict=True):
         for _ in range(15):
             opt.zero_grad(set_to_none=True)
@@ -112,11 +111,37 @@ def test_adamw_matches_torch_bit_for_bit_and_never_imports_dynamo() -> None:
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters(), strict=True))
     opts[1].load_state_dict(opts[0].state_dict())
     opts[0].load_state_dict(opts[1].state_dict())
-    code = ("import sys, torch; from nearpole_exp.optim.adamw import AdamW; m = torch.nn.Linear(2, 1); "
-            "o = AdamW(m.parameters()); m(torch.ones(1, 2)).sum().backward(); o.step(); "
-            "o.load_state_dict(o.state_dict()); o.zero_grad(); print('torch._dynamo' in sys.modules)")
+
+
+def test_adamw_never_imports_dynamo_and_leaves_torch_as_it_was() -> None:
+    """A child that trains with the project's AdamW (the runner's and the DDPM's) never loads
+    torch._dynamo, and torch's own optimizers keep their dynamo-disabled methods: the class binds
+    the undecorated functions for itself instead of writing into torch's caches. Fails when torch
+    wraps another base-class method (the list in adamw.py must follow)."""
+    import subprocess
+    import sys
+
+    from nearpole_exp.optim.adamw import DYNAMO_WRAPPED
+
+    wrapper = torch._disable_dynamo(lambda: None).__code__
+    wrapped = sorted(name for name, attr in vars(torch.optim.Optimizer).items()
+                     if getattr(attr, "__code__", None) is wrapper)
+    assert wrapped == sorted(DYNAMO_WRAPPED)
+    code = ("import sys, torch; from nearpole_exp.optim.adamw import AdamW, DYNAMO_WRAPPED\n"
+            "from nearpole_exp.acquisition.ogas.config import DDPMConfig\n"
+            "from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM\n"
+            "m = torch.nn.Linear(2, 1)\n"
+            "for foreach in (False, True):\n"
+            "    o = AdamW(m.parameters(), foreach=foreach); m(torch.ones(1, 2)).sum().backward()\n"
+            "    o.step(); o.load_state_dict(o.state_dict()); o.zero_grad()\n"
+            "    o.add_param_group({'params': [torch.nn.Parameter(torch.ones(1))]})\n"
+            "ddpm = ConditionalDDPM(3, DDPMConfig()); ddpm.optimizer.zero_grad()\n"
+            "ddpm.optimizer.load_state_dict(ddpm.optimizer.state_dict())\n"
+            "touched = [n for n in DYNAMO_WRAPPED\n"
+            "           if hasattr(getattr(torch.optim.Optimizer, n).__wrapped__, '__dynamo_disable')]\n"
+            "print('torch._dynamo' in sys.modules, touched)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False []"
 
 
 def test_division_keeps_tiny_denominators_of_close_poles() -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from nearpole_exp.acquisition.ogas.config import DDPMConfig
+from nearpole_exp.optim.adamw import AdamW
 
 LOGIT_SCALE = math.pi / math.sqrt(3.0)  # std of the logistic law: logit(U(0,1)) / this has std 1
 
@@ -237,9 +238,10 @@ class ConditionalDDPM:
         self.model = Denoiser(dim, config.model_dim, config.depth).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         # foreach kernels: on the CPU torch defaults to one kernel per tensor, and this small MLP's
-        # step is dominated by that per-tensor overhead (and the GIL it holds)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay, foreach=True)
+        # step is dominated by that per-tensor overhead (and the GIL it holds); the project's
+        # AdamW, so the trainer thread does not import torch._dynamo (1 s of CPU) on its first step
+        self.optimizer = AdamW(self.model.parameters(), lr=config.lr,
+                               weight_decay=config.weight_decay, foreach=True)
         self._params = list(self.model.parameters())
         self._ema_params = list(self.ema.parameters())
         self.schedule = NoiseSchedule(config.beta_schedule, config.timesteps, self.device)
