@@ -16,6 +16,7 @@ from nearpole_exp.overrides import override_error, unknown_key_message
 
 HELP_FLAGS = ("--help", "-h")
 COMPLETION_FLAGS = ("--shell-completion", "-sc")
+PRINT_FLAGS = ("--cfg", "-c", "--info", "-i")
 
 if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
     # completing a word composes names and values only: placeholder schemas, no torch import
@@ -31,6 +32,11 @@ if any(a in COMPLETION_FLAGS for a in sys.argv[1:]):
         return [o for o in _listed(self, *args, **kwargs) if not o.startswith("base_")]
 
     ConfigLoaderImpl.get_group_options = _options  # type: ignore[method-assign]
+elif any(a in PRINT_FLAGS or a.startswith(("--cfg=", "--info=")) for a in sys.argv[1:]):
+    # printing a config composes it with the cached schemas (no torch) when they are this package's
+    from nearpole_exp.config.discovery import register_configs
+
+    register_configs(cached=True)
 elif not any(a in HELP_FLAGS for a in sys.argv[1:]):
     # the schemas and resolvers Hydra composes with (this imports torch); also in launcher workers
     from nearpole_exp import app  # noqa: F401

@@ -48,7 +48,7 @@ from nearpole_exp.models.losses import resolve_loss
 from nearpole_exp.pool import Pool
 from nearpole_exp.problems.base import ModelQ
 from nearpole_exp.reporting import plots
-from nearpole_exp.reporting.console import progress, to_log_file
+from nearpole_exp.reporting.console import progress, progress_line
 from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import rng_state, seed_everything, set_rng_state
 from nearpole_exp.sampling.diagnostics import NoMonitor
@@ -407,10 +407,10 @@ class Runner:
     def _report_round(self, reporter: Reporter, record: dict[str, Any]) -> None:
         """The round's record to metrics.jsonl and W&B, a line to the log file."""
         reporter.log(record, self.state.step)
-        to_log_file(f"round {self.state.round}/{self.tc.rounds}, step {self.state.step}: loss "
-                    f"{record['train/loss']:.4g}" + "".join(
-                        f", {k} {record[k]:.4g}" for k in ("eval/mse", "eval/nrmse_mean", "eval/ple")
-                        if k in record))
+        progress_line(f"round {self.state.round}/{self.tc.rounds}, step {self.state.step}: loss "
+                      f"{record['train/loss']:.4g}" + "".join(
+                          f", {k} {record[k]:.4g}" for k in ("eval/mse", "eval/nrmse_mean", "eval/ple")
+                          if k in record), self.tc.progress)
         sampled = self.monitor.histogram_values()
         if sampled.numel():
             reporter.histogram("sampler/q_abs_hist", np.asarray(sampled), self.state.step)

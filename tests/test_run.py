@@ -289,3 +289,22 @@ def test_load_run_gives_back_the_trained_model(composer) -> None:
     (out / ".hydra" / "config.yaml").write_text(config.replace("p_degree: 14", "p_degree: 9"))
     with pytest.raises(CheckpointError, match="does not fit the model"):
         nearpole_exp.load_run(out)
+
+
+def test_output_without_a_terminal_is_whole_lines(tmp_path: Path, capfd) -> None:
+    """Piped to a file: a line per round instead of a bar, and a long path never split across
+    lines (Rich wraps at 80 columns there)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nearpole_exp.__main__ import main
+
+    out = tmp_path / ("a-directory-name-long-enough-to-cross-eighty-columns" * 2) / "job"
+    for extra in ([], ["resume=auto"]):
+        GlobalHydra.instance().clear()
+        main(["debug=default", "logger=none", "trainer.progress=true", f"hydra.run.dir={out}", *extra])
+    GlobalHydra.instance().clear()
+    lines = capfd.readouterr().out.splitlines()
+    assert sum(line.startswith("round 1/2, step 20: loss") for line in lines) == 1
+    assert not any(line.startswith("debug ━") for line in lines)  # no bar
+    resumed = [line for line in lines if line.startswith("resumed from ")]
+    assert len(resumed) == 1 and f"{out}/checkpoints/last.pt at round 2" in resumed[0]

@@ -161,10 +161,14 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("slug", slug)
 
 
-def register_configs(placeholders: bool = False) -> None:
+def register_configs(placeholders: bool = False, cached: bool = False) -> None:
     """Store the top-level schema and one ``base_<option>`` schema per group option. With
     ``placeholders`` the component schemas are empty nodes, found from the YAML files alone:
-    enough to compose names and values for shell completion without importing torch."""
+    enough to compose names and values for shell completion without importing torch. With
+    ``cached`` they come from :mod:`~nearpole_exp.config.schema_cache` when it holds this
+    package's (printing a config without importing torch), else from the components."""
+    from nearpole_exp.config import schema_cache
+
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RunConfig)
@@ -176,7 +180,11 @@ def register_configs(placeholders: bool = False) -> None:
             if name is not None:
                 cs.store(group=group, name=f"base_{name}", node={})
         return
-    for group, options in component_schemas().items():
+    schemas = schema_cache.read() if cached else None
+    if schemas is None:
+        schemas = component_schemas()
+        schema_cache.write(schemas)
+    for group, options in schemas.items():
         for option, schema in options.items():
             cs.store(group=group, name=f"base_{option}", node=schema)
 

@@ -34,6 +34,21 @@ def console() -> Console:
     return rich.get_console()
 
 
+def interactive() -> bool:
+    """Whether the console is a terminal (else output goes to a file or a pipe: plain lines)."""
+    return console().is_terminal
+
+
+def console_handler(**kwargs: Any) -> logging.Handler:
+    """The job logging's console handler: Rich's on a terminal; without one a plain stream
+    handler on stdout, since Rich wraps at 80 columns there and splits paths mid-word."""
+    if interactive():
+        from rich.logging import RichHandler
+
+        return RichHandler(**kwargs)
+    return logging.StreamHandler(stream=console().file)
+
+
 def config_tree(cfg: DictConfig) -> Tree:
     """One branch per top-level key, holding its resolved YAML."""
     tree = Tree("CONFIG", style="bold")
@@ -110,8 +125,17 @@ def to_log_file(text: str) -> None:
     file_log.info("%s", text, extra={"file_only": True})
 
 
+def progress_line(text: str, enabled: bool) -> None:
+    """A round's progress line: to the log file, and to the console when it has no live bar
+    (``enabled`` progress without a terminal, where a bar would print only its last state)."""
+    if enabled and not interactive():
+        console().print(text, highlight=False, markup=False, soft_wrap=True)
+    to_log_file(text)
+
+
 def progress(enabled: bool) -> Progress:
-    """A progress bar over gradient steps, with the latest loss and round."""
+    """A progress bar over gradient steps, with the latest loss and round (on a terminal only;
+    elsewhere :func:`progress_line` prints a line per round)."""
     return Progress(
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),
@@ -119,7 +143,7 @@ def progress(enabled: bool) -> Progress:
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         console=console(),
-        disable=not enabled,
+        disable=not (enabled and interactive()),
         transient=False,
     )
 
