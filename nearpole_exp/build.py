@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from nearpole_exp.acquisition.base import Breeder
+from nearpole_exp.callbacks import Callback
 from nearpole_exp.config.discovery import accepts_keywords, model_options
 from nearpole_exp.config.schemas import TrainerConfig
 from nearpole_exp.errors import ConfigError
@@ -148,3 +149,16 @@ def check_compatible(t: TrainerConfig, loss: str, model: ModelCapabilities, band
             "trainer.q_source", f"the sampler needs |Q| but problem {problem.name!r} has none: use "
             "trainer.q_source=model with model=rational, or a sampler that does not need Q "
             "(sampler=uniform)")
+
+
+def build_callbacks(node: Any) -> dict[str, Callback]:
+    """The ``callbacks`` entries in config order, each a :class:`Callback` (else a ConfigError
+    naming its ``_target_``)."""
+    built = {}
+    for name, entry in (node or {}).items():
+        callback = build(entry, f"callbacks.{name}")
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"callbacks.{name}._target_",
+                              f"{entry._target_} is not a nearpole_exp.callbacks.Callback subclass")
+        built[str(name)] = callback
+    return built

@@ -24,6 +24,7 @@ from nearpole_exp.acquisition.feed import SimulationFeed
 from nearpole_exp.build import (
     build,
     build_breeder,
+    build_callbacks,
     build_executor,
     build_model,
     build_problem,
@@ -42,7 +43,7 @@ from nearpole_exp.checkpoint import (
     save_checkpoint,
 )
 from nearpole_exp.config.schemas import TrainerConfig
-from nearpole_exp.errors import CheckpointError, Terminated
+from nearpole_exp.errors import CheckpointError, ConfigError, Terminated
 from nearpole_exp.models.base import LossOutput, capabilities, loss_function, q_function
 from nearpole_exp.models.losses import resolve_loss
 from nearpole_exp.pool import Pool
@@ -66,6 +67,7 @@ class LoopState:
     step: int = 0
     wall_s: float = 0.0
     skipped_steps: int = 0
+    stopped: str = ""  # why the loop ended before trainer.rounds (a callback's request)
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -133,6 +135,7 @@ class Runner:
         self.schedule = build(cfg.scheduler, "scheduler")
         self.optimizer = self.optim_option.build(self.model.parameters(), t.lr)
         self.polish = build(cfg.polish, "polish")
+        self.callbacks = build_callbacks(cfg.get("callbacks"))
         self.total_steps = t.rounds * t.steps_per_round
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self._round_batch: Batch | None = None
@@ -269,7 +272,22 @@ class Runner:
         return torch.cat(outs)
 
     def evaluate(self) -> dict[str, float]:
-        return self.problem.evaluate(self.predict, self.model_q())
+        metrics = self.problem.evaluate(self.predict, self.model_q())
+        self._call("on_evaluation", metrics)
+        return metrics
+
+    # ---------------------------------------------------------------- callbacks
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current round (a callback's request; the first reason stays)."""
+        self.state.stopped = self.state.stopped or reason
+
+    def _call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of every callback in config order; a ConfigError names its entry."""
+        for name, callback in self.callbacks.items():
+            try:
+                getattr(callback, hook)(self, *args)
+            except ConfigError as err:
+                raise err.under(f"callbacks.{name}") from None
 
     def make_plots(self, metrics: dict[str, float]) -> list[str]:
         outdir = self.output_dir / "plots"
@@ -290,7 +308,7 @@ class Runner:
                 "sampler": self.selection.sampler, "curriculum": self.selection.curriculum,
                 "gradient": self.gradient, "monitor": self.monitor,
                 **self.acquisition.components(), "acquisition": self.acquisition,
-                "pool": self.pool}
+                "pool": self.pool, **{f"callback/{name}": cb for name, cb in self.callbacks.items()}}
 
     def state_dict(self, run_id: str | None) -> dict[str, Any]:
         states = {name: None if obj is None else obj.state_dict()
@@ -322,6 +340,7 @@ class Runner:
 
     def save(self, run_id: str | None) -> None:
         save_checkpoint(self.state_dict(run_id), self.ckpt_dir / "last.pt")
+        self._call("on_checkpoint", self.ckpt_dir / "last.pt")
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
@@ -365,8 +384,9 @@ class Runner:
         with progress(t.progress) as bar:
             task = bar.add_task(self.cfg.task_name, total=self.total_steps, completed=self.state.step,
                                 info="")
-            while self.state.round < t.rounds:
+            while self.state.round < t.rounds and not self.state.stopped:
                 r = self.state.round
+                self._call("on_round_start")
                 added = self.acquisition.acquire(r)
                 self._new_objective()
                 round_losses = []
@@ -392,10 +412,14 @@ class Runner:
                 self.state.wall_s = time.perf_counter() - start_wall
                 record["time/wall_s"] = self.state.wall_s
                 record["time/breeder_s"] = self.acquisition.breeder_s
+                self._call("on_round_end", record)
                 self._report_round(reporter, record)
                 self._check_finite_model()
-                if self.state.round % t.checkpoint_every == 0 or self.state.round == t.rounds:
+                if (self.state.round % t.checkpoint_every == 0 or self.state.round == t.rounds
+                        or self.state.stopped):
                     self.save(reporter.run_id)
+            if self.state.stopped:
+                progress_line(self.state.stopped, True)
         self.acquisition.finish()
         if not metrics:
             metrics = self.evaluate()
@@ -419,6 +443,7 @@ class Runner:
         """The finished run's summary: the last evaluation, the loop's counts, the levers'
         reports and the verdicts (stability, fit near the poles)."""
         summary = {**metrics, "status": "completed", "round": self.state.round, "step": self.state.step,
+                   **({"stopped": self.state.stopped} if self.state.stopped else {}),
                    "time/wall_s": self.state.wall_s,
                    "train/skipped_steps": self.state.skipped_steps, "pool/size": len(self.pool),
                    "pool/rejected": self.pool.n_rejected}

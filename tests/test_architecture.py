@@ -114,7 +114,7 @@ LAYERS = [
     {"acquisition"},
     {"sampling", "execution", "optim"},
     {"pool"},
-    {"problems", "models", "reporting", "checkpoint", "joblock"},
+    {"problems", "models", "reporting", "checkpoint", "joblock", "callbacks"},
     {"config", "designs", "metrics", "rng", "atomic", "adamw"},
     {"errors"},
 ]

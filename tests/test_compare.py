@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -92,17 +93,24 @@ def test_stats_ratios_and_wins(sweep: Path, tmp_path: Path) -> None:
     assert b0i.ratio == pytest.approx(5.0) and b0u.ratio == pytest.approx(1.0)
     assert (b0i.wins, b0i.paired) == (3, 3)
 
+    assert b0i.gmean == pytest.approx(0.048 ** (1 / 3))  # errors: geometric mean ×/÷ factor
+    assert b0i.gsd == pytest.approx(math.exp(statistics.stdev(math.log(v) for v in (0.2, 0.4, 0.6))))
+
+    # 0.1, 0.2, 0.05 against 0.1 each: the arithmetic mean (0.117) is set by the one bad seed; the
+    # geometric mean is uniform's, and so is the ratio
     b4i = imp.metrics["eval/relerr_median/B4"]
     assert b4i.mean == pytest.approx(0.35 / 3)
-    assert b4i.ratio == pytest.approx(0.1 / (0.35 / 3))
+    assert b4i.gmean == pytest.approx(0.1) and b4i.ratio == pytest.approx(1.0)
     assert (b4i.wins, b4i.paired) == (1, 3)  # only seed 2 beats uniform's 0.1; ties do not win
 
     ple = imp.metrics["eval/ple"]  # seed 2 is null: skipped and counted
     assert (ple.n, ple.skipped) == (2, 1)
     assert ple.mean == pytest.approx(0.75) and ple.std == pytest.approx(math.sqrt(0.125))
-    assert ple.ratio == pytest.approx(2.0 / 0.75) and (ple.wins, ple.paired) == (2, 2)
+    assert ple.ratio == pytest.approx(2.0 / math.sqrt(0.5)) and (ple.wins, ple.paired) == (2, 2)
 
-    assert uni.metrics["time/wall_s"].mean == pytest.approx(2.0)
+    wall = imp.metrics["time/wall_s"]  # reported, not ranked
+    assert uni.metrics["time/wall_s"].mean == pytest.approx(2.0) and wall.gmean is None
+    assert wall.ratio is None and wall.wins is None
     assert result.table_metrics == [*(f"eval/relerr_median/B{b}" for b in range(5)), "eval/ple",
                                     "eval/mse", "time/wall_s"]
     assert "eval/bucket_count/B0" in result.metrics
@@ -150,7 +158,7 @@ def test_files_written(sweep: Path, tmp_path: Path) -> None:
 
     md = (out / "comparison.md").read_text()
     assert "| point | n | relerr_median/B0 |" in md
-    assert "| sampler=importance | 3/4 | 0.4 ± 0.2 ×5 (3/3) |" in md
+    assert "| sampler=importance | 3/4 | 0.363 ×/÷ 1.74 ×5 (3/3) |" in md
     assert "- failed: `6`" in md and "- missing: `7`" in md
     for group in ("relerr_median", "scalars"):
         png = out / f"comparison_{group}.png"

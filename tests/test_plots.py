@@ -3,6 +3,7 @@ generation, no impossible bars. Each test reads the figure that was saved, not t
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from matplotlib.patches import Rectangle
 
 from nearpole_exp.acquisition.plots import plot_breeder
 from nearpole_exp.problems.rational1d import Rational1D
-from nearpole_exp.reporting.comparison.plots import lower_error_bars
+from nearpole_exp.reporting.comparison.plots import error_bars, lower_error_bars
 from nearpole_exp.reporting.plots import bucket_errors
 
 
@@ -51,6 +52,20 @@ def test_bucket_plot_names_each_distance_range_and_count(tmp_path: Path, saved) 
 def test_error_bars_never_cross_zero() -> None:
     assert lower_error_bars([1.0, 3.0, -2.0], [2.0, 1.0, 5.0], log=False) == [1.0, 1.0, 5.0]
     assert lower_error_bars([1e-3], [5e-3], log=True)[0] == pytest.approx(0.9e-3)
+
+
+def test_an_errors_bar_is_its_geometric_mean_times_or_over_its_factor() -> None:
+    """Seeds at 1e-6 and 1e-2: the bar stands at 1e-4 (not at the 5e-3 one seed sets) and its
+    error bar spans the two seeds' decades on a log axis."""
+    from nearpole_exp.reporting.comparison.aggregate import PointRow, metric_stats
+
+    errors, wall = metric_stats([1e-6, 1e-2], "eval/mse"), metric_stats([1.0, 3.0], "time/wall_s")
+    row = PointRow("p", (), "", 2, 0, 0, ["0", "1"], {"eval/mse": errors, "time/wall_s": wall})
+    heights, (lower, upper) = error_bars(row, ["eval/mse", "time/wall_s"], log=True)
+    assert heights == pytest.approx([1e-4, 2.0])
+    factor = math.exp(math.log(1e4) / math.sqrt(2))  # exp of the logs' sample std
+    assert lower[0] == pytest.approx(1e-4 - 1e-4 / factor) and upper[0] == pytest.approx(1e-4 * factor - 1e-4)
+    assert upper[1] == pytest.approx(math.sqrt(2)) and lower[1] == pytest.approx(math.sqrt(2))
 
 
 def test_pole_fit_plot_labels_both_panels_with_few_decade_ticks(tmp_path: Path, saved) -> None:

@@ -17,7 +17,13 @@ from typing import Any, Union
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from nearpole_exp.config.schemas import LoggerConfig, RunConfig, TrainerConfig, override_exclude_keys
+from nearpole_exp.config.schemas import (
+    LoggerConfig,
+    PathsConfig,
+    RunConfig,
+    TrainerConfig,
+    override_exclude_keys,
+)
 
 _SCALARS = (int, float, bool, str)
 
@@ -174,6 +180,7 @@ def register_configs(placeholders: bool = False, cached: bool = False) -> None:
     cs.store(name="base_config", node=RunConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    cs.store(group="paths", name="base_paths", node=PathsConfig)
     if placeholders:
         for group, _, node in option_files():
             name = schema_name(node)

@@ -16,7 +16,7 @@ from nearpole_exp.errors import check
 LOSSES = ("auto", "mse", "relative", "nrmse", "residual")
 # Keys that do not define an experiment: changing them neither invalidates a checkpoint nor makes
 # another sweep point (nor another W&B group). A key matches itself and everything below it.
-NON_DEFINING_KEYS = ("resume", "logger", "hydra", "output_dir", "tags", "trainer.progress",
+NON_DEFINING_KEYS = ("resume", "logger", "hydra", "paths", "output_dir", "tags", "trainer.progress",
                      "trainer.plots", "trainer.device", "trainer.num_threads")
 # replicates of one sweep point differ only in this key
 REPLICATE_KEY = "seed"
@@ -146,6 +146,19 @@ class LoggerConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where files go (the ``paths`` group): ``root``, the launch directory; ``output``, under
+    which run and sweep directories are made; ``scratch``, the work directories of command-line
+    solvers (empty: the system's temporary folder); ``cache``, files reused across runs (point a
+    user solver's ``problem.eval_cache`` there). Set them once per machine in ``local/``."""
+
+    root: str = "${hydra:runtime.cwd}"
+    output: str = "${paths.root}/outputs"
+    scratch: str = ""
+    cache: str = "${paths.root}/.cache/nearpole_exp"
+
+
+@dataclass
 class RunConfig:
     """The top-level config; groups are filled in by the defaults list of ``config.yaml``."""
 
@@ -162,6 +175,8 @@ class RunConfig:
     ogas: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    callbacks: Any = field(default_factory=dict)
     seed: int = 0
     resume: str = "auto"
     task_name: str = "nearpole"
@@ -185,6 +200,7 @@ def override_exclude_keys() -> list[str]:
     and the seed: each key, plus the sub-keys a command line sets (logger fields, Hydra's dirs)."""
     keys = [REPLICATE_KEY, *NON_DEFINING_KEYS]
     keys += [f"logger.{f.name}" for f in dataclasses.fields(LoggerConfig)]
+    keys += [f"paths.{f.name}" for f in dataclasses.fields(PathsConfig)]
     keys += ["hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra/launcher",
              "hydra.launcher.n_jobs", "hydra.verbose"]
     return keys

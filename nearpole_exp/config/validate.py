@@ -40,6 +40,34 @@ def _check_node(cfg: DictConfig, key: str) -> None:
         raise err.under(key) from None
 
 
+def _check_callbacks(node: DictConfig | None) -> None:
+    """Each ``callbacks`` entry names a class; one that declares a ``config_class`` gets its
+    settings checked like a group's (unknown keys and ranges, the full key named)."""
+    from hydra.utils import get_class
+
+    for name, entry in (node or {}).items():
+        key = f"callbacks.{name}"
+        if not OmegaConf.is_config(entry) or "_target_" not in entry:
+            raise ConfigError(f"{key}._target_", "must name a Callback class, e.g. "
+                              "nearpole_exp.callbacks.EarlyStopping")
+        try:
+            config_class = getattr(get_class(str(entry._target_)), "config_class", None)
+        except (ImportError, ValueError) as err:
+            raise ConfigError(f"{key}._target_", f"cannot be imported: {err}") from None
+        if config_class is None:
+            continue
+        fields = {f.name for f in dataclasses.fields(config_class)}
+        settings = {str(k): v for k, v in entry.items() if k != "_target_"}
+        for extra in sorted(set(settings) - fields):
+            close = difflib.get_close_matches(extra, sorted(fields), n=1)
+            hint = f"; did you mean {key}.{close[0]}?" if close else ""
+            raise ConfigError(f"{key}.{extra}", f"is not a setting of {key}{hint}")
+        try:
+            config_class(**settings)
+        except ConfigError as err:
+            raise err.under(key) from None
+
+
 def device_available(name: str) -> bool:
     """Whether torch can use the device ``name`` (``auto`` always can)."""
     import torch
@@ -56,6 +84,7 @@ def validate(cfg: DictConfig) -> None:
     """Check every range constraint of a composed config; raises ConfigError naming the key."""
     for key in ("trainer", "logger", *(group.replace("/", ".") for group in COMPONENT_GROUPS)):
         _check_node(cfg, key)
+    _check_callbacks(cfg.get("callbacks"))
     check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must lie in [0, 2**63), got {cfg.seed}")
     check_tags(list(cfg.get("tags") or []), "tags")
     task = str(cfg.get("task_name", ""))

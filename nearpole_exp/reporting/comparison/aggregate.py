@@ -1,4 +1,9 @@
-"""Statistics of a sweep: per-point mean ± sample std over seeds, ratios and wins against a baseline."""
+"""Statistics of a sweep over seeds, ratios and wins against a baseline.
+
+Errors (``eval/*``, which span decades between seeds) are summarised by their geometric mean and
+geometric standard deviation, so that one bad seed does not set the figure; other metrics by the
+arithmetic mean and sample std (both are kept in the CSV). Time (``time/*``) is reported, not
+ranked: it depends on the machine's load, not only on the method."""
 
 from __future__ import annotations
 
@@ -26,15 +31,24 @@ MAX_FALLBACK_COLUMNS = 8
 
 @dataclass
 class MetricStats:
-    """One metric of one sweep point: mean ± sample std over seeds, ratio and wins vs baseline."""
+    """One metric of one sweep point over seeds: the arithmetic mean ± sample std, for errors
+    the geometric mean ×/÷ geometric std, and the ratio and wins against the baseline."""
 
     mean: float | None
     std: float | None
     n: int
     skipped: int
+    gmean: float | None = None
+    gsd: float | None = None
+    ranked: bool = True
     ratio: float | None = None
     wins: int | None = None
     paired: int = 0
+
+    @property
+    def center(self) -> float | None:
+        """What the table shows and the ratio compares: the geometric mean where there is one."""
+        return self.gmean if self.gmean is not None else self.mean
 
 
 @dataclass
@@ -128,12 +142,29 @@ def _finite(value: Any) -> float | None:
     return None
 
 
-def metric_stats(values: Sequence[Any]) -> MetricStats:
-    """Mean and sample std (ddof=1) of the finite values; nulls/NaN/inf are skipped and counted."""
+def is_error(metric: str) -> bool:
+    """Whether ``metric`` is an error summarised on a log scale (``eval/*`` but counts)."""
+    return metric.startswith("eval/") and "bucket_count" not in metric
+
+
+def is_ranked(metric: str) -> bool:
+    """Whether ``metric`` gets ratios and wins (time is reported, not ranked)."""
+    return not metric.startswith("time/")
+
+
+def metric_stats(values: Sequence[Any], metric: str = "") -> MetricStats:
+    """Mean and sample std (ddof=1) of the finite values, and for an error whose values are all
+    positive the geometric mean and std factor; nulls/NaN/inf are skipped and counted."""
     finite = [v for v in (_finite(x) for x in values) if v is not None]
     mean = statistics.fmean(finite) if finite else None
     std = statistics.stdev(finite) if len(finite) > 1 else None
-    return MetricStats(mean=mean, std=std, n=len(finite), skipped=len(values) - len(finite))
+    gmean = gsd = None
+    if is_error(metric) and finite and min(finite) > 0:
+        logs = [math.log(v) for v in finite]
+        gmean = math.exp(statistics.fmean(logs))
+        gsd = math.exp(statistics.stdev(logs)) if len(logs) > 1 else None
+    return MetricStats(mean=mean, std=std, n=len(finite), skipped=len(values) - len(finite),
+                       gmean=gmean, gsd=gsd, ranked=is_ranked(metric))
 
 
 def ratio(base: float | None, value: float | None, lower_is_better: bool) -> float | None:
@@ -189,7 +220,11 @@ def _apply_baseline(rows: list[PointRow], base: PointRow, groups: dict[tuple[str
         jobs = groups[row.overrides]
         for m in metrics:
             st, bst = row.metrics[m], base.metrics[m]
-            st.ratio = ratio(bst.mean, st.mean, lower_is_better)
+            if not st.ranked:
+                continue
+            both_geometric = st.gmean is not None and bst.gmean is not None
+            st.ratio = (ratio(bst.gmean, st.gmean, lower_is_better) if both_geometric
+                        else ratio(bst.mean, st.mean, lower_is_better))
             if row is base:
                 continue
             mine, theirs = _by_seed(jobs, m), _by_seed(base_jobs, m)
@@ -214,7 +249,7 @@ def aggregate(jobs: Sequence[Job], metrics: Sequence[str], baseline: tuple[str, 
             n_failed=sum(j.status == "failed" for j in members),
             n_missing=sum(j.status == "missing" for j in members),
             seeds=[j.seed for j in done if j.seed is not None],
-            metrics={m: metric_stats([j.summary.get(m) for j in done]) for m in metrics}))
+            metrics={m: metric_stats([j.summary.get(m) for j in done], m) for m in metrics}))
     blocks: dict[str, list[PointRow]] = {}
     for row in rows:
         blocks.setdefault(row.block, []).append(row)

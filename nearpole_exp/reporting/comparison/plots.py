@@ -47,16 +47,32 @@ def lower_error_bars(heights: Sequence[float], stds: Sequence[float], log: bool)
             for s, h in zip(stds, heights, strict=True)]
 
 
+def error_bars(row: PointRow, metrics: Sequence[str], log: bool) -> tuple[list[float], list[list[float]]]:
+    """(bar heights, [lower, upper] error bars): the geometric mean ×/÷ its std factor for errors,
+    else the mean ± std."""
+    heights, lower, upper = [], [], []
+    for m in metrics:
+        st = row.metrics[m]
+        height = st.center if st.center is not None else 0.0
+        heights.append(height)
+        if st.gmean is not None:
+            factor = st.gsd or 1.0
+            lower.append(height - height / factor)
+            upper.append(height * factor - height)
+        else:
+            std = st.std or 0.0
+            lower.append(lower_error_bars([height], [std], log)[0])
+            upper.append(std)
+    return heights, [lower, upper]
+
+
 def _bars(ax: Any, rows: Sequence[PointRow], metrics: Sequence[str], labels: Sequence[str],
           colours: Sequence[Any], log: bool) -> None:
     width = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
-        means = [row.metrics[m].mean for m in metrics]
-        heights = [0.0 if v is None else v for v in means]
-        stds = [row.metrics[m].std or 0.0 for m in metrics]
-        lower = lower_error_bars(heights, stds, log)
+        heights, yerr = error_bars(row, metrics, log)
         xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(metrics))]
-        ax.bar(xs, heights, width, yerr=[lower, stds], capsize=2, color=colours[i], label=row.label)
+        ax.bar(xs, heights, width, yerr=yerr, capsize=2, color=colours[i], label=row.label)
     ax.set_xticks(range(len(metrics)), labels)
     if log:
         ax.set_yscale("log")
@@ -64,11 +80,12 @@ def _bars(ax: Any, rows: Sequence[PointRow], metrics: Sequence[str], labels: Seq
 
 
 def plot_group(result: ComparisonResult, group: str, metrics: Sequence[str], path: Path) -> bool:
-    """One grouped bar chart (bars = sweep points, error bars = sample std); False if empty."""
+    """One grouped bar chart (bars = sweep points; errors at their geometric mean with error bars
+    ×/÷ the geometric std, others mean ± sample std); False if empty."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    rows = [r for r in result.rows if any(r.metrics[m].mean is not None for m in metrics)]
+    rows = [r for r in result.rows if any(r.metrics[m].center is not None for m in metrics)]
     if not rows:
         return False
     cmap = colormaps["tab10" if len(rows) <= 10 else "tab20"]
@@ -78,18 +95,20 @@ def plot_group(result: ComparisonResult, group: str, metrics: Sequence[str], pat
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         for ax, m in zip(axes, metrics, strict=True):
             _bars(ax, rows, [m], [short_name(m)], colours,
-                  _log_scale(r.metrics[m].mean for r in rows))
+                  _log_scale(r.metrics[m].center for r in rows))
             ax.set_ylabel(f"{short_name(m)} (s)" if m.endswith("_s") else short_name(m))
     else:
         fig = Figure(figsize=(min(3 + 0.35 * len(metrics) * len(rows), 16), 3.8 + 0.25 * len(rows)))
         ax = fig.subplots()
         labels = [m.rsplit("/", 1)[-1].removeprefix("nrmse_") for m in metrics]
         _bars(ax, rows, metrics, labels, colours,
-              _log_scale(r.metrics[m].mean for r in rows for m in metrics))
+              _log_scale(r.metrics[m].center for r in rows for m in metrics))
         ax.set_ylabel(AXIS_NAMES.get(group, group))
         if all(label[:1] == "B" and label[1:].isdigit() for label in labels):
             ax.set_xlabel("distance-to-pole bucket (B0 closest; ranges in bucket_errors.png)")
-    fig.suptitle(f"{group}: mean ± sample std over seeds")
+    spread = ("geometric mean ×/÷ geometric std" if any(r.metrics[m].gmean is not None
+              for r in rows for m in metrics) else "mean ± sample std")
+    fig.suptitle(f"{group}: {spread} over seeds")
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=min(len(rows), 3), fontsize=8,
                frameon=False)

@@ -32,9 +32,13 @@ def short_name(metric: str) -> str:
 
 
 def _mean_std(st: MetricStats, n: int) -> str:
+    """``gmean ×/÷ gsd`` for an error, else ``mean ± std``; ``(n=k)`` when seeds are missing."""
     if st.n == 0:
         return "—"
-    text = fmt(st.mean) if st.std is None else f"{fmt(st.mean)} ± {fmt(st.std)}"
+    if st.gmean is not None:
+        text = fmt(st.gmean) if st.gsd is None else f"{fmt(st.gmean)} ×/÷ {fmt(st.gsd)}"
+    else:
+        text = fmt(st.mean) if st.std is None else f"{fmt(st.mean)} ± {fmt(st.std)}"
     return text + (f" (n={st.n})" if st.n < n else "")
 
 
@@ -47,8 +51,9 @@ def _ratio_text(st: MetricStats, row: PointRow) -> str:
 
 def _caption(result: ComparisonResult) -> str:
     sense = "baseline/point" if result.lower_is_better else "point/baseline"
-    return (f"mean ± sample std (n−1) over seeds; n = completed/all jobs;"
-            f" ×ratio = {sense} of the means (>1 better), (wins/paired seeds)")
+    return ("over seeds: errors (eval/*) as geometric mean ×/÷ geometric std, others as mean ± "
+            f"sample std (n−1); n = completed/all jobs; ×ratio = {sense} of those (>1 better), "
+            "(wins/paired seeds); time is reported, not ranked")
 
 
 def render_table(result: ComparisonResult) -> Table:
@@ -104,8 +109,9 @@ def render_markdown(result: ComparisonResult) -> str:
 
 
 def write_csv(result: ComparisonResult, path: Path) -> None:
-    """One row per sweep point: point, n, failures, then mean/std/n/ratio/wins/paired per metric."""
-    stats = ("mean", "std", "n", "ratio", "wins", "paired")
+    """One row per sweep point: point, n, failures, then per metric the arithmetic mean and std,
+    the geometric mean and std factor (errors), n, ratio, wins and paired seeds."""
+    stats = ("mean", "std", "gmean", "gsd", "n", "ratio", "wins", "paired")
     head = ["block"] if result.by else []
     head += ["point", "n", "n_failed", "n_missing", "is_baseline"]
     head += [f"{m}/{s}" for m in result.metrics for s in stats]
@@ -117,7 +123,8 @@ def write_csv(result: ComparisonResult, path: Path) -> None:
             out += [row.label, row.n, row.n_failed, row.n_missing, int(row.is_baseline)]
             for m in result.metrics:
                 st = row.metrics[m]
-                out += ["" if v is None else v for v in (st.mean, st.std, st.n, st.ratio, st.wins)]
+                out += ["" if v is None else v
+                        for v in (st.mean, st.std, st.gmean, st.gsd, st.n, st.ratio, st.wins)]
                 out.append(st.paired if st.wins is not None else "")
             writer.writerow(out)
 

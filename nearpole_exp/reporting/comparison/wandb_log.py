@@ -1,6 +1,7 @@
 """A sweep's comparison as a W&B run of job type ``comparison`` in the sweep's group: the table
-(mean, std, ratio to the baseline per metric and point), a bar chart per metric family drawn by
-W&B from a table, the comparison PNGs (those carry the error bars) and the failed jobs."""
+(mean, std, geometric mean and std factor, ratio to the baseline per metric and point), a bar
+chart per metric family drawn by W&B from a table, the comparison PNGs (those carry the error
+bars) and the failed jobs."""
 
 from __future__ import annotations
 
@@ -21,26 +22,28 @@ def comparison_rows(result: ComparisonResult) -> tuple[list[str], list[list[Any]
     """Columns and rows of the comparison table: one row per sweep point."""
     columns = ["point", "baseline", "completed", "failed"]
     for m in result.metrics:
-        columns += [f"{m} mean", f"{m} std", f"{m} ratio"]
+        columns += [f"{m} mean", f"{m} std", f"{m} gmean", f"{m} gsd", f"{m} ratio"]
     rows = []
     for row in result.rows:
         values: list[Any] = [row.label, row.is_baseline, row.n, row.n_failed]
         for m in result.metrics:
             st = row.metrics[m]
-            values += [_value(st.mean), _value(st.std), _value(st.ratio)]
+            values += [_value(st.mean), _value(st.std), _value(st.gmean), _value(st.gsd),
+                       _value(st.ratio)]
         rows.append(values)
     return columns, rows
 
 
 def family_rows(result: ComparisonResult, members: list[str]) -> list[list[Any]]:
-    """(bar label, point, metric, mean, std) for one metric family, every point × member."""
+    """(bar label, point, metric, centre, std) for one metric family, every point × member (the
+    centre: the geometric mean of an error, else the mean)."""
     out = []
     for row in result.rows:
         for m in members:
             st = row.metrics[m]
-            if st.mean is not None:
+            if st.center is not None:
                 short = m.rsplit("/", 1)[-1]
-                out.append([f"{row.label} | {short}", row.label, short, _value(st.mean),
+                out.append([f"{row.label} | {short}", row.label, short, _value(st.center),
                             _value(st.std)])
     return out
 
