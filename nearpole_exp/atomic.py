@@ -42,11 +42,25 @@ def _atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a short write as a RuntimeError
         _discard(tmp)
+        interrupt = _interrupt_inside(err)
+        if interrupt is not None:  # Ctrl-C or SIGTERM mid-write: an interruption, not a disk error
+            raise interrupt from None
         raise OutputError(f"could not write {path}: {_why(err, path.parent)}; the previous "
                           f"{path.name} (if any) is unchanged") from err
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _interrupt_inside(err: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or SIGTERM's ``Terminated``) that torch wrapped into a
+    RuntimeError when it arrived inside ``torch.save``'s writes, if that is what ``err`` is."""
+    seen = err.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def _discard(tmp: str | None) -> None:

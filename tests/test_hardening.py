@@ -51,6 +51,11 @@ The catalogue (with the tests that cover it elsewhere):
 76. the rational model's MLP-basis settings on a polynomial basis (refused, not ignored) -> below
 77. racing runs for one job directory (one holder at a time) and a SIGKILLed holder (the kernel
     releases its lock)                                                     -> below
+78. SIGTERM arriving inside a checkpoint write (interrupted, not a disk error) -> below
+79. a callback that is not a Callback, cannot be imported, has an unknown or out-of-range setting
+    or monitors a metric the problem does not report (the key named)  -> test_callbacks.py
+80. a Dask worker that dies or a task that hangs (one simulation fails, the worker is replaced)
+                                                                       -> test_dask_executor.py
 66. a run in which every simulation fails: the reasons in the error (below), the log and the
     summary (test_execution.py)
 """
@@ -269,6 +274,36 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(composer, 
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.pt"]  # no temp file left
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "failed" and "last.pt" in summary["error"]
+
+
+def test_sigterm_during_a_checkpoint_write_is_an_interruption_not_a_disk_error(tmp_path,
+                                                                               monkeypatch) -> None:
+    """torch wraps an interrupt raised inside its writes into a RuntimeError; the run must still
+    end ``interrupted`` (it resumes), not ``failed`` with a disk error, and leave no temp file."""
+    import io
+
+    import nearpole_exp.atomic as atomic
+    from nearpole_exp.errors import Terminated
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"generation": 1, "w": torch.zeros(10)}, path)
+
+    class StopMidWrite(io.BytesIO):
+        writes = 0
+
+        def write(self, data: bytes) -> int:
+            StopMidWrite.writes += 1
+            if StopMidWrite.writes == 3:
+                raise Terminated("stopped by signal SIGTERM")
+            return super().write(data)
+
+    real_save = torch.save
+    monkeypatch.setattr(atomic.torch, "save", lambda obj, handle: real_save(obj, StopMidWrite()))
+    with pytest.raises(Terminated):
+        save_checkpoint({"generation": 2, "w": torch.zeros(100_000)}, path)
+    monkeypatch.setattr(atomic.torch, "save", real_save)
+    assert load_checkpoint(path)["generation"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_kill_nine_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:

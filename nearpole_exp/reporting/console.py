@@ -62,10 +62,11 @@ def config_tree(cfg: DictConfig) -> Tree:
 
 #: Groups shown only when chosen away from their default, and the OGAS parts only with OGAS.
 QUIET_DEFAULTS = {"ogas/breeder": "uniform", "executor": "batched", "experiment": None,
-                  "debug": None, "hparams_search": None, "local": "default", "diagnostics": "default"}
+                  "debug": None, "hparams_search": None, "local": "default", "diagnostics": "default",
+                  "callbacks": "none", "paths": "default"}
 GROUP_ORDER = ("experiment", "debug", "problem", "model", "sampler", "curriculum", "gradient",
                "ogas/breeder", "ogas/model", "ogas/data", "executor", "trainer", "logger",
-               "diagnostics", "hparams_search")
+               "diagnostics", "callbacks", "paths", "hparams_search")
 OGAS_PARTS = ("ogas/model", "ogas/data")
 
 
