@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +41,7 @@ from nearpole_exp.checkpoint import (
     save_checkpoint,
 )
 from nearpole_exp.config.schemas import TrainerConfig
-from nearpole_exp.errors import CheckpointError, ConfigError, Terminated
+from nearpole_exp.errors import CheckpointError, ConfigError
 from nearpole_exp.models.base import LossOutput, capabilities, loss_function, q_function
 from nearpole_exp.models.losses import resolve_loss
 from nearpole_exp.pool import Pool
@@ -54,6 +52,7 @@ from nearpole_exp.reporting.reporter import Reporter
 from nearpole_exp.rng import rng_state, seed_everything, set_rng_state
 from nearpole_exp.sampling.diagnostics import NoMonitor
 from nearpole_exp.sampling.selection import Batch, BatchSelection
+from nearpole_exp.stop_signals import StopSignals
 from nearpole_exp.verdicts import fit_verdict, stability
 
 log = logging.getLogger(__name__)
@@ -68,21 +67,6 @@ class LoopState:
     wall_s: float = 0.0
     skipped_steps: int = 0
     stopped: str = ""  # why the loop ended before trainer.rounds (a callback's request)
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    # once: a second SIGTERM (a launcher stopping its workers too) must not cut short the
-    # writing of the interrupted run's summary and checkpoint
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
-
-
-def _stop_on_sigterm() -> Any:
-    """Turn SIGTERM into :class:`Terminated` while the loop runs (main thread only); returns the
-    handler to restore, or None where none was installed."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class Runner:
@@ -360,7 +344,8 @@ class Runner:
         failed = True
         start_wall = time.perf_counter() - self.state.wall_s
         self.acquisition.start()
-        previous_handler = _stop_on_sigterm()
+        signals = StopSignals()
+        signals.install()
         try:
             summary = self._loop(reporter, start_wall)
             failed = False
@@ -374,8 +359,7 @@ class Runner:
             self.acquisition.close()
             torch.set_num_threads(self._threads_before)
             reporter.finish(summary, failed=failed)
-            if previous_handler is not None:  # after the summary: a second SIGTERM waits
-                signal.signal(signal.SIGTERM, previous_handler)
+            signals.release()  # after the summary: a second SIGTERM waits; a preempted job requeues
         return summary
 
     def _loop(self, reporter: Reporter, start_wall: float) -> dict[str, Any]:

@@ -114,7 +114,7 @@ LAYERS = [
     {"acquisition"},
     {"sampling", "execution", "optim"},
     {"pool"},
-    {"problems", "models", "reporting", "checkpoint", "joblock", "callbacks"},
+    {"problems", "models", "reporting", "checkpoint", "joblock", "callbacks", "stop_signals"},
     {"config", "designs", "metrics", "rng", "atomic", "adamw"},
     {"errors"},
 ]

@@ -51,7 +51,8 @@ The catalogue (with the tests that cover it elsewhere):
 76. the rational model's MLP-basis settings on a polynomial basis (refused, not ignored) -> below
 77. racing runs for one job directory (one holder at a time) and a SIGKILLed holder (the kernel
     releases its lock)                                                     -> below
-78. SIGTERM arriving inside a checkpoint write (interrupted, not a disk error) -> below
+78. SIGTERM arriving inside a checkpoint write (interrupted, not a disk error), 81. submitit's
+    preemption signal (saved, then requeued by submitit; Slurm's SIGTERM left to submitit) -> below
 79. a callback that is not a Callback, cannot be imported, has an unknown or out-of-range setting
     or monitors a metric the problem does not report (the key named)  -> test_callbacks.py
 80. a Dask worker that dies or a task that hangs (one simulation fails, the worker is replaced)
@@ -304,6 +305,34 @@ def test_sigterm_during_a_checkpoint_write_is_an_interruption_not_a_disk_error(t
     monkeypatch.setattr(atomic.torch, "save", real_save)
     assert load_checkpoint(path)["generation"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("executor", ["slurm", "local"])
+def test_a_submitit_job_stops_on_preemption_then_hands_the_signal_to_submitit(monkeypatch,
+                                                                              executor) -> None:
+    """In a submitit job the preemption signal ends the loop like SIGTERM; after the run saved
+    itself, release() passes it to submitit's handler (which requeues). On Slurm SIGTERM stays
+    with submitit, which ignores it (Slurm sends it before a preemption)."""
+    from nearpole_exp.errors import Terminated
+    from nearpole_exp.stop_signals import StopSignals
+
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", executor)
+    monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    handed: list[int] = []
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR2, signal.SIGTERM)}
+    signal.signal(signal.SIGUSR2, lambda signum, frame: handed.append(signum))
+    try:
+        signals = StopSignals()
+        signals.install()
+        assert (signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]) == (executor == "slurm")
+        with pytest.raises(Terminated, match=r"preempted \(SIGUSR2\)"):
+            signal.raise_signal(signal.SIGUSR2)
+        assert handed == []  # not yet: the run saves itself first
+        signals.release()
+        assert handed == [signal.SIGUSR2]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def test_kill_nine_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -90,6 +91,44 @@ def test_kill_nine_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> N
     run_ids = {p.name.rsplit("-", 1)[-1] for p in (job / "wandb").glob("offline-run-*")}
     assert final["wandb_mode"] == "offline", "W&B did not start in time (see the job log)"
     assert len(run_ids) == 1 and final["wandb_run_id"] in run_ids
+
+
+def test_a_preempted_submitit_job_is_requeued_and_resumes_to_the_uninterrupted_result(
+        tmp_path: Path) -> None:
+    """submitit's preemption signal (USR2) mid-run: the job saves itself, submitit's checkpoint
+    hook requeues it (the local executor restarts it as Slurm would), and the requeued job
+    resumes from its checkpoint to the numbers of a run never interrupted."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from nearpole_exp.sweep_signals import descendants
+
+    args = [*TINY, "trainer.rounds=4", "trainer.steps_per_round=1500", "polish=none", "seed=0"]
+    reference = run_cli([*args, f"hydra.run.dir={tmp_path / 'reference'}"], cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "nearpole_exp", "-m", "hydra/launcher=slurm_local",
+                             *args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while _last_round(next(iter(sweep.glob("*/checkpoints/last.pt")), sweep / "none")) < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the end"
+        time.sleep(0.05)
+    jobs = [pid for pid in descendants(proc.pid)
+            if "submitit.core._submit" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(jobs) == 1
+    signal_at = _last_round(next(sweep.glob("*/checkpoints/last.pt")))
+    assert signal_at < 4, "the job finished before it could be preempted"
+    os.kill(jobs[0], signal.SIGUSR2)
+    assert proc.wait(timeout=300) == 0
+    (job,) = [p.parent for p in sweep.glob("*/summary.json")]
+    log = "".join(p.read_text() for p in sorted((sweep / ".submitit").glob("*/*_log.*")))
+    assert "this job is preempted" in log and "Requeued job" in log
+    assert "preempted: the run saved itself as interrupted; submitit requeues the job" in log
+    assert f"resumed from {job}/checkpoints/last.pt" in log
+    final = json.loads((job / "summary.json").read_text())
+    expected = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    assert final["status"] == "completed" and final["step"] == expected["step"] == 4 * 1500
+    for key in ("eval/mse", "eval/ple", "eval/relerr_median/B0", "eval/relerr_median/B4"):
+        assert final[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-15), key
 
 
 def test_sweep_position_counts_jobs_and_estimates_the_rest(tmp_path: Path) -> None:
