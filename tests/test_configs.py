@@ -31,6 +31,7 @@ COMPANIONS: dict[str, list[str]] = {
     "executor=inprocess": ["experiment=landscape", *FEW_SIMS],
     "executor=process_pool": ["experiment=landscape", *FEW_SIMS],
     "executor=submitit": ["experiment=landscape", *FEW_SIMS],
+    "executor=dask": ["experiment=landscape", *FEW_SIMS, "executor.workers=1"],
     "ogas/model=ddpm": ["ogas/breeder=ogas"],
     "ogas/data=default": ["ogas/breeder=ogas"],
 }

@@ -78,8 +78,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument("--out", type=Path, default=BENCHMARKS / "designs.md")
+    parser.add_argument("--quick", action="store_true", help="2 replicates, d = 2 and 16, n = 64")
     args = parser.parse_args()
-    results = {(dim, n): cell(dim, n, args.replicates) for dim in DIMS for n in SIZES}
+    dims, sizes = ((2, 16), (64,)) if args.quick else (DIMS, SIZES)
+    if args.quick:
+        args.replicates = 2
+    results = {(dim, n): cell(dim, n, args.replicates) for dim in dims for n in sizes}
     text = render(results, args.replicates)
     args.out.write_text(text, encoding="utf-8")
     print(text)
