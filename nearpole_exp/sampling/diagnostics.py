@@ -1,11 +1,12 @@
-"""Sampler diagnostics: per-batch accumulation, one aligned record per round, JSONL export.
+"""Sampler diagnostics: per-batch statistics, one aligned record per round, JSONL export.
 
-Per batch, :meth:`DiagnosticMonitor.update_batch` accumulates on the batch's device (no host
-sync); per round, :meth:`DiagnosticMonitor.end_round` returns every key of
-:data:`RECORD_KEYS` (NaN where nothing was given that round, never forward-filled), keeps the
-record in a bounded in-memory history and, with an export path, appends it as one JSON line
-(schema version included, NaN written as null) to that file. Distance buckets B0…B4 and the
-near-pole ratio use the problem's distance when given, else |Q|.
+Per batch, :meth:`DiagnosticMonitor.update_batch` notes the batch; its statistics are computed
+for all of a round's batches at once, on their device, when the round ends. Per round,
+:meth:`DiagnosticMonitor.end_round` returns every key of :data:`RECORD_KEYS` (NaN where nothing
+was given that round, never forward-filled), keeps the record in a bounded in-memory history
+and, with an export path, appends it as one JSON line (schema version included, NaN written as
+null) to that file. Distance buckets B0…B4 and the near-pole ratio use the problem's distance
+when given, else |Q|.
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ class DiagnosticConfig:
         check(self.gradient_every >= 0, "gradient_every", "must be >= 0 (0 disables)")
 
 
+#: noted batch elements at which the monitor accumulates before the round ends (bounds memory)
+FLUSH_ELEMENTS = 1 << 22
+
+
+def _segments(parts: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """The parts concatenated, and each element's part index."""
+    flat = torch.cat(parts)
+    sizes = torch.tensor([t.numel() for t in parts], device=flat.device)
+    return flat, torch.repeat_interleave(torch.arange(len(parts), device=flat.device), sizes)
+
+
 def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -130,6 +142,8 @@ class DiagnosticMonitor:
         self._last_batch_q_min: Tensor | float = math.nan
         self._last_step: int | None = None
         self._batches = 0
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_elements = 0
 
     def _add(self, key: str, value: Tensor | float) -> None:
         self._acc[key] = value + self._acc[key]
@@ -137,42 +151,78 @@ class DiagnosticMonitor:
     def update_batch(self, step: int, idx: Tensor | None = None, q_abs: Tensor | None = None,
                      distance: Tensor | None = None, weights: Tensor | None = None,
                      loss: Tensor | float | None = None) -> None:
-        """Accumulate one batch (pool indices, |Q|, distance, correction weights, loss)."""
+        """Note one batch (pool indices, |Q|, distance, correction weights, loss). The statistics
+        are computed for many batches at once when the round ends (or when the noted batches
+        reach ``FLUSH_ELEMENTS``): per step this is a list append, where computing them per batch
+        cost a sixth of the default job's step (benchmarks/step_overhead.md)."""
         self._last_step = int(step)
         self._batches += 1
-        if idx is not None and self._n_idx < self.config.max_round_indices:
-            keep = idx.detach().reshape(-1)[: self.config.max_round_indices - self._n_idx]
-            self._idx.append(keep)
-            self._n_idx += keep.numel()
-        if q_abs is not None and q_abs.numel():
-            self._update_q(q_abs.detach().reshape(-1).abs().double())
-        ref = distance if distance is not None else q_abs
-        if ref is not None and ref.numel():
-            ref = ref.detach().reshape(-1).abs()
+        detach = (lambda t: None if t is None else t.detach().reshape(-1))  # noqa: E731
+        batch = (detach(idx), detach(q_abs), detach(distance), detach(weights),
+                 loss.detach() if isinstance(loss, Tensor) else loss)
+        self._pending.append(batch)
+        self._pending_elements += sum(t.numel() for t in batch[:4] if t is not None)
+        if self._pending_elements >= FLUSH_ELEMENTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Accumulate the noted batches: the same per-batch statistics (batch minima, ESS and
+        mean loss of each batch), computed over all of them in a few vectorised operations."""
+        pending, self._pending, self._pending_elements = self._pending, [], 0
+        if not pending:
+            return
+        for idx, *_ in pending:
+            if idx is not None and self._n_idx < self.config.max_round_indices:
+                keep = idx[: self.config.max_round_indices - self._n_idx]
+                self._idx.append(keep)
+                self._n_idx += keep.numel()
+        qs = [q for _, q, *_ in pending if q is not None and q.numel()]
+        if qs:
+            self._update_q(qs)
+        refs = [d if d is not None else q for _, q, d, _, _ in pending
+                if (d if d is not None else q) is not None and (d if d is not None else q).numel()]
+        if refs:
+            ref = torch.cat(refs).abs()
             self._add("near", (ref < self.config.near_pole_threshold).sum())
             self._add("near_total", float(ref.numel()))
             counts = torch.bincount(bucket_index(ref.nan_to_num(nan=math.inf)),
                                     minlength=N_BUCKETS)[:N_BUCKETS]
             self._buckets = counts + self._buckets
-        if weights is not None and weights.numel():
-            w = weights.detach().reshape(-1).double()
-            ess = w.sum() ** 2 / (w * w).sum().clamp_min(1e-300)
-            self._add("ess_sum", ess)
-            self._add("ess_frac_sum", ess / w.numel())
-            self._add("w_batches", 1.0)
+        ws = [w for *_, w, _ in pending if w is not None and w.numel()]
+        if ws:
+            w, seg = _segments(ws)
+            w = w.double()
+            total = torch.zeros(len(ws), dtype=w.dtype, device=w.device).index_add_(0, seg, w)
+            square = torch.zeros_like(total).index_add_(0, seg, w * w)
+            ess = total**2 / square.clamp_min(1e-300)
+            sizes = torch.tensor([t.numel() for t in ws], dtype=w.dtype, device=w.device)
+            self._add("ess_sum", ess.sum())
+            self._add("ess_frac_sum", (ess / sizes).sum())
+            self._add("w_batches", float(len(ws)))
             self._acc["w_max"] = w.max().clamp_min(self._acc["w_max"])
-        if loss is not None:
-            value = loss.detach().double().mean() if isinstance(loss, Tensor) else float(loss)
-            self._add("loss_sum", value)
-            self._add("loss_count", 1.0)
+        losses = [loss for *_, loss in pending if loss is not None]
+        tensors = [t.double().reshape(-1) for t in losses if isinstance(t, Tensor)]
+        if tensors:
+            values, seg = _segments(tensors)
+            sums = torch.zeros(len(tensors), dtype=values.dtype, device=values.device)
+            sizes = torch.tensor([t.numel() for t in tensors], dtype=values.dtype, device=values.device)
+            self._add("loss_sum", (sums.index_add_(0, seg, values) / sizes).sum())
+            self._add("loss_count", float(len(tensors)))
+        floats = [float(v) for v in losses if not isinstance(v, Tensor)]
+        if floats:
+            self._add("loss_sum", math.fsum(floats))
+            self._add("loss_count", float(len(floats)))
 
-    def _update_q(self, q: Tensor) -> None:
+    def _update_q(self, qs: list[Tensor]) -> None:
+        """Batch minima, mean |Q|, the histogram and the round's snapshot from batches ``qs``."""
+        q, seg = _segments([t.abs().double() for t in qs])
         finite = q.nan_to_num(nan=math.inf)
-        batch_min = finite.min()
-        self._last_batch_q_min = batch_min
-        self._acc["q_min"] = batch_min.clamp_max(self._acc["q_min"])
-        self._add("q_min_batch_sum", batch_min)
-        self._add("q_batches", 1.0)
+        minima = torch.full((len(qs),), math.inf, dtype=q.dtype, device=q.device)
+        minima = minima.scatter_reduce(0, seg, finite, reduce="amin", include_self=True)
+        self._last_batch_q_min = minima[-1]
+        self._acc["q_min"] = minima.min().clamp_max(self._acc["q_min"])
+        self._add("q_min_batch_sum", minima.sum())
+        self._add("q_batches", float(len(qs)))
         ok = torch.isfinite(q)
         self._add("q_sum", torch.where(ok, q, 0.0).sum())
         self._add("q_count", ok.sum())
@@ -225,6 +275,7 @@ class DiagnosticMonitor:
         The full record (plus ``schema_version``, ``round``, ``step``, ``batches``) goes to
         :attr:`history` and, with an export path, to the JSONL file.
         """
+        self._flush()
         acc = {k: float(v) for k, v in self._acc.items()}
 
         def ratio(num: str, den: str) -> float:
