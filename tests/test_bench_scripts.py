@@ -24,7 +24,7 @@ def run(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["sampling.py", "breeder_speed.py", "runs.py", "startup.py",
-                                    "designs.py", "optimizer.py"])
+                                    "designs.py", "optimizer.py", "step_overhead.py"])
 def test_a_measuring_script_writes_its_report(tmp_path: Path, script: str) -> None:
     out = tmp_path / "report.md"
     run(script, "--out", str(out))

@@ -143,8 +143,10 @@ class BatchSelection:
 
     def prior(self, step: int) -> Tensor | None:
         """The batch prior: the curriculum's band times the design prior."""
-        values = self.q_abs(step) if self.curriculum.variable == "q_abs" else self.distance(step)
-        prior = None if values is None else self.curriculum.prior(values)
+        prior = None
+        if not isinstance(self.curriculum, NoCurriculum):  # no pool view to read without one
+            values = self.q_abs(step) if self.curriculum.variable == "q_abs" else self.distance(step)
+            prior = None if values is None else self.curriculum.prior(values)
         design = self.design_prior()
         if design is not None:
             prior = design if prior is None else prior * design

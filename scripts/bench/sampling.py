@@ -66,25 +66,38 @@ def make_pool_q(n: int, device: torch.device) -> torch.Tensor:
     return (torch.rand(n, generator=gen, device=device) * 2 - 1 - 0.3).abs()
 
 
-def raw_weights(q: torch.Tensor, share: float = 0.1, power: float = 2.0,
-                max_weight: float = 100.0, floor: float = 1e-6) -> torch.Tensor:
+class RawLaw:
     """The sampler's default law written as plain torch, the minimum any code must compute:
-    u = 1/((a/median a)^p + 1/max_weight), a = max(|q|, floor), plus the uniform share."""
-    a = q.abs().clamp_min(floor)
-    ref = a[:: max(1, a.numel() // 1024)].median()
-    u = 1.0 / ((a / ref) ** power + 1.0 / max_weight)
-    return u + u.sum() * share / ((1.0 - share) * u.numel())
+    u = 1/((a/median a)^p + 1/max_weight), a = max(|q|, floor), plus the uniform share; in buffers
+    reused from call to call (as the sampler's are), drawn either way raw torch can draw it."""
+
+    def __init__(self, n: int, device: torch.device, share: float = 0.1, power: float = 2.0,
+                 max_weight: float = 100.0, floor: float = 1e-6) -> None:
+        self.share, self.power, self.max_weight, self.floor = share, power, max_weight, floor
+        self.u = torch.empty(n, device=device)
+        self.cdf = torch.empty(n, dtype=torch.float64, device=device)
+
+    def weights(self, q: torch.Tensor) -> torch.Tensor:
+        a = torch.clamp_min(q.abs(), self.floor, out=self.u)
+        ref = a[:: max(1, a.numel() // 1024)].median()
+        u = a.div_(ref).pow_(self.power).add_(1.0 / self.max_weight).reciprocal_()
+        return u.add_(u.sum() * self.share / ((1.0 - self.share) * u.numel()))
+
+    def multinomial(self, q: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(self.weights(q), batch, replacement=True, generator=gen)
+
+    def searchsorted(self, q: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
+        cdf = torch.cumsum(self.weights(q), 0, dtype=torch.float64, out=self.cdf)
+        u = torch.rand(batch, generator=gen, device=cdf.device, dtype=torch.float64) * cdf[-1]
+        return torch.searchsorted(cdf, u, right=True)
 
 
 def raw_fresh(q: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Raw limit with a fresh |Q|: the law's weights, then multinomial (≤ 2^24) or
-    cumulative sum + searchsorted (above)."""
-    w = raw_weights(q)
-    if w.numel() <= MULTINOMIAL_LIMIT:
-        return torch.multinomial(w, batch, replacement=True, generator=gen)
-    cdf = torch.cumsum(w, 0, dtype=torch.float64)
-    u = torch.rand(batch, generator=gen, device=w.device, dtype=torch.float64) * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True)
+    """The raw draw from a fresh |Q| with new buffers (the memory comparison's reference)."""
+    law = RawLaw(q.numel(), q.device)
+    if q.numel() <= MULTINOMIAL_LIMIT:
+        return law.multinomial(q, batch, gen)
+    return law.searchsorted(q, batch, gen)
 
 
 def raw_reused(cdf: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -93,23 +106,35 @@ def raw_reused(cdf: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Ten
     return torch.searchsorted(cdf, u, right=True)
 
 
-def time_pool(n: int, batch: int, repeats: int, device: torch.device) -> dict[str, float]:
-    """Best-of-k ms of each raw limit and the sampler's ``select`` (indices, correction weights,
-    statistics) with a fresh |Q| tensor and with a prepared table, interleaved."""
+def time_pool(n: int, batch: int, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Best-of-k ms of the raw draws and the sampler's, interleaved: a fresh |Q| each call (the
+    raw reference is the faster of multinomial and cumulative sum + searchsorted, both in reused
+    buffers), ZeroProofML's ``sample_batch`` (its batch of inputs gathered too) and a reused |Q|."""
     from nearpole_exp.sampling.importance import ImportanceSampler
+    from nearpole_exp.sampling.zeroproof import ZeroProofSampler
 
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     q = make_pool_q(n, device)
+    x = q[:, None]  # a 1-D pool's inputs, for the gather of sample_batch
     gen = torch.Generator(device=device).manual_seed(1)
-    cdf = torch.cumsum(raw_weights(q), 0, dtype=torch.float64)
-    fresh, reused = ImportanceSampler(), ImportanceSampler()
+    law = RawLaw(n, device)
+    cdf = torch.cumsum(law.weights(q), 0, dtype=torch.float64).clone()
+    fresh, reused, seed_api = ImportanceSampler(), ImportanceSampler(), ZeroProofSampler()
     table = reused.prepare(q)
-    return interleaved_best({
-        "raw_fresh": lambda: raw_fresh(q, batch, gen),
+    fns = {
+        "raw_multinomial": lambda: law.multinomial(q, batch, gen),
+        "raw_searchsorted": lambda: law.searchsorted(q, batch, gen),
         "fresh": lambda: fresh.select(n, batch, values=q, device=device),
+        "sample_batch": lambda: seed_api.sample_batch(x, q, batch),
         "raw_reused": lambda: raw_reused(cdf, batch, gen),
         "reused": lambda: reused.select(n, batch, values=table, device=device),
-    }, repeats, sync)
+    }
+    if n > MULTINOMIAL_LIMIT:
+        fns.pop("raw_multinomial")
+    best = interleaved_best(fns, repeats, sync)
+    raw = {k: v for k, v in best.items() if k.startswith("raw_") and k != "raw_reused"}
+    method = min(raw, key=raw.get)
+    return {**best, "raw_fresh": raw[method], "raw_method": method.removeprefix("raw_")}
 
 
 def sampling_throughput(sizes: list[int], batch: int, repeats: int,
@@ -221,19 +246,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> list[str]:
     lines = [f"Batch {r['batch']}, device {r['device']}, float32 |Q| of a 1D pool, best of "
-             "k interleaved calls, ImportanceSampler defaults. Each ratio is against the raw "
-             "limit of the same law (the default soft-capped, median-referenced 1/|Q|² plus the "
-             "10 % uniform share, written as plain torch): **fresh** = a new |Q| tensor every "
-             "call (weights + `torch.multinomial`, or cumulative sum + searchsorted above 2^24) "
-             "vs `select(q=tensor)`; **reused** = the same |Q| (searchsorted into the cached "
-             "cumulative sum) vs `select(q=sampler.prepare(q))`. The sampler also returns the "
-             "correction weights and keeps its statistics.", "",
-             "| pool | raw fresh (ms) | select fresh (ms) | vs raw | raw reused (ms) "
-             "| select reused (ms) | vs raw |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "k interleaved calls, ImportanceSampler defaults. Each ratio is against the best raw "
+             "draw of the same law (the default soft-capped, median-referenced 1/|Q|² plus the "
+             "10 % uniform share, written as plain torch in buffers reused between calls): "
+             "**fresh** = a new |Q| tensor every call, the faster of weights + `torch.multinomial` "
+             "and weights + cumulative sum + searchsorted (named) vs `select(q=tensor)`; "
+             "**sample_batch** = ZeroProofML's seed API (`ZeroProofSampler.sample_batch`: the "
+             "draw, its counts and the batch of inputs gathered) vs the same raw draw; "
+             "**reused** = the same |Q| (searchsorted into the cached cumulative sum) vs "
+             "`select(q=sampler.prepare(q))`. The sampler also returns the correction weights "
+             "and keeps its statistics.", "",
+             "| pool | best raw (fresh) | raw (ms) | select fresh (ms) | vs raw | sample_batch (ms) "
+             "| vs raw | raw reused (ms) | select reused (ms) | vs raw |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["throughput"]:
-        lines.append(f"| {row['n']:.0e} | {fmt(row['raw_fresh'])} | {fmt(row['fresh'])} | "
-                     f"{row['fresh'] / row['raw_fresh']:.2f}× | {fmt(row['raw_reused'])} | "
-                     f"{fmt(row['reused'])} | {row['reused'] / row['raw_reused']:.2f}× |")
+        lines.append(f"| {row['n']:.0e} | {row['raw_method']} | {fmt(row['raw_fresh'])} | "
+                     f"{fmt(row['fresh'])} | {row['fresh'] / row['raw_fresh']:.2f}× | "
+                     f"{fmt(row['sample_batch'])} | {row['sample_batch'] / row['raw_fresh']:.2f}× | "
+                     f"{fmt(row['raw_reused'])} | {fmt(row['reused'])} | "
+                     f"{row['reused'] / row['raw_reused']:.2f}× |")
     mem = r["memory"]
     first = mem[0]
     peak = {m["draw"]: m.get("extra_mb") for m in mem}
