@@ -87,7 +87,7 @@ class RawLaw:
         return torch.multinomial(self.weights(q), batch, replacement=True, generator=gen)
 
     def searchsorted(self, q: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
-        cdf = torch.cumsum(self.weights(q), 0, dtype=torch.float64, out=self.cdf)
+        cdf = self.cdf.copy_(self.weights(q)).cumsum_(0)  # no float64 temporary of the pool
         u = torch.rand(batch, generator=gen, device=cdf.device, dtype=torch.float64) * cdf[-1]
         return torch.searchsorted(cdf, u, right=True)
 
