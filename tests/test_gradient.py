@@ -114,10 +114,11 @@ def test_adamw_matches_torch_bit_for_bit(foreach: bool) -> None:
 
 
 def test_adamw_never_imports_dynamo_and_leaves_torch_as_it_was() -> None:
-    """A child that trains with the project's AdamW (the runner's and the DDPM's) never loads
-    torch._dynamo, and torch's own optimizers keep their dynamo-disabled methods: the class binds
-    the undecorated functions for itself instead of writing into torch's caches. Fails when torch
-    wraps another base-class method (the list in adamw.py must follow)."""
+    """A child that trains with the project's AdamW (the runner's, the DDPM's and the ratio
+    classifier's) never loads torch._dynamo, and torch's own optimizers keep their
+    dynamo-disabled methods: the class binds the undecorated functions for itself instead of
+    writing into torch's caches. Fails when torch wraps another base-class method (the list in
+    adamw.py must follow)."""
     import subprocess
     import sys
 
@@ -135,6 +136,8 @@ def test_adamw_never_imports_dynamo_and_leaves_torch_as_it_was() -> None:
             "    o = AdamW(m.parameters(), foreach=foreach); m(torch.ones(1, 2)).sum().backward()\n"
             "    o.step(); o.load_state_dict(o.state_dict()); o.zero_grad()\n"
             "    o.add_param_group({'params': [torch.nn.Parameter(torch.ones(1))]})\n"
+            "from nearpole_exp.acquisition.ogas.ratio import RatioEstimator\n"
+            "RatioEstimator(3).step(torch.rand(8, 3), torch.rand(8) > 0.5)\n"
             "ddpm = ConditionalDDPM(3, DDPMConfig()); ddpm.optimizer.zero_grad()\n"
             "ddpm.optimizer.load_state_dict(ddpm.optimizer.state_dict())\n"
             "touched = [n for n in DYNAMO_WRAPPED\n"

@@ -5,6 +5,9 @@ DDPM's own CPU (``breeder/train_cpu_s``) and the main loop's wait for it, agains
     python scripts/bench/ogas_cost.py                       # landscape and burgers, 2 seeds
     python scripts/bench/ogas_cost.py --experiments landscape --seeds 3
     python scripts/bench/ogas_cost.py --quick               # a smoke run
+    python scripts/bench/ogas_cost.py --report benchmarks/ogas_budget.md --seeds 4 --arms \
+        uniform "ogas, 25 steps/ask" "ogas, 50 steps/ask" "ogas, 100 steps/ask" ogas
+                                                            # the DDPM's budget per generation
 
 Runs take turns arm by arm within each seed (the order rotated per seed), so a burst of load
 hits every arm; every run has one torch thread (``trainer.num_threads=1``) but the arm that
@@ -37,6 +40,11 @@ ARMS: dict[str, list[str]] = {
     "ogas": ["ogas/breeder=ogas", ONE],
     "ogas synchronous": ["ogas/breeder=ogas", "ogas.breeder.synchronous=true", ONE],
 }
+# the DDPM's budget per generation (ogas.breeder.train_steps_per_ask), for the quality-vs-budget
+# curve: `--arms uniform "ogas, 25 steps/ask" ...`
+for _steps in (25, 50, 100, 400):
+    ARMS[f"ogas, {_steps} steps/ask"] = ["ogas/breeder=ogas",
+                                         f"ogas.breeder.train_steps_per_ask={_steps}", ONE]
 COMMON = ["logger=none", "trainer.progress=false", "trainer.plots=false", "resume=never"]
 QUICK = ["trainer.rounds=3"]
 
@@ -83,7 +91,7 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="*", default=["landscape", "burgers"])
-    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=list(ARMS)[:5], choices=list(ARMS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--report", type=Path, default=BENCHMARKS / "ogas_cost.md")
     parser.add_argument("--quick", action="store_true", help="3 rounds, one seed, landscape")

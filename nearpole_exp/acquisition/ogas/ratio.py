@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from nearpole_exp.metrics import effective_sample_size
+from nearpole_exp.optim.adamw import AdamW
 
 
 class RatioMLP(nn.Module):
@@ -68,8 +69,9 @@ class RatioEstimator:
                  device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         self.model = RatioMLP(dim, hidden, dropout).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr,
-                                           weight_decay=weight_decay, foreach=True)
+        # the project's AdamW (torch's, op for op): no torch._dynamo import on its first step
+        self.optimizer = AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay,
+                               foreach=True)
         self.label_smoothing = float(label_smoothing)
         self.steps = 0
         self.last_loss = float("nan")
