@@ -111,9 +111,12 @@ class BreederConfig:
     # training cadence: train_steps_per_ask DDPM steps per generation, on the background thread
     # while the surrogate trains (on the reservoir as it was when the last generation was drawn;
     # the next generation waits for them, so a seeded run is reproducible) or inline just before
-    # each generation (synchronous); at least min_train_steps before the first bred generation
+    # each generation (synchronous); at least min_train_steps before the first bred generation.
+    # 25: on the landscape and Burgers the held-out errors were the same within their spread at
+    # 25, 50, 100 and 200 steps per generation, and 25 costs 1.59x / 1.18x a uniform run's wall
+    # against 2.10x / 1.35x at 200 (benchmarks/ogas_budget.md)
     synchronous: bool = False
-    train_steps_per_ask: int = 200
+    train_steps_per_ask: int = 25
     min_train_steps: int = 200
     train_wait_timeout_s: float = 120.0
     trainer_num_threads: int = 1
