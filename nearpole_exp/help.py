@@ -10,7 +10,7 @@ from nearpole_exp.overrides import group_options, primary_config
 
 GROUPS = {
     "experiment": "presets that set several groups at once",
-    "debug": "a tiny, fast run for trying things out",
+    "debug": "a tiny run, an overfit-one-batch check, a profile of one round",
     "problem": "what is learnt: a target with poles, a PDE simulator, a landscape, your own solver",
     "model": "the model (surrogate) being trained",
     "sampler": "which pool samples each batch trains on (active/hybrid also label new points)",
@@ -23,9 +23,11 @@ GROUPS = {
     "ogas/breeder": "which points or simulation parameters get labelled next",
     "ogas/model": "the OGAS breeder's DDPM (used by ogas/breeder=ogas only)",
     "ogas/data": "the OGAS reservoir and signal processing (ogas/breeder=ogas only)",
-    "executor": "where simulations run: in one batch, asynchronously, worker processes, Slurm",
+    "executor": "where simulations run: in one batch, asynchronously, worker processes, Slurm, Dask",
     "trainer": "the loop's budget and cadences",
     "logger": "Weights & Biases on or off (local files are always written)",
+    "callbacks": "additions to the loop without editing it: early stopping, a profiler, your own",
+    "paths": "where files go: run and sweep directories, solvers' scratch, a cache",
     "hparams_search": "an Optuna search over a sampler's settings (-m)",
     "local": "your machine's own defaults (conf/local/default.yaml, optional)",
 }
