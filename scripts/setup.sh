@@ -25,4 +25,6 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 pip install -e ".[dev]"
+# write the component schemas' cache, so that the first `--cfg job` composes without torch
+.venv/bin/python -c "import nearpole_exp.app" >/dev/null 2>&1 || true
 echo "$wanted" > "$stamp"
