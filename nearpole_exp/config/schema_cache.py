@@ -49,7 +49,31 @@ def _type_name(hint: Any) -> str:
 
 
 def _type_of(name: str) -> Any:
-    return eval(name, {"__builtins__": {}}, dict(_TYPE_NAMES))  # names of builtins only
+    """The type :func:`_type_name` wrote: a name, ``X | None``, ``list[X]``, ``tuple[X, ...]``."""
+    name = name.strip()
+    union = _split(name, "|")
+    if len(union) > 1:
+        parts = [_type_of(part) for part in union]
+        out = parts[0]
+        for part in parts[1:]:
+            out = out | (type(None) if part is None else part)
+        return out
+    if name.endswith("]"):
+        outer, _, inner = name[:-1].partition("[")
+        args = tuple(Ellipsis if a.strip() == "..." else _type_of(a) for a in _split(inner, ","))
+        return _TYPE_NAMES[outer.strip()][args if len(args) > 1 else args[0]]
+    return _TYPE_NAMES[name]
+
+
+def _split(text: str, sep: str) -> list[str]:
+    """``text`` split at ``sep`` outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char == "[") - (char == "]")
+        if char == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def encode(schema: type) -> dict[str, Any]:
@@ -101,5 +125,5 @@ def read() -> dict[str, dict[str, type]] | None:
         data = json.loads(cache_path(package_digest()).read_text())
         return {group: {option: decode(entry) for option, entry in options.items()}
                 for group, options in data.items()}
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError, NameError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
