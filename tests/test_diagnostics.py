@@ -103,3 +103,31 @@ def test_state_roundtrip():
     other.load_state_dict(torch.load(buf, weights_only=True))
     assert json.dumps(list(other.history)) == json.dumps(list(mon.history))
     torch.testing.assert_close(other.histogram_values(), mon.histogram_values())
+
+
+def test_a_round_flushed_in_pieces_gives_the_record_of_one_flush(monkeypatch) -> None:
+    """The monitor computes noted batches when the round ends, or earlier once they hold
+    FLUSH_ELEMENTS elements (bounded memory): the record is the same either way."""
+    import nearpole_exp.sampling.diagnostics as diagnostics
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(0, 500, (64,), generator=gen), torch.rand(64, generator=gen) * 0.1,
+                None, torch.rand(64, generator=gen) + 0.5, torch.rand(64, generator=gen))
+               for _ in range(30)]
+
+    def record() -> dict:
+        mon = DiagnosticMonitor(histogram_size=100)
+        for step, (idx, q, dist, w, loss) in enumerate(batches):
+            mon.update_batch(step, idx, q, dist, w, loss)
+        out = mon.end_round(0)
+        return {**out, "hist": mon.histogram_values().tolist()}
+
+    whole = record()
+    monkeypatch.setattr(diagnostics, "FLUSH_ELEMENTS", 200)  # a flush every batch or so
+    pieces = record()
+    for key, value in whole.items():
+        assert pieces[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+    per_batch = [float((w.sum() ** 2 / (w * w).sum()).double()) for *_, w, _ in batches]
+    assert whole["sampler/ess"] == pytest.approx(sum(per_batch) / len(per_batch), rel=1e-6)
+    assert whole["sampler/q_min_batch_mean"] == pytest.approx(
+        sum(float(q.min()) for _, q, *_ in batches) / len(batches), rel=1e-6)
