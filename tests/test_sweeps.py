@@ -148,3 +148,6 @@ def test_sweep_position_counts_jobs_and_estimates_the_rest(tmp_path: Path) -> No
     line = sweep_position(tmp_path, 2, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
     assert line.startswith("job 3/4 (2 finished, elapsed ") and "ETA ≈ " in line
     assert sweep_position(tmp_path, 2, "optuna").startswith("job 3/? (2 finished")
+    (tmp_path / "2_c").mkdir()  # a preempted job waiting for its requeue has not finished
+    (tmp_path / "2_c" / "summary.json").write_text('{"status": "interrupted"}')
+    assert sweep_position(tmp_path, 3, "optuna").startswith("job 4/? (2 finished")

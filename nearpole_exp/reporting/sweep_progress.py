@@ -1,9 +1,10 @@
 """Where a job stands in its multirun: "job k/N", how many have finished, an ETA. Read from the
-sweep directory (``multirun.yaml`` names the sweep; finished jobs leave a ``summary.json``), so
-it works the same under every launcher, one line per job."""
+sweep directory (``multirun.yaml`` names the sweep; finished jobs leave a ``summary.json`` whose
+status is not ``interrupted``), so it works the same under every launcher, one line per job."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -36,6 +37,15 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _finished(summary: Path) -> bool:
+    """Whether a job's summary says it ended (an ``interrupted`` job resumes: a requeued or
+    relaunched one is not finished)."""
+    try:
+        return json.loads(summary.read_text()).get("status") != "interrupted"
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: it was written, the job ended somehow
+
+
 def sweep_position(sweep_dir: Path, job_num: int, sweeper: str = "") -> str:
     """``job k/N (m finished, ETA …)`` for job number ``job_num`` of the sweep in ``sweep_dir``."""
     multirun = sweep_dir / "multirun.yaml"
@@ -45,7 +55,7 @@ def sweep_position(sweep_dir: Path, job_num: int, sweeper: str = "") -> str:
         saved = OmegaConf.load(multirun)
         total = count_jobs([str(o) for o in saved.hydra.overrides.task])
         started = multirun.stat().st_mtime
-    done = sum(1 for _ in sweep_dir.glob("*/summary.json"))
+    done = sum(1 for path in sweep_dir.glob("*/summary.json") if _finished(path))
     line = f"job {job_num + 1}/{total if total else '?'} ({done} finished"
     elapsed = time.time() - started
     if total and done:
