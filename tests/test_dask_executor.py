@@ -12,7 +12,7 @@ import torch
 
 from nearpole_exp.runner import Runner
 from tests.test_async_runs import SOLVER
-from tests.test_execution import assert_same, by_id, make_problem, rows
+from tests.test_execution import assert_same, by_id, check_retries, make_problem, rows
 
 from .conftest import run_interrupted_then_resumed
 
@@ -59,14 +59,9 @@ def test_dask_records_timeouts_crashes_dead_workers_and_nonfinite(dask_executor:
     assert all(r.ok for r in dask_executor.drain(timeout=60))
 
 
-def test_dask_retries_a_crash(dask_executor: DaskExecutor, tmp_path: Path) -> None:
-    flaky = make_problem(flaky_dir=str(tmp_path))
-    with DaskExecutor(problem=flaky, workers=1, retries=1) as ex:
-        ex.submit(torch.tensor([0, 1]), torch.cat([rows("flaky"), rows("crash")]))
-        res = by_id(ex.drain(timeout=60))
-    assert res[0].ok and res[0].attempts == 2
-    assert_same(res[0].samples, flaky.label(rows("flaky")))
-    assert res[1].failure == "crashed: RuntimeError: boom" and res[1].attempts == 2
+def test_dask_retries_a_crash(tmp_path: Path) -> None:
+    check_retries(lambda problem, **kw: DaskExecutor(problem=problem, workers=1, **kw),
+                  tmp_path, timeout=60)
 
 
 def test_a_dask_run_keeps_its_budget_and_resumes_to_it(composer, monkeypatch) -> None:

@@ -166,15 +166,22 @@ def test_pool_records_timeouts_crashes_and_nonfinite_and_survives(
     assert all(r.ok for r in pool_executor.drain(timeout=30))
 
 
-def test_pool_retries_crashes(tmp_path: Path) -> None:
-    problem = make_problem(flaky_dir=str(tmp_path))
-    with ProcessPoolExecutor(problem=problem, workers=1, retries=1) as ex:
+def check_retries(make_executor, flaky_dir: Path, timeout: float) -> None:
+    """``make_executor(problem, retries=1)`` retries a flaky solver to success and a crashing
+    one to its last attempt."""
+    problem = make_problem(flaky_dir=str(flaky_dir))
+    with make_executor(problem, retries=1) as ex:
         ex.submit(torch.tensor([0, 1]), torch.cat([rows("flaky"), rows("crash")]))
-        res = by_id(ex.drain(timeout=30))
+        res = by_id(ex.drain(timeout=timeout))
     assert res[0].ok and res[0].attempts == 2
     assert_same(res[0].samples, problem.label(rows("flaky")))
     assert res[1].failure == "crashed: RuntimeError: boom" and res[1].attempts == 2
     assert ex.counts["retried"] == 2 and ex.counts["failed"] == 1
+
+
+def test_pool_retries_crashes(tmp_path: Path) -> None:
+    check_retries(lambda problem, **kw: ProcessPoolExecutor(problem=problem, workers=1, **kw),
+                  tmp_path, timeout=30)
 
 
 def test_pool_close_kills_everything_and_is_idempotent() -> None:

@@ -14,6 +14,7 @@ are still owed.
 
 from __future__ import annotations
 
+import collections
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -202,3 +203,41 @@ class Executor(ABC):
     @abstractmethod
     def _shutdown(self) -> None:
         """Release workers, processes and threads."""
+
+
+class QueuedExecutor(Executor):
+    """An executor that queues simulations here and polls somewhere else for them (cluster jobs,
+    Dask tasks): the queue, the retry-or-fail rule and the polling loop, shared; subclasses
+    send work out and collect it in :meth:`_advance`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: collections.deque[PendingSimulation] = collections.deque()
+        self._ready: list[SimulationResult] = []
+
+    def _queue(self, sim_ids: Tensor, params: Tensor) -> None:
+        self._pending.extend(PendingSimulation(int(i), row)
+                             for i, row in zip(sim_ids.tolist(), params, strict=True))
+
+    @abstractmethod
+    def _advance(self) -> None:
+        """Collect what finished into ``_ready`` (or back into ``_pending`` to retry) and send
+        out what may go; never blocks."""
+
+    def _collect(self, timeout: float) -> list[SimulationResult]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._advance()
+            if self._ready or time.monotonic() >= deadline:
+                ready, self._ready = self._ready, []
+                return ready
+            time.sleep(min(self.config.poll_interval_s,  # type: ignore[attr-defined]
+                           max(deadline - time.monotonic(), 0.0)))
+
+    def _fail(self, task: PendingSimulation, reason: str) -> None:
+        """Retry a crashed or timed-out simulation (``retries`` times), then report it failed."""
+        if task.attempts <= self.config.retries:
+            self._pending.appendleft(task)
+        else:
+            self._ready.append(SimulationResult(task.sim_id, task.params, None, reason,
+                                                task.attempts, task.wall_s))

@@ -31,10 +31,10 @@ from torch import Tensor
 
 from nearpole_exp.errors import ConfigError, check
 from nearpole_exp.execution.base import (
-    Executor,
     ExecutorConfig,
     ExecutorError,
     PendingSimulation,
+    QueuedExecutor,
     SimulationResult,
 )
 from nearpole_exp.execution.factory import ProblemFactory, as_factory
@@ -72,7 +72,7 @@ class _Task:
     worker: str | None = None
 
 
-class DaskExecutor(Executor):
+class DaskExecutor(QueuedExecutor):
     """Simulations as tasks of a Dask ``distributed`` cluster (local or remote)."""
 
     config_class = DaskConfig
@@ -89,9 +89,7 @@ class DaskExecutor(Executor):
         from nearpole_exp.execution.dask_worker import BuildProblem
 
         self.client.register_plugin(BuildProblem(self.name, self.factory), name=self.name)
-        self._pending: collections.deque[PendingSimulation] = collections.deque()
         self._tasks: dict[str, _Task] = {}
-        self._ready: list[SimulationResult] = []
         self._last_watch = 0.0
         self._threads, self._threads_at = 0, -math.inf
 
@@ -135,8 +133,7 @@ class DaskExecutor(Executor):
 
     # ------------------------------------------------------------------ submit / poll
     def _start(self, sim_ids: Tensor, params: Tensor) -> None:
-        self._pending.extend(PendingSimulation(int(sim_id), row)
-                             for sim_id, row in zip(sim_ids.tolist(), params, strict=True))
+        self._queue(sim_ids, params)
         self._fill()
 
     def _fill(self) -> None:
@@ -155,16 +152,10 @@ class DaskExecutor(Executor):
                                     key=key, pure=False)
         self._tasks[key] = _Task(pending, future, time.monotonic())
 
-    def _collect(self, timeout: float) -> list[SimulationResult]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._harvest()
-            self._watch()
-            self._fill()
-            if self._ready or time.monotonic() >= deadline:
-                ready, self._ready = self._ready, []
-                return ready
-            time.sleep(min(self.config.poll_interval_s, max(deadline - time.monotonic(), 0.0)))
+    def _advance(self) -> None:
+        self._harvest()
+        self._watch()
+        self._fill()
 
     def _harvest(self) -> None:
         """Turn finished futures into results (or retries), in the order they are seen done."""
@@ -213,13 +204,6 @@ class DaskExecutor(Executor):
                 if task.worker is not None:  # the thread cannot be stopped: its process is
                     with contextlib.suppress(Exception):
                         self.client.restart_workers([task.worker], raise_for_error=False)
-
-    def _fail(self, pending: PendingSimulation, reason: str) -> None:
-        if pending.attempts <= self.config.retries:
-            self._pending.appendleft(pending)
-        else:
-            self._ready.append(SimulationResult(pending.sim_id, pending.params, None, reason,
-                                                pending.attempts, pending.wall_s))
 
     def _shutdown(self) -> None:
         """Cancel what is still running and close the client (and the cluster started here)."""

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from nearpole_exp.errors import check
-from nearpole_exp.execution.base import Executor, ExecutorConfig, PendingSimulation, SimulationResult
+from nearpole_exp.execution.base import ExecutorConfig, PendingSimulation, QueuedExecutor, SimulationResult
 from nearpole_exp.execution.factory import ProblemFactory, as_factory
 from nearpole_exp.execution.samples import (
     Outcome,
@@ -113,7 +113,7 @@ class _Job:
     started: float | None = None
 
 
-class SubmititExecutor(Executor):
+class SubmititExecutor(QueuedExecutor):
     """Simulations as submitit jobs on a Slurm cluster, as local processes or in-process (debug)."""
 
     config_class = SubmititConfig  # the schema of its config group option (config.py)
@@ -125,10 +125,8 @@ class SubmititExecutor(Executor):
         self.factory = as_factory(problem, factory)
         self.folder = Path(self.config.folder).absolute()
         self.executor = self._make_executor()
-        self._pending: collections.deque[PendingSimulation] = collections.deque()
         self._jobs: list[_Job] = []
         self._ending: list[_Job] = []
-        self._ready: list[SimulationResult] = []
 
     def _make_executor(self) -> Any:
         import submitit
@@ -162,8 +160,7 @@ class SubmititExecutor(Executor):
 
     # ------------------------------------------------------------------ submit / poll
     def _start(self, sim_ids: Tensor, params: Tensor) -> None:
-        self._pending.extend(PendingSimulation(int(i), row)
-                             for i, row in zip(sim_ids.tolist(), params, strict=True))
+        self._queue(sim_ids, params)
         self._launch()
 
     def _launch(self) -> None:
@@ -188,15 +185,9 @@ class SubmititExecutor(Executor):
             started = now if c.cluster == "local" else None
             self._jobs.append(_Job(job, chunk, now, started))
 
-    def _collect(self, timeout: float) -> list[SimulationResult]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_jobs()
-            self._launch()
-            if self._ready or time.monotonic() >= deadline:
-                ready, self._ready = self._ready, []
-                return ready
-            time.sleep(min(self.config.poll_interval_s, max(deadline - time.monotonic(), 0.0)))
+    def _advance(self) -> None:
+        self._check_jobs()
+        self._launch()
 
     def _check_jobs(self) -> None:
         now = time.monotonic()
@@ -258,13 +249,6 @@ class SubmititExecutor(Executor):
         for task in entry.tasks:
             task.wall_s += wall_s / len(entry.tasks)
             self._fail(task, reason)
-
-    def _fail(self, task: PendingSimulation, reason: str) -> None:
-        if task.attempts <= self.config.retries:
-            self._pending.appendleft(task)
-        else:
-            self._ready.append(SimulationResult(task.sim_id, task.params, None, reason,
-                                                task.attempts, task.wall_s))
 
     def _shutdown(self) -> None:
         """Cancel every outstanding job and wait (briefly) for local ones to exit."""
