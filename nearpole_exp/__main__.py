@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         if err.filename is None:
             print(f"Invalid config: {one_line(err)}", file=sys.stderr)
             raise SystemExit(2) from None
-        print(f"Invalid config: hydra.run.dir (or hydra.sweep.dir, task_name): {err.strerror}: "
+        print(f"Invalid config: hydra.run.dir (or hydra.sweep.dir, paths.output, task_name): {err.strerror}: "
               f"{str(err.filename)[:120]}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as err:

@@ -173,3 +173,9 @@ def test_paths_place_the_run_and_a_command_solvers_scratch(composer, tmp_path) -
     assert str(cfg.hydra.sweep.dir).startswith(str(tmp_path / "elsewhere" / "debug" / "multiruns"))
     assert cfg.problem.work_dir == "/scratch/me"
     assert cfg.paths.cache.endswith(".cache/nearpole_exp")
+
+
+def test_an_output_path_that_cannot_be_made_is_one_line_naming_it(cli) -> None:
+    code, _, stderr = cli("debug=default", "paths.output=/proc/no_such_place")
+    assert code == 2 and "Traceback" not in stderr
+    assert "paths.output" in stderr and "/proc/no_such_place" in stderr

@@ -75,3 +75,10 @@ def test_a_dask_run_keeps_its_budget_and_resumes_to_it(composer, monkeypatch) ->
     resumed = run_interrupted_then_resumed(composer, monkeypatch, overrides, stop_after=30)
     assert resumed["status"] == "completed" and resumed["step"] == summary["step"]
     assert resumed["sims/finished"] == budget
+
+
+def test_an_unreachable_scheduler_is_an_error_naming_the_key() -> None:
+    from nearpole_exp.execution.base import ExecutorError
+
+    with pytest.raises(ExecutorError, match=r"tcp://127\.0\.0\.1:9.*executor\.address"):
+        DaskExecutor(problem=make_problem(), address="tcp://127.0.0.1:9", start_timeout_s=2)

@@ -78,6 +78,10 @@ class DiagnosticConfig:
 FLUSH_ELEMENTS = 1 << 22
 
 
+def _flat(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach().reshape(-1)
+
+
 def _segments(parts: list[Tensor]) -> tuple[Tensor, Tensor]:
     """The parts concatenated, and each element's part index."""
     flat = torch.cat(parts)
@@ -157,8 +161,7 @@ class DiagnosticMonitor:
         cost a sixth of the default job's step (benchmarks/step_overhead.md)."""
         self._last_step = int(step)
         self._batches += 1
-        detach = (lambda t: None if t is None else t.detach().reshape(-1))  # noqa: E731
-        batch = (detach(idx), detach(q_abs), detach(distance), detach(weights),
+        batch = (_flat(idx), _flat(q_abs), _flat(distance), _flat(weights),
                  loss.detach() if isinstance(loss, Tensor) else loss)
         self._pending.append(batch)
         self._pending_elements += sum(t.numel() for t in batch[:4] if t is not None)
