@@ -179,3 +179,15 @@ def test_an_output_path_that_cannot_be_made_is_one_line_naming_it(cli) -> None:
     code, _, stderr = cli("debug=default", "paths.output=/proc/no_such_place")
     assert code == 2 and "Traceback" not in stderr
     assert "paths.output" in stderr and "/proc/no_such_place" in stderr
+
+
+def test_runs_and_sweeps_without_a_directory_go_under_paths_output(cli, tmp_path, monkeypatch) -> None:
+    """The default job and sweep directories resolve before Hydra's runtime exists (a sweep's
+    directory is made by the launcher): both land under the launch directory's outputs/."""
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = cli("debug=default")
+    assert code == 0, stderr
+    code, _, stderr = cli("-m", "debug=default", "seed=0")
+    assert code == 0, stderr
+    assert len(list((tmp_path / "outputs" / "debug" / "runs").glob("*/summary.json"))) == 1
+    assert len(list((tmp_path / "outputs" / "debug" / "multiruns").glob("*/*/summary.json"))) == 1

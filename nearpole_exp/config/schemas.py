@@ -147,12 +147,16 @@ class LoggerConfig:
 
 @dataclass
 class PathsConfig:
-    """Where files go (the ``paths`` group): ``root``, the launch directory; ``output``, under
-    which run and sweep directories are made; ``scratch``, the work directories of command-line
-    solvers (empty: the system's temporary folder); ``cache``, files reused across runs (point a
-    user solver's ``problem.eval_cache`` there). Set them once per machine in ``local/``."""
+    """Where files go (the ``paths`` group): ``root``, the launch directory (relative paths are
+    taken from there: jobs do not change directory); ``output``, under which run and sweep
+    directories are made; ``scratch``, the work directories of command-line solvers (empty: the
+    system's temporary folder); ``cache``, files reused across runs (point a user solver's
+    ``problem.eval_cache`` there). Set them once per machine in ``local/``.
 
-    root: str = "${hydra:runtime.cwd}"
+    ``root`` is not ``${hydra:runtime.cwd}``: a sweep's directory is resolved by the launcher
+    before Hydra's runtime exists, and that interpolation failed there."""
+
+    root: str = "."
     output: str = "${paths.root}/outputs"
     scratch: str = ""
     cache: str = "${paths.root}/.cache/nearpole_exp"
