@@ -390,6 +390,7 @@ class Runner:
                     out = self.train_step()
                     round_losses.append(out["loss"])
                     bar.update(task, advance=1, info=self._bar_info(r, out["loss"]))
+                self.acquisition.flush_tells()
                 if self.state.skipped_steps - skipped_before == t.steps_per_round:
                     raise FloatingPointError(
                         f"every step of round {r + 1} was skipped (non-finite loss or gradients; "

@@ -106,9 +106,13 @@ def test_history_ema_with_repeated_ids_in_one_call():
 
 
 def test_validate_signals():
-    ids, vals, dropped = validate_signals(torch.tensor([0, 1, 2]),
-                                          torch.tensor([[1.0], [float("nan")], [float("inf")]]), 3)
-    assert ids.tolist() == [0] and vals.tolist() == [1.0] and dropped == 2
+    ids, vals, calls, dropped = validate_signals(
+        torch.tensor([0, 1, 2]), torch.tensor([[1.0], [float("nan")], [float("inf")]]), 3,
+        torch.tensor([0, 1, 1]))
+    assert ids.tolist() == [0] and vals.tolist() == [1.0] and calls.tolist() == [0]
+    assert dropped == 2
+    with pytest.raises(ValueError, match="non-decreasing"):
+        validate_signals(torch.tensor([0, 1]), torch.tensor([1.0, 2.0]), 3, torch.tensor([1, 0]))
     with pytest.raises(ValueError, match="never asked"):
         validate_signals(torch.tensor([0, 5]), torch.tensor([1.0, 2.0]), 3)
     with pytest.raises(ValueError, match="expects"):

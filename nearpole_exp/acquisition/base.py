@@ -78,6 +78,18 @@ class Breeder(ABC):
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample difficulty ``values`` (e.g. nRMSE) of simulations ``sim_ids``."""
 
+    def tell_many(self, sim_ids: Tensor, values: Tensor, calls: Tensor) -> None:
+        """Several ``tell`` calls at once: ``calls[i]`` (non-decreasing) numbers the call value
+        ``i`` belongs to. The same as one ``tell`` per call, which is what this default does;
+        breeders override it with one vectorised update (the runner tells once per round)."""
+        calls = torch.as_tensor(calls)
+        if calls.numel() == 0:
+            return
+        _, starts = torch.unique_consecutive(calls, return_counts=True)
+        for ids, vals in zip(torch.split(torch.as_tensor(sim_ids), starts.tolist()),
+                             torch.split(torch.as_tensor(values), starts.tolist()), strict=True):
+            self.tell(ids, vals)
+
     def bred_mask(self, sim_ids: Tensor) -> Tensor | None:
         """Which of the asked sims ``sim_ids`` were bred (not design draws); None when the
         breeder does not breed."""

@@ -145,10 +145,14 @@ class BreedBreeder(Breeder):
 
     def tell(self, sim_ids: Tensor, values: Tensor) -> None:
         """Per-sample signals (EMA per sim); non-finite values are dropped and counted."""
-        ids, vals, dropped = validate_signals(sim_ids, values, self.n_asked)
+        self.tell_many(sim_ids, values, torch.zeros(torch.as_tensor(sim_ids).shape, dtype=torch.long))
+
+    def tell_many(self, sim_ids: Tensor, values: Tensor, calls: Tensor) -> None:
+        """Consecutive tell calls at once (see :meth:`Breeder.tell_many`), one vectorised update."""
+        ids, vals, calls, dropped = validate_signals(sim_ids, values, self.n_asked, calls)
         self.stats["dropped_values"] += dropped
         if ids.numel():
-            self.history.update(ids, vals.clamp(max=self.config.max_loss_value))
+            self.history.update(ids, vals.clamp(max=self.config.max_loss_value), calls)
 
     def bred_mask(self, sim_ids: Tensor) -> Tensor:
         return self.history.is_bred[torch.as_tensor(sim_ids, dtype=torch.long)].clone()

@@ -21,8 +21,10 @@ PROPOSAL_SOURCES = {"generator": SOURCE_GENERATOR, "local": SOURCE_LOCAL,
 FIELDS = ("unit", "is_bred", "generation", "target", "signal", "first", "source", "count", "slot")
 
 
-def validate_signals(sim_ids: Tensor, values: Tensor, n_asked: int) -> tuple[Tensor, Tensor, int]:
-    """Check a ``tell`` call; return (ids, values) with non-finite values dropped, and their count.
+def validate_signals(sim_ids: Tensor, values: Tensor, n_asked: int,
+                     calls: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Check a ``tell`` call; return (ids, values, calls) with non-finite values dropped, and
+    their count. ``calls`` numbers the tell calls values come from (all 0 when None).
 
     Raises ValueError for mismatched shapes, non-integer ids and ids never asked.
     """
@@ -39,12 +41,17 @@ def validate_signals(sim_ids: Tensor, values: Tensor, n_asked: int) -> tuple[Ten
         raise ValueError(f"sim_ids must be integers, got dtype {ids.dtype}")
     ids = ids.to(device="cpu", dtype=torch.long)
     vals = vals.to(device="cpu", dtype=torch.float32)
+    calls = (torch.zeros_like(ids) if calls is None
+             else torch.as_tensor(calls).to(device="cpu", dtype=torch.long))
+    if calls.shape != ids.shape or (calls.numel() and bool((calls.diff() < 0).any())):
+        raise ValueError("calls must number the values' tell calls in order: one non-decreasing "
+                         "index per value")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_asked):
         bad = ids[(ids < 0) | (ids >= n_asked)][:5].tolist()
         raise ValueError(f"sim ids {bad} were never asked (only ids 0..{n_asked - 1} exist)")
     finite = torch.isfinite(vals)
     n_dropped = int((~finite).sum())
-    return ids[finite], vals[finite], n_dropped
+    return ids[finite], vals[finite], calls[finite], n_dropped
 
 
 class SimHistory:
@@ -107,23 +114,45 @@ class SimHistory:
         self.slot[ids] = NOT_IN_RESERVOIR
         self.size = max(self.size, end)
 
-    def update(self, ids: Tensor, values: Tensor) -> Tensor:
-        """Fold per-sample ``values`` into each sim's EMA; return the unique ids touched.
+    def update(self, ids: Tensor, values: Tensor, calls: Tensor | None = None,
+               threshold: int = 1) -> tuple[Tensor, Tensor]:
+        """Fold per-sample ``values`` into each sim's EMA, as consecutive tell calls numbered by
+        ``calls`` (one call when None); return the unique ids touched, and for each the first
+        call after which its observation count reached ``threshold`` (−1: not in these calls).
 
-        Several samples of one sim in a call are averaged first, then
-        s ← (1−α)·s + α·mean (the first ever mean is taken as is).
+        In each call several samples of one sim are averaged first, then
+        s ← (1−α)·s + α·mean (the first ever mean is taken as is). The calls are replayed in
+        layers (every sim's first call in the batch, then its second …), each one vectorised
+        over sims with the same operations as one call: the result is bit for bit that of
+        calling one by one, at a cost set by the most calls any sim is in, not by their number.
         """
-        uniq, inv = torch.unique(ids, return_inverse=True)
-        sums = torch.zeros(uniq.shape[0]).index_add_(0, inv, values)
-        counts = torch.bincount(inv, minlength=uniq.shape[0])
+        calls = torch.zeros_like(ids) if calls is None else calls
+        if ids.numel() == 0:
+            return ids.clone(), ids.clone()
+        span = int(ids.max()) + 1
+        keys, inv = torch.unique(calls * span + ids, return_inverse=True)  # by call, then sim
+        sums = torch.zeros(keys.shape[0]).index_add_(0, inv, values)
+        counts = torch.bincount(inv, minlength=keys.shape[0])
         mean = sums / counts
-        old = self.signal[uniq]
-        seen = self.count[uniq] > 0
+        sim, call = keys % span, keys // span
+        order = torch.sort(sim, stable=True).indices  # each sim's calls in order
+        sim, call, mean, counts = sim[order], call[order], mean[order], counts[order]
+        uniq, per_sim = torch.unique_consecutive(sim, return_counts=True)
+        owner = torch.repeat_interleave(torch.arange(uniq.shape[0]), per_sim)
+        rank = torch.arange(sim.shape[0]) - (torch.cumsum(per_sim, 0) - per_sim)[owner]
+        layered = torch.sort(rank, stable=True).indices
+        reached = torch.full((uniq.shape[0],), -1, dtype=torch.long)
         a = self.ema_alpha
-        self.signal[uniq] = torch.where(seen, (1 - a) * old + a * mean, mean)
-        self.first[uniq] = torch.where(seen, self.first[uniq], mean)
-        self.count[uniq] += counts
-        return uniq
+        for rows in torch.split(layered, torch.bincount(rank).tolist()):
+            s, m = sim[rows], mean[rows]
+            old = self.signal[s]
+            seen = self.count[s] > 0
+            self.signal[s] = torch.where(seen, (1 - a) * old + a * m, m)
+            self.first[s] = torch.where(seen, self.first[s], m)
+            self.count[s] += counts[rows]
+            hit = (self.count[s] >= threshold) & (reached[owner[rows]] < 0)
+            reached[owner[rows][hit]] = call[rows][hit]
+        return uniq, reached
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size

@@ -552,23 +552,29 @@ class OGASBreeder(Breeder):
         """Per-sample signals of asked sims. Values are clipped at ``max_loss_value``;
         non-finite values are dropped and counted (``breeder/dropped_values``); unknown ids or
         mismatched shapes raise ValueError."""
+        self.tell_many(sim_ids, values, torch.zeros(torch.as_tensor(sim_ids).shape, dtype=torch.long))
+
+    def tell_many(self, sim_ids: Tensor, values: Tensor, calls: Tensor) -> None:
+        """Consecutive tell calls at once (see :meth:`Breeder.tell_many`): the history, the
+        min/max queues and the reservoir end as one call at a time would leave them (sims enter
+        the reservoir in the order they reach ``min_observations``)."""
         self.trainer.raise_if_failed()
-        ids, vals, dropped = validate_signals(sim_ids, values, self.n_asked)
+        ids, vals, calls, dropped = validate_signals(sim_ids, values, self.n_asked, calls)
         self.stats["dropped_values"] += dropped
         if ids.numel() == 0:
             return
         dc = self.config.data
         vals = vals.clamp(max=dc.max_loss_value)
         with self._data_lock:
-            self.queues.push(vals)
-            touched = self.history.update(ids, vals)
-            slots = self.history.slot[touched]
-            live = slots >= 0
-            self.reservoir.refresh(slots[live], self.history.signal[touched[live]])
-            fresh = touched[(slots == NOT_IN_RESERVOIR)
-                            & (self.history.count[touched] >= dc.min_observations)]
+            self.queues.push(vals, calls)
+            h = self.history
+            touched, reached = h.update(ids, vals, calls, dc.min_observations)
+            slots = h.slot[touched]
+            live = slots >= 0  # refreshed before the newcomers may take their slots
+            self.reservoir.refresh(slots[live], h.signal[touched[live]])
+            joins = (slots == NOT_IN_RESERVOIR) & (reached >= 0)
+            fresh = touched[joins][torch.sort(reached[joins], stable=True).indices]
             if fresh.numel():
-                h = self.history
                 new_slots, evicted = self.reservoir.add(fresh, h.unit[fresh], h.signal[fresh],
                                                         h.is_bred[fresh], h.generation[fresh])
                 h.slot[fresh] = new_slots

@@ -17,11 +17,19 @@ class MinMaxQueues:
         self.mins: deque[float] = deque(maxlen=length)
         self.maxs: deque[float] = deque(maxlen=length)
 
-    def push(self, values: Tensor) -> None:
-        """Record the min and max of one batch of (clipped) signals."""
-        if values.numel():
-            self.mins.append(float(values.min()))
-            self.maxs.append(float(values.max()))
+    def push(self, values: Tensor, calls: Tensor | None = None) -> None:
+        """Record the min and max of each tell call's (clipped) signals, in call order (one
+        call when ``calls`` is None; calls without values record nothing)."""
+        if values.numel() == 0:
+            return
+        if calls is None:
+            calls = torch.zeros(values.shape[0], dtype=torch.long)
+        n = int(calls.max()) + 1
+        present = torch.bincount(calls, minlength=n) > 0
+        lo = torch.zeros(n).scatter_reduce(0, calls, values, "amin", include_self=False)
+        hi = torch.zeros(n).scatter_reduce(0, calls, values, "amax", include_self=False)
+        self.mins.extend(lo[present].tolist())
+        self.maxs.extend(hi[present].tolist())
 
     def normalise(self, signal: Tensor) -> Tensor:
         """Signal mapped so that the recent typical minimum is 0 and maximum is 1."""
