@@ -10,6 +10,7 @@ could not see. The file names the holder's host and pid for the message only.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -29,6 +30,22 @@ def holder_of(path: Path) -> str:
         return "unknown"
     host, _, pid = text.rpartition(" ")
     return f"{host or 'this host'} pid {pid}" if pid.isdigit() else "unknown"
+
+
+# descriptors of the locks this process holds: a forked child (the OGAS generator process, a
+# process-pool worker) closes its copies at once, so that a child outliving a killed parent
+# never keeps the job directory locked (flock is released when the last copy closes)
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 class JobDirectoryLock:
@@ -55,6 +72,7 @@ class JobDirectoryLock:
                                   "may not support locks); give the run another hydra.run.dir") from err
             if self._still_linked(fd):
                 self._fd = fd
+                _HELD.add(fd)
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
                 return self
@@ -86,5 +104,6 @@ class JobDirectoryLock:
             return
         # unlink while still holding the lock: a run waiting on the old file then sees it unlinked
         self.path.unlink(missing_ok=True)
+        _HELD.discard(self._fd)
         os.close(self._fd)  # releases the lock
         self._fd = None

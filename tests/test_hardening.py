@@ -76,6 +76,7 @@ import pytest
 import torch
 
 from nearpole_exp.acquisition.ogas.breeder import OGASBreeder
+from nearpole_exp.acquisition.ogas.training import GeneratorTraining
 from nearpole_exp.acquisition.static import StaticBreeder
 from nearpole_exp.app import JobGuard
 from nearpole_exp.checkpoint import check_resumable, find_checkpoint, load_checkpoint, save_checkpoint
@@ -357,10 +358,10 @@ def test_kill_nine_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Pa
 
 
 def test_crash_in_the_ddpm_thread_fails_the_run_within_a_generation(composer, monkeypatch) -> None:
-    def broken_step(self) -> bool:
+    def broken_step(self, data) -> bool:
         raise RuntimeError("DDPM diverged")
 
-    monkeypatch.setattr(OGASBreeder, "_train_step", broken_step)
+    monkeypatch.setattr(GeneratorTraining, "step", broken_step)
     cfg = composer(["experiment=landscape", "ogas/breeder=ogas", "logger=none", "trainer.progress=false",
                     "trainer.rounds=4", "trainer.steps_per_round=5", "trainer.initial_points=64",
                     "trainer.points_per_round=32", "trainer.plots=false",
@@ -510,17 +511,17 @@ def test_a_ddpm_that_diverges_fails_the_run_and_never_simulates_nan(composer, mo
     """A NaN DDPM loss stops the run with a message naming the key; NaN generations are never
     handed to the simulator (they count as out of the box and are replaced by design draws)."""
     calls = {"n": 0}
-    real_step = OGASBreeder._train_step
+    real_step = GeneratorTraining.step
 
-    def step_then_nan(self) -> bool:
-        calls["n"] += 1
+    def step_then_nan(self, data) -> bool:
+        calls["n"] += 1  # in the generator's process, forked after the patch
         if calls["n"] > 3:
             with torch.no_grad():
                 for p in self.ddpm.model.parameters():
                     p.fill_(float("nan"))
-        return real_step(self)
+        return real_step(self, data)
 
-    monkeypatch.setattr(OGASBreeder, "_train_step", step_then_nan)
+    monkeypatch.setattr(GeneratorTraining, "step", step_then_nan)
     cfg = composer(["experiment=landscape", "ogas/breeder=ogas", "logger=none",
                     "trainer.progress=false", "trainer.rounds=4", "trainer.steps_per_round=5",
                     "trainer.initial_points=64", "trainer.points_per_round=32",

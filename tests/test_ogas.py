@@ -264,7 +264,7 @@ def test_background_thread_error_reaches_the_caller_within_one_ask():
     before = threading.active_count()
     # a budget far beyond what the thread runs before the failure is planted
     b = tiny(synchronous=False, min_train_steps=5, train_steps_per_ask=100_000,
-             min_reservoir_size=8)
+             min_reservoir_size=8, trainer_process=False)
     x0 = b.ask(32)
     b.tell(torch.arange(32), x0[:, 0])
     b.ask(32)  # 5 steps inline, then the thread's budget starts
@@ -285,7 +285,8 @@ def test_threaded_breeder_trains_in_the_background_and_stops_cleanly():
     torch.manual_seed(8)
     gen = torch.Generator().manual_seed(8)
     before = threading.active_count()
-    b = tiny(synchronous=False, min_train_steps=30, train_steps_per_ask=60, min_reservoir_size=8)
+    b = tiny(synchronous=False, min_train_steps=30, train_steps_per_ask=60, min_reservoir_size=8,
+             trainer_process=False)
     b.start()
     b.start()
     assert threading.active_count() == before + 1
@@ -415,14 +416,14 @@ def test_plot_data_and_plots(tmp_path):
 
 
 def test_loss_curve_is_thinned_and_foreign_generator_states_reseed(monkeypatch):
-    import nearpole_exp.acquisition.ogas.breeder as breeder_module
+    import nearpole_exp.acquisition.ogas.training as training_module
 
-    monkeypatch.setattr(breeder_module, "MAX_LOSS_POINTS", 4)
+    monkeypatch.setattr(training_module, "MAX_LOSS_POINTS", 4)
     torch.manual_seed(13)
     b = tiny(loss_log_every=1, train_steps_per_ask=0, min_train_steps=0)
     b.tell(torch.arange(64), b.ask(64)[:, 0])
     b.train_now(40)
-    steps = [int(s) for s, _ in b.records["ddpm_loss"]]
+    steps = [int(s) for s, _ in b.training.loss_curve]
     assert len(steps) <= 4 and steps[-1] <= 40
     gaps = {later - earlier for earlier, later in itertools.pairwise(steps)}
     assert len(gaps) == 1 and gaps.pop() >= 8  # evenly spaced, stride doubled three times

@@ -17,7 +17,8 @@ LOSSES = ("auto", "mse", "relative", "nrmse", "residual")
 # Keys that do not define an experiment: changing them neither invalidates a checkpoint nor makes
 # another sweep point (nor another W&B group). A key matches itself and everything below it.
 NON_DEFINING_KEYS = ("resume", "logger", "hydra", "paths", "output_dir", "tags", "trainer.progress",
-                     "trainer.plots", "trainer.device", "trainer.num_threads")
+                     "trainer.plots", "trainer.device", "trainer.num_threads",
+                     "ogas.breeder.trainer_process")
 # replicates of one sweep point differ only in this key
 REPLICATE_KEY = "seed"
 SEED_LIMIT = 2**63  # torch's seeds are 64-bit

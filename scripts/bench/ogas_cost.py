@@ -39,6 +39,8 @@ ARMS: dict[str, list[str]] = {
     "breed_adaptive": ["ogas/breeder=breed_adaptive", ONE],
     "ogas": ["ogas/breeder=ogas", ONE],
     "ogas synchronous": ["ogas/breeder=ogas", "ogas.breeder.synchronous=true", ONE],
+    # the DDPM's steps on a thread of the run's process (the default is a child process)
+    "ogas, thread": ["ogas/breeder=ogas", "ogas.breeder.trainer_process=false", ONE],
 }
 # the DDPM's budget per generation (ogas.breeder.train_steps_per_ask), for the quality-vs-budget
 # curve: `--arms uniform "ogas, 25 steps/ask" ...`
@@ -91,7 +93,7 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="*", default=["landscape", "burgers"])
-    parser.add_argument("--arms", nargs="*", default=list(ARMS)[:5], choices=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=list(ARMS)[:6], choices=list(ARMS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--report", type=Path, default=BENCHMARKS / "ogas_cost.md")
     parser.add_argument("--quick", action="store_true", help="3 rounds, one seed, landscape")

@@ -56,13 +56,16 @@ from nearpole_exp.acquisition.ogas.ddpm import ConditionalDDPM, Denoiser
 from nearpole_exp.acquisition.ogas.ratio import RatioEstimator, design_over_pool
 from nearpole_exp.acquisition.ogas.reservoir import Reservoir
 from nearpole_exp.acquisition.ogas.smoothing import adaptive_bandwidth, knn_mean, loo_neighbours
+from nearpole_exp.acquisition.ogas.trainer_process import ProcessTrainer
 from nearpole_exp.acquisition.ogas.trainer_thread import BackgroundTrainer
+from nearpole_exp.acquisition.ogas.training import GeneratorTraining, TrainingData
 from nearpole_exp.acquisition.schedule import BreedRatioSchedule, ratio_controller
 from nearpole_exp.designs import UnitDesign
 from nearpole_exp.rng import child_generator, load_generator_state
 
 FORMAT_VERSION = 1
-MAX_LOSS_POINTS = 4000
+# what the generator's training keeps (training.py), stored among the breeder's stats
+TRAINING_STATS = ("ddpm_loss", "ratio_ess", "loss_stride")
 
 
 def proposal_shares(bc: BreederConfig) -> dict[str, float]:
@@ -84,27 +87,6 @@ def to_cpu(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return type(obj)(to_cpu(v) for v in obj)
     return obj
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingData:
-    """The reservoir as it was when training was scheduled: what the DDPM's steps draw from."""
-
-    unit: Tensor
-    cond: Tensor
-    is_bred: Tensor
-    bred_fraction: float
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"unit": self.unit, "cond": self.cond, "is_bred": self.is_bred,
-                "bred_fraction": self.bred_fraction}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> TrainingData | None:
-        if state is None:
-            return None
-        return cls(torch.as_tensor(state["unit"]), torch.as_tensor(state["cond"]),
-                   torch.as_tensor(state["is_bred"]), float(state["bred_fraction"]))
 
 
 class OGASBreeder(Breeder):
@@ -152,27 +134,37 @@ class OGASBreeder(Breeder):
         self.history = SimHistory(self.dim, dc.ema_loss_alpha)
         self.queues = MinMaxQueues(dc.min_max_queue_length)
         self.reservoir = Reservoir(dc.buffer_size, self.dim)
-        self.ddpm = ConditionalDDPM(self.dim, self.config.model, self.device)
-        self.ratio = (
-            RatioEstimator(self.dim, bc.ratio_mlp_hidden_dim, bc.ratio_mlp_dropout,
-                           bc.ratio_mlp_weight_decay, bc.ratio_mlp_label_smoothing,
-                           bc.ratio_mlp_lr, self.device)
-            if bc.learn_sampling_ratio else None
-        )
+        self.training = GeneratorTraining(self.dim, self.config, self.device,
+                                          self.train_generator, self.batch_generator)
         self._frozen: Denoiser = self.ddpm.snapshot()
         self._data_lock = threading.Lock()
         self._train_data: TrainingData | None = None
-        self.trainer = BackgroundTrainer(self._train_step, num_threads=bc.trainer_num_threads,
-                                         sleep_s=bc.trainer_sleep_s)
+        self.trainer: BackgroundTrainer | ProcessTrainer = (
+            ProcessTrainer(self.training, lambda: self._train_data, self.dim, self.config,
+                           self.device, num_threads=bc.trainer_num_threads,
+                           sleep_s=bc.trainer_sleep_s)
+            if bc.trainer_process else
+            BackgroundTrainer(self._train_step, num_threads=bc.trainer_num_threads,
+                              sleep_s=bc.trainer_sleep_s))
         self.stats: dict[str, float] = {
             "ratio": 0.0, "ratio_target": 0.0, "oob_rate": 0.0, "oob_fallback": 0.0,
-            "ddpm_loss": float("nan"), "ratio_ess": 1.0, "dropped_values": 0.0,
-            "generate_s": 0.0, "train_wait_s": 0.0, "train_steps": 0.0, "loss_stride": 1.0,
+            "dropped_values": 0.0, "generate_s": 0.0, "train_wait_s": 0.0, "train_steps": 0.0,
             "smoothing_k": float("nan"),
             **{f"{k}_share": v for k, v in self.mix.shares.items()},
         }
-        self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": [],
-                                              "ddpm_loss": []}
+        self.records: dict[str, list[Any]] = {"ratio": [], "ratio_target": [], "oob_rate": []}
+
+    @property
+    def ddpm(self) -> ConditionalDDPM:
+        return self.training.ddpm
+
+    @property
+    def ratio(self) -> RatioEstimator | None:
+        return self.training.ratio
+
+    def _train_step(self) -> bool:
+        """One step of the generator's training on the frozen data (the trainer thread's work)."""
+        return self.training.step(self._train_data)
 
     # ----------------------------------------------------------------------------- helpers
     def _to_box(self, unit: Tensor) -> Tensor:
@@ -226,44 +218,6 @@ class OGASBreeder(Breeder):
                 unit=self.reservoir.unit[:n].clone(), cond=self._reservoir_conditions(),
                 is_bred=self.reservoir.is_bred[:n].clone(),
                 bred_fraction=self.reservoir.bred_fraction())
-
-    def _train_step(self) -> bool:
-        """One ratio-MLP step and one weighted DDPM step on a batch of the frozen training data;
-        False if there is none."""
-        bc, dc = self.config.breeder, self.config.data
-        data = self._train_data
-        if data is None:
-            return False
-        if bc.train_only_with_non_breed_samples:
-            pool = torch.nonzero(~data.is_bred)[:, 0]
-            if pool.numel() == 0:
-                return False
-            idx = pool[torch.randint(0, pool.numel(), (dc.batch_size,),
-                                     generator=self.batch_generator)]
-        else:
-            idx = torch.randint(0, data.unit.shape[0], (dc.batch_size,),
-                                generator=self.batch_generator)
-        cond, unit, is_bred = data.cond[idx], data.unit[idx], data.is_bred[idx]
-        bred_fraction = data.bred_fraction
-        weights = None
-        if self.ratio is not None and 0.0 < bred_fraction < 1.0:
-            self.ratio.step(unit, is_bred)
-            weights, ess = self.ratio.weights(unit, bred_fraction, bc.ratio_clip)
-            self.stats["ratio_ess"] = ess
-            self.ratio_control.observe_ess(ess)
-        loss = self.ddpm.train_step(unit, cond, weights, self.train_generator)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the OGAS DDPM's loss became {loss} at step "
-                                     f"{self.ddpm.steps}: lower ogas.model.lr")
-        prev = self.stats["ddpm_loss"]
-        self.stats["ddpm_loss"] = loss if math.isnan(prev) else 0.9 * prev + 0.1 * loss
-        if self.ddpm.steps % (bc.loss_log_every * int(self.stats["loss_stride"])) == 0:
-            curve = self.records["ddpm_loss"]
-            curve.append([float(self.ddpm.steps), loss])
-            if len(curve) > MAX_LOSS_POINTS:  # thin the curve so long runs stay small
-                self.records["ddpm_loss"] = curve[1::2]
-                self.stats["loss_stride"] *= 2
-        return True
 
     def train_now(self, n: int) -> int:
         """Run ``n`` DDPM steps in this thread on the reservoir as it is now; returns how many
@@ -444,7 +398,11 @@ class OGASBreeder(Breeder):
 
     def _target_ratio(self) -> float:
         """R of the generation being drawn, from the ratio controller (schedule.py)."""
+        with self.trainer.lock:
+            seen = self.training.take_ess()
         with self._data_lock:
+            for ess in seen:
+                self.ratio_control.observe_ess(ess)
             return self.ratio_control.next_ratio(self.history, self.schedule.generation,
                                                  self.n_asked)
 
@@ -466,10 +424,18 @@ class OGASBreeder(Breeder):
         return Generation(self._to_box(staged["unit"]), torch.arange(first, first + k))
 
     # --------------------------------------------------------------------------- state
+    def _training_state(self) -> tuple[dict[str, Any], int]:
+        """The generator's training state now and the steps of its budget not yet run (the
+        caller holds the trainer's lock)."""
+        if isinstance(self.trainer, ProcessTrainer):
+            return self.trainer.training_state()
+        return to_cpu(self.training.state_dict()), self.trainer.pending
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly, as CPU tensors and plain types (loads with
         ``torch.load(weights_only=True)`` on any machine; exact resume needs the same device type)."""
         with self.trainer.lock, self._data_lock:
+            training, pending = self._training_state()
             return to_cpu({
                 "format_version": FORMAT_VERSION,
                 "kind": "ogas",
@@ -483,22 +449,25 @@ class OGASBreeder(Breeder):
                 "queues": self.queues.state_dict(),
                 "reservoir": self.reservoir.state_dict(),
                 "design": self.design.state_dict(),
-                "ddpm": self.ddpm.state_dict(),
-                "ratio": None if self.ratio is None else self.ratio.state_dict(),
+                "ddpm": training["ddpm"],
+                "ratio": training["ratio"],
                 "generators": {
                     "main": self.generator.get_state(),
                     "sample": self.sample_generator.get_state(),
-                    "train": self.train_generator.get_state(),
-                    "batch": self.batch_generator.get_state(),
+                    "train": training["train"],
+                    "batch": training["batch"],
                 },
-                "trainer_steps": self.trainer.steps,
+                "trainer_steps": self.trainer.steps + self.trainer.pending - pending,
                 # steps scheduled but not yet run, and the data they train on: a resumed run
                 # runs them as the uninterrupted one would have
-                "trainer_pending": self.trainer.pending,
+                "trainer_pending": pending,
                 "train_data": None if self._train_data is None else self._train_data.state_dict(),
-                "stats": dict(self.stats),
-                "records": {k: [list(v) if isinstance(v, list) else v for v in vals]
-                            for k, vals in self.records.items()},
+                "ess_seen": training["ess_seen"],
+                "stats": {**self.stats, "ddpm_loss": training["ddpm_loss"],
+                          "ratio_ess": training["ratio_ess"],
+                          "loss_stride": float(training["loss_stride"])},
+                "records": {**{k: list(v) for k, v in self.records.items()},
+                            "ddpm_loss": training["loss_curve"]},
             })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -512,6 +481,13 @@ class OGASBreeder(Breeder):
             raise ValueError(f"state bounds {tuple(bounds.shape)} != {tuple(self.bounds.shape)}")
         if (state["ratio"] is None) != (self.ratio is None):
             raise ValueError("learn_sampling_ratio differs between the state and this breeder")
+        stats, records, gens = state["stats"], state["records"], state["generators"]
+        training = {"ddpm": state["ddpm"], "ratio": state["ratio"], "train": gens["train"],
+                    "batch": gens["batch"], "ddpm_loss": stats.get("ddpm_loss", float("nan")),
+                    "ratio_ess": stats.get("ratio_ess", 1.0),
+                    "loss_stride": int(stats.get("loss_stride", 1)),
+                    "loss_curve": records.get("ddpm_loss", []),
+                    "ess_seen": state.get("ess_seen", [])}
         with self.trainer.lock, self._data_lock:
             self.n_asked = int(state["n_asked"])
             self.schedule.load_state_dict(state["schedule"])
@@ -522,18 +498,16 @@ class OGASBreeder(Breeder):
             self.queues.load_state_dict(state["queues"])
             self.reservoir.load_state_dict(state["reservoir"])
             self.design.load_state_dict(state["design"])
-            self.ddpm.load_state_dict(state["ddpm"])
-            if self.ratio is not None:
-                self.ratio.load_state_dict(state["ratio"])
-            gens = state["generators"]
+            self.training.load_state_dict(training)
+            if isinstance(self.trainer, ProcessTrainer):
+                self.trainer.load(training)
             load_generator_state(self.generator, gens["main"])
             load_generator_state(self.sample_generator, gens["sample"])
-            load_generator_state(self.train_generator, gens["train"])
-            load_generator_state(self.batch_generator, gens["batch"])
             self.trainer.steps = int(state["trainer_steps"])
             self._train_data = TrainingData.from_state(state.get("train_data"))
-            self.stats = {**self.stats, **{k: float(v) for k, v in state["stats"].items()}}
-            self.records = {k: list(v) for k, v in state["records"].items()}
+            self.stats = {**self.stats, **{k: float(v) for k, v in stats.items()
+                                           if k not in TRAINING_STATS}}
+            self.records = {k: list(v) for k, v in records.items() if k != "ddpm_loss"}
         pending = int(state.get("trainer_pending", 0))
         if pending and not self.config.breeder.synchronous:
             self.trainer.refill(pending)
@@ -586,11 +560,11 @@ class OGASBreeder(Breeder):
         out = {
             "breeder/ratio": self.stats["ratio"],
             "breeder/ratio_target": self.stats["ratio_target"],
-            "breeder/ddpm_loss": self.stats["ddpm_loss"],
+            "breeder/ddpm_loss": self.training.ddpm_loss,
             "breeder/oob_rate": self.stats["oob_rate"],
             "breeder/oob_fallback": self.stats["oob_fallback"],
             "breeder/generation": float(self.schedule.generation),
-            "breeder/ratio_ess": self.stats["ratio_ess"],
+            "breeder/ratio_ess": self.training.ratio_ess,
             "breeder/train_steps": self.stats["train_steps"],
             "breeder/reservoir_size": float(self.reservoir.size),
             "breeder/dropped_values": self.stats["dropped_values"],
@@ -664,7 +638,7 @@ class OGASBreeder(Breeder):
                 "generation": self.history.generation[:n].clone(),
                 "is_bred": self.history.is_bred[:n].clone(),
                 "signal": self.history.signal[:n].clone(),
-                "ddpm_loss": torch.tensor(self.records["ddpm_loss"]).reshape(-1, 2),
+                "ddpm_loss": torch.tensor(self.training.loss_curve).reshape(-1, 2),
                 "breed_ratio": list(self.records["ratio"]),
                 "breed_ratio_target": list(self.records["ratio_target"]),
                 "oob_rate": list(self.records["oob_rate"]),

@@ -119,6 +119,11 @@ class BreederConfig:
     train_steps_per_ask: int = 25
     min_train_steps: int = 200
     train_wait_timeout_s: float = 120.0
+    # where the steps run: a child process with a core of its own (true; waited for at once
+    # in synchronous mode) or this process (a background thread, or inline when synchronous).
+    # The same steps and numbers either way; the process measured 1.23x / 1.34x a uniform
+    # landscape run's wall / CPU against the thread's 1.31x / 1.43x (benchmarks/ogas_cost.md)
+    trainer_process: bool = True
     trainer_num_threads: int = 1
     trainer_sleep_s: float = 0.0
     loss_log_every: int = 10
