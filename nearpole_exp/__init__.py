@@ -1,6 +1,6 @@
 """nearpole_exp: active sampling where the hard part of a learning problem lives in small regions."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 
 def __getattr__(name: str) -> object:

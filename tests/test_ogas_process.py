@@ -98,6 +98,20 @@ def test_a_failure_or_death_of_the_generator_process_reaches_the_caller(monkeypa
     b.close()
 
 
+def running(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker`` (a forked child keeps its parent's)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_numbers(tmp_path: Path):
     """A CLI run whose generator trains in a child process, SIGKILLed after a checkpoint: the
     child does not keep the job directory locked, and the resumed run ends as the uninterrupted one."""
@@ -130,6 +144,10 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_numbers(tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (job / "summary.json").exists()
+    deadline = time.monotonic() + 10  # the orphaned generator process notices and exits
+    while running(f"hydra.run.dir={job}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(f"hydra.run.dir={job}")
     resumed = cli(job)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     final = json.loads((job / "summary.json").read_text())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
@@ -52,9 +53,14 @@ def _serve(conn: Connection, dim: int, config: ExperimentConfig, device: str, st
     data: TrainingData | None = None
     budget = ran = 0
     cpu = 0.0
+    parent = os.getppid()
     try:
         while True:
+            if os.getppid() != parent:  # the parent was killed (a forked child holds both ends
+                return  # of the pipe, so no EOF would come)
             if budget == 0 or conn.poll():
+                if budget == 0 and not conn.poll(1.0):
+                    continue
                 try:
                     kind, *args = conn.recv()
                 except EOFError:  # the parent is gone
