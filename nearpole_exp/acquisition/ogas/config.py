@@ -121,8 +121,9 @@ class BreederConfig:
     train_wait_timeout_s: float = 120.0
     # where the steps run: a child process with a core of its own (true; waited for at once
     # in synchronous mode) or this process (a background thread, or inline when synchronous).
-    # The same steps and numbers either way; the process measured 1.23x / 1.34x a uniform
-    # landscape run's wall / CPU against the thread's 1.31x / 1.43x (benchmarks/ogas_cost.md)
+    # The same steps and numbers either way; the process measured 1.19x / 1.30x a uniform
+    # landscape run's wall / CPU against the thread's 1.22x / 1.32x; on Burgers the two are
+    # within their spread (benchmarks/ogas_cost.md)
     trainer_process: bool = True
     trainer_num_threads: int = 1
     trainer_sleep_s: float = 0.0
