@@ -156,3 +156,4 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_numbers(tmp_path
     for key in ("eval/nrmse_max", "eval/nrmse_p99", "eval/nrmse_mean", "breeder/train_steps",
                 "breeder/ratio"):
         assert final[key] == expected[key], key
+    assert expected["time/generator_cpu_s"] > 0  # the process's training CPU is reported

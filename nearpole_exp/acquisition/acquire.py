@@ -176,8 +176,12 @@ class Acquisition:
         out: dict[str, Any] = {}
         self.flush_tells()
         if self.problem.capabilities.simulates:  # a pole problem's points are labels, not simulations
+            metrics = self.breeder.metrics()
+            # the loop's time in the breeder, and its generator's training CPU (on its thread
+            # or in its process), so every run says what the breeder cost
             out.update({"time/breeder_s": self.breeder_s,
-                        "breeder/simulations": self.breeder.n_asked, **self.breeder.metrics()})
+                        "time/generator_cpu_s": metrics.get("breeder/train_cpu_s", 0.0),
+                        "breeder/simulations": self.breeder.n_asked, **metrics})
         if self.placement is not None:
             out.update(self.placement.summary())
         if self.feed is not None:
