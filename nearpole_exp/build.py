@@ -77,7 +77,7 @@ def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
         fitting = sorted(name for name, target in model_options().items() if accepts_keywords(target, dims))
         raise ConfigError("model", f"{node._target_} cannot take this problem's inputs "
                           f"({', '.join(dims)}): use model={' or model='.join(fitting)} "
-                          "(simulators also want trainer=online; experiment=burgers, ks, landscape "
+                          "(simulators also want trainer=online; experiment=burgers, ks, ks2d, landscape "
                           "set both)")
     return build(node, "model", **dims)
 

@@ -21,10 +21,17 @@ from nearpole_exp.runner import Runner
 from .conftest import TINY, group_options, subprocess_env
 
 FEW_SIMS = ["trainer.initial_points=4", "trainer.points_per_round=4", "trainer.batch_size=8"]
+SMALL_2D = ["problem.grid=16", "problem.n_steps=2", "problem.n_eval=4", *FEW_SIMS]
 # Options that only make sense with another choice: the companion overrides they need.
 COMPANIONS: dict[str, list[str]] = {
     "model=cnn1d": ["problem=burgers1d", "trainer=online"],
     "model=linear_rational": ["problem=rr_ik"],
+    "model=fno2d": ["problem=ks2d", "trainer=online", *SMALL_2D],
+    "model=unet2d": ["problem=gray_scott2d", "trainer=online", *SMALL_2D],
+    "problem=ks2d": ["model=unet2d", "trainer=online", *SMALL_2D],
+    "problem=gray_scott2d": ["model=fno2d", "trainer=online", *SMALL_2D],
+    "experiment=ks2d": SMALL_2D,
+    "experiment=gray_scott2d": SMALL_2D,
     "problem=custom": ["problem._target_=tests.byo_problem.TwoPoles"],
     "problem=callable": ["problem.fn=tests.sleep_solver:solve"],
     "problem=command": ["problem.command='python tests/cli_solver.py --params {params} --out {output}'"],

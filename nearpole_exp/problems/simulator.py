@@ -27,7 +27,7 @@ import math
 import os
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -69,6 +69,9 @@ class SimulatorConfig(TrajectoryConfig):
     resolve the whole box, unless ``allow_under_resolved`` says the run is knowingly not the PDE.
     """
 
+    #: points per side the resolution rule may ask for (a 1-D grid)
+    max_sim_points: ClassVar[int] = MAX_SIM_POINTS
+
     grid: int = 64
     n_steps: int = 25
     dt_save: float = 0.1
@@ -93,10 +96,7 @@ class SimulatorConfig(TrajectoryConfig):
         if self.substeps is not None:
             check(self.substeps >= 1, "substeps", f"must be positive, got {self.substeps}")
         check(self.ic_terms >= 1, "ic_terms", f"must be positive, got {self.ic_terms}")
-        top = math.ceil(self.grid / 3) - 1
-        check((self.ic_terms + 1) // 2 <= top, "ic_terms",
-              f"{self.ic_terms} terms reach wave {(self.ic_terms + 1) // 2}, above the dealiased band "
-              f"of grid={self.grid} (wave {top}, {2 * top} terms): raise grid or lower ic_terms")
+        self.check_ic_band()
         check(math.isfinite(self.ic_decay) and self.ic_decay >= 0, "ic_decay",
               f"must be a finite number >= 0, got {self.ic_decay}")
         for key in ("amp_low", "amp_high", "dt_save"):
@@ -105,12 +105,22 @@ class SimulatorConfig(TrajectoryConfig):
               f"must exceed amp_low ({self.amp_low}), got {self.amp_high}")
         check(self.blowup > 0, "blowup", f"must be positive, got {self.blowup}")
 
+    def check_ic_band(self) -> None:
+        """The initial condition's highest wave must lie in the training grid's dealiased band."""
+        top = math.ceil(self.grid / 3) - 1
+        check((self.ic_terms + 1) // 2 <= top, "ic_terms",
+              f"{self.ic_terms} terms reach wave {(self.ic_terms + 1) // 2}, above the dealiased band "
+              f"of grid={self.grid} (wave {top}, {2 * top} terms): raise grid or lower ic_terms")
+
+    def ic_waves(self) -> Tensor:
+        """The wave number of each initial-condition term (term j: wave j//2 + 1)."""
+        return torch.arange(self.ic_terms, dtype=torch.float64) // 2 + 1
+
     def ic_bounds(self) -> Tensor:
-        """Box of the initial-condition amplitudes, ``[ic_terms, 2]`` (float64): term j of wave
-        m = j//2 + 1 ranges over [amp_low, amp_high]·m^−ic_decay, so many terms keep a bounded,
-        smooth field (ic_decay 0: every term over the same range)."""
-        wave = torch.arange(self.ic_terms, dtype=torch.float64) // 2 + 1
-        scale = wave ** -self.ic_decay
+        """Box of the initial-condition amplitudes, ``[ic_terms, 2]`` (float64): a term of wave
+        m ranges over [amp_low, amp_high]·m^−ic_decay, so many terms keep a bounded, smooth
+        field (ic_decay 0: every term over the same range)."""
+        scale = self.ic_waves() ** -self.ic_decay
         return torch.stack([self.amp_low * scale, self.amp_high * scale], dim=1)
 
     def box_requirement(self) -> Requirement | None:
@@ -136,11 +146,11 @@ class SimulatorConfig(TrajectoryConfig):
         if req is not None:
             points = float(req.points.max())
             steps = self.dt_save / float(req.dt.min())
-            affordable = ((self.sim_grid is not None or points <= MAX_SIM_POINTS)
+            affordable = ((self.sim_grid is not None or points <= self.max_sim_points)
                           and (self.substeps is not None or steps <= MAX_SUBSTEPS))
             check(affordable, self.hardest_key(),
                   f"the box's hardest row needs {points:.3g} points and {steps:.3g} steps per "
-                  f"saved frame (limits {MAX_SIM_POINTS} and {MAX_SUBSTEPS}): narrow the box, or "
+                  f"saved frame (limits {self.max_sim_points} and {MAX_SUBSTEPS}): narrow the box, or "
                   "fix sim_grid and substeps with allow_under_resolved=true")
         gap = self.resolution_shortfall()
         if gap is not None and not self.allow_under_resolved:

@@ -8,6 +8,8 @@ d = 1 + ic_terms parameters, per dimension.
     python scripts/bench/ogas_dims.py --cases slab:4,16,64 --arms uniform "breed adaptive" \
         "gaussian children" "recombination children" --report benchmarks/ogas_mixture.md
                                                            # the mixture against its two parts
+    python scripts/bench/ogas_dims.py --cases ks2d:4,16,64 --seeds 2 --arms uniform \
+        "breed adaptive" "ogas preset" --report benchmarks/ogas_2d.md    # the 2-D PDE
     python scripts/bench/ogas_dims.py --quick                          # a smoke run
 
 Arms (``ogas/breeder`` and its keys): uniform, Sobol, Breed (the paper's preset), Breed with the
@@ -67,6 +69,7 @@ ARMS: dict[str, list[str]] = {
 DEFAULT_ARMS = [arm for arm in ARMS if not arm.endswith(" children")]
 LANDSCAPES = ("tube", "shell", "slab")
 PDES = ("burgers", "kdv", "ks")
+PDES_2D = ("ks2d",)  # on request (--cases ks2d:4,16,64): a run takes minutes, not seconds
 STATS = ("max", "p99", "mean")
 PAPER = {"max": 1.64, "p99": 1.42, "mean": 0.97}
 IC_DECAY = 1.5  # every term of wave m over [amp_low, amp_high]·m^−1.5: bounded fields at any d
@@ -79,9 +82,9 @@ def parse_cases(specs: list[str]) -> dict[str, list[int]]:
     cases: dict[str, list[int]] = {}
     for spec in specs:
         problem, _, dims = spec.partition(":")
-        if problem not in (*LANDSCAPES, *PDES) or not dims:
+        if problem not in (*LANDSCAPES, *PDES, *PDES_2D) or not dims:
             raise SystemExit(f"--cases: expected PROBLEM:D[,D...] with PROBLEM one of "
-                             f"{(*LANDSCAPES, *PDES)}, got {spec!r}")
+                             f"{(*LANDSCAPES, *PDES, *PDES_2D)}, got {spec!r}")
         cases[problem] = [int(d) for d in dims.split(",")]
     return cases
 
@@ -92,6 +95,8 @@ def problem_overrides(problem: str, dim: int) -> list[str]:
         return ["experiment=landscape", "problem=landscape_set", f"problem.hard_set={problem}",
                 f"problem.dim={dim}"]
     terms = dim - 1
+    if problem in PDES_2D:  # the 32² training grid's band holds over 600 2-D terms
+        return [f"experiment={problem}", f"problem.ic_terms={terms}", f"problem.ic_decay={IC_DECAY}"]
     grid = 64 if (terms + 1) // 2 <= 21 else 128  # the training grid's dealiased band holds them
     return [f"experiment={problem}", f"problem.ic_terms={terms}", f"problem.ic_decay={IC_DECAY}",
             f"problem.grid={grid}"]
