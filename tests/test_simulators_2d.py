@@ -194,6 +194,21 @@ def test_2d_surrogates_start_as_persistence_and_learn_a_parameter_dependence(mak
         model(torch.randn(2, 10))
 
 
+def test_the_rollout_of_persistence_is_the_distance_from_the_first_frame():
+    problem = KuramotoSivashinsky2D(n_steps=4, n_eval=6, grid=16)
+    persistence = lambda x: x[:, :256].reshape(-1, 1, 16, 16)  # noqa: E731
+    scores = problem.rollout_scores(persistence)
+    _, inputs, targets = problem.eval_set()
+    first = inputs[:, 0, :256].reshape(-1, 1, 16, 16)
+    for t in range(4):
+        expected = (targets[:, t] - first).flatten(1).double().pow(2).mean(1).sqrt() / \
+            targets[:, t].flatten(1).double().pow(2).mean(1).sqrt()
+        assert torch.allclose(scores[:, t], expected, rtol=1e-6)
+    assert bool((scores[:, -1] > scores[:, 0]).all())  # the error of standing still grows
+    out = problem.evaluate(persistence)
+    assert out["eval/rollout_nrmse_final_max"] == pytest.approx(float(scores[:, -1].max()))
+
+
 def test_unet_levels_must_divide_the_grid():
     with pytest.raises(ConfigError) as err:
         UNet2D(channels=1, grid=20, n_params=3, levels=3)

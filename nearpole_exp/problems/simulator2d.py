@@ -22,9 +22,9 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.problems import resolution, spectral2d
-from nearpole_exp.problems.base import Predictor
+from nearpole_exp.problems.base import ModelQ, Predictor
 from nearpole_exp.problems.resolution import Plan, Requirement
-from nearpole_exp.problems.simulator import SimulatorConfig, TrajectoryProblem
+from nearpole_exp.problems.simulator import SimulatorConfig, TrajectoryProblem, nrmse
 from nearpole_exp.problems.spectral import top_mode
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,32 @@ class Simulator2DProblem(TrajectoryProblem):
         lam = self.normalized(params)[:, None, :].expand(n, steps, self.param_dim)
         inputs = torch.cat([frames[:, :-1].flatten(2), lam], dim=2)
         return inputs, frames[:, 1:]
+
+    def rollout_scores(self, predict: Predictor) -> Tensor:
+        """nRMSE of the surrogate's autoregressive rollout from u_0 against u_1…u_T, per held-out
+        trajectory and step, ``[n, T]``: each step's input is the previous prediction."""
+        _, inputs, targets = self.eval_set()
+        n, steps = targets.shape[:2]
+        size = inputs.shape[-1] - self.param_dim
+        state, lam = inputs[:, 0, :size], inputs[:, 0, size:]
+        scores = torch.empty(n, steps, dtype=torch.float64)
+        with torch.no_grad():
+            for t in range(steps):
+                pred = self.predict_flat(predict, torch.cat([state, lam], dim=1),
+                                         targets[:, t].shape)
+                scores[:, t] = nrmse(pred, targets[:, t])
+                state = pred.reshape(n, -1).to(inputs.dtype)
+        return scores
+
+    def evaluate(self, predict: Predictor, model_q: ModelQ | None = None) -> dict[str, float]:
+        """The one-step tails, and the rollout's: ``eval/rollout_nrmse_mean`` (over steps and
+        trajectories) and ``eval/rollout_nrmse_final_max`` (the worst trajectory's last step)."""
+        out = super().evaluate(predict, model_q)
+        rollout = self.rollout_scores(predict)
+        out["eval/rollout_nrmse_mean"] = float(rollout.mean())
+        out["eval/rollout_nrmse_final_p50"] = float(rollout[:, -1].median())
+        out["eval/rollout_nrmse_final_max"] = float(rollout[:, -1].max())
+        return out
 
     def model_dims(self) -> dict[str, Any]:
         return {"channels": self.species, "grid": self.config.grid, "n_params": self.param_dim}
