@@ -209,6 +209,38 @@ def test_the_rollout_of_persistence_is_the_distance_from_the_first_frame():
     assert out["eval/rollout_nrmse_final_max"] == pytest.approx(float(scores[:, -1].max()))
 
 
+def test_the_two_step_loss_feeds_the_first_prediction_back_and_scores_stay_one_step(composer):
+    from nearpole_exp.runner import Runner
+
+    problem = KuramotoSivashinsky2D(grid=16, n_steps=3, unroll=2, n_eval=4)
+    samples = problem.label(problem.eval_params()[:2])
+    assert samples.inputs.shape == (4, 256 + 9) and samples.targets.shape == (4, 2, 1, 16, 16)
+    targets = problem.pairs(problem.eval_params()[:2])[1]
+    assert torch.equal(samples.targets[1, 1], targets[0, 2])  # sample t = 1: u_2 and u_3
+    torch.manual_seed(0)
+    model = FNO2D(channels=1, grid=16, n_params=9, width=8, modes=4, depth=1)
+    with torch.no_grad():
+        model.head[-1].weight.normal_()  # not persistence, so the two steps differ
+    x, y = samples.inputs, samples.targets
+    out = model.compute_loss(x, y, "mse")
+    first = model(x)
+    second = model(torch.cat([first.flatten(1), x[:, 256:]], dim=1))
+    expected = 0.5 * ((first - y[:, 0]).flatten(1).pow(2).mean(1)
+                      + (second - y[:, 1]).flatten(1).pow(2).mean(1))
+    assert torch.allclose(out.losses, expected) and torch.equal(out.prediction, first)
+    assert torch.allclose(problem.per_sample_signal(first, y), problem.per_sample_signal(first, y[:, 0]))
+    with pytest.raises(ConfigError) as err:
+        KS2DConfig(unroll=3)
+    assert err.value.key == "unroll"
+    cfg = composer(["experiment=ks2d", "problem.unroll=2", "problem.grid=16", "problem.n_steps=3",
+                    "problem.n_eval=4", "logger=none", "trainer.progress=false",
+                    "trainer.plots=false", "trainer.rounds=1", "trainer.steps_per_round=3",
+                    "trainer.initial_points=6", "trainer.batch_size=4", "model.width=8",
+                    "model.modes=4", "model.depth=1"], "two_step")
+    summary = Runner(cfg, Path(cfg.hydra.runtime.output_dir)).run()
+    assert summary["status"] == "completed" and summary["pool/size"] == 6 * 2
+
+
 def test_unet_levels_must_divide_the_grid():
     with pytest.raises(ConfigError) as err:
         UNet2D(channels=1, grid=20, n_params=3, levels=3)

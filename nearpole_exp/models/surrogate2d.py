@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from nearpole_exp.errors import check
+from nearpole_exp.models.base import Band, LossOutput
+from nearpole_exp.models.losses import per_sample_loss
 
 
 def known_fields(config_class: type, overrides: dict[str, Any], owner: str) -> dict[str, Any]:
@@ -60,6 +63,17 @@ class Surrogate2D(nn.Module):
         super().__init__()
         check(channels >= 1, "channels", f"must be positive, got {channels}")
         self.channels, self.grid, self.n_params = channels, grid, n_params
+
+    def compute_loss(self, x: Tensor, y: Tensor, kind: str, band: Band = None) -> LossOutput:
+        """The per-sample loss of one step, or with targets ``[n, 2, C, N, N]`` the two-step
+        loss ½(ℓ(f(u), y₁) + ℓ(f(f(u)), y₂)), the second step fed the first prediction."""
+        first = self(x)
+        if y.ndim == first.ndim:
+            return LossOutput(per_sample_loss(first, y, kind), first)
+        lam = self.split(x)[1]
+        second = self(torch.cat([first.flatten(1), lam], dim=1))
+        losses = 0.5 * (per_sample_loss(first, y[:, 0], kind) + per_sample_loss(second, y[:, 1], kind))
+        return LossOutput(losses, first)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(fields ``[n, C, N, N]``, λ ``[n, d]``) of flat samples."""

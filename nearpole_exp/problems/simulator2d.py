@@ -22,7 +22,7 @@ from torch import Tensor
 
 from nearpole_exp.errors import check
 from nearpole_exp.problems import resolution, spectral2d
-from nearpole_exp.problems.base import ModelQ, Predictor
+from nearpole_exp.problems.base import ModelQ, Predictor, Samples
 from nearpole_exp.problems.resolution import Plan, Requirement
 from nearpole_exp.problems.simulator import SimulatorConfig, TrajectoryProblem, nrmse
 from nearpole_exp.problems.spectral import top_mode
@@ -46,6 +46,16 @@ class Simulator2DConfig(SimulatorConfig):
     ic_terms: int = 8
     ic_decay: float = 1.0
     n_eval: int = 128
+    # training loss over this many steps: 1, the one-step loss; 2, the paper's two-step loss
+    # ½(ℓ(f(u_t), u_{t+1}) + ℓ(f(f(u_t)), u_{t+2})), each training sample then carrying both
+    # targets (the held-out scores stay one-step)
+    unroll: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.unroll in (1, 2), "unroll", f"must be 1 or 2, got {self.unroll}")
+        check(self.n_steps >= self.unroll, "n_steps",
+              f"must be at least unroll ({self.unroll}), got {self.n_steps}")
 
     def check_ic_band(self) -> None:
         top = top_mode(self.grid)
@@ -182,6 +192,24 @@ class Simulator2DProblem(TrajectoryProblem):
         out["eval/rollout_nrmse_final_p50"] = float(rollout[:, -1].median())
         out["eval/rollout_nrmse_final_max"] = float(rollout[:, -1].max())
         return out
+
+    def label(self, points: Tensor) -> Samples:
+        """Training samples: one-step pairs, or with ``unroll=2`` targets ``[2, C, N, N]``
+        (u_{t+1}, u_{t+2}) for the inputs u_t, t < T − 1."""
+        if self.config.unroll == 1:
+            return super().label(points)
+        inputs, targets = self.pairs(points)
+        inputs, targets = inputs[:, :-1], torch.stack([targets[:, :-1], targets[:, 1:]], dim=2)
+        n, s = inputs.shape[:2]
+        return Samples(inputs=inputs.reshape(n * s, -1),
+                       targets=targets.reshape(n * s, *targets.shape[2:]),
+                       source=torch.arange(n).repeat_interleave(s))
+
+    def per_sample_signal(self, pred: Tensor, target: Tensor) -> Tensor:
+        """The one-step nRMSE of each sample (the first target of a two-step sample)."""
+        if target.ndim == pred.ndim + 1:
+            target = target[:, 0]
+        return super().per_sample_signal(pred, target)
 
     def model_dims(self) -> dict[str, Any]:
         return {"channels": self.species, "grid": self.config.grid, "n_params": self.param_dim}
