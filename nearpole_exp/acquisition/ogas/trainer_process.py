@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -101,7 +102,7 @@ class ProcessTrainer:
     ``training`` is the parent's mirror; ``data_fn`` gives the frozen data a budget trains on.
     """
 
-    def __init__(self, training: GeneratorTraining, data_fn: Any, dim: int,
+    def __init__(self, training: GeneratorTraining, data_fn: Callable[[], TrainingData | None], dim: int,
                  config: ExperimentConfig, device: torch.device, *, num_threads: int = 1,
                  sleep_s: float = 0.0, name: str = "ogas-generator") -> None:
         self.training, self.data_fn = training, data_fn
