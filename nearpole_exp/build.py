@@ -4,6 +4,7 @@ Range checks of the values themselves run before, when the config is validated."
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -82,12 +83,15 @@ def build_model(node: DictConfig, dims: dict[str, Any]) -> torch.nn.Module:
     return build(node, "model", **dims)
 
 
-def build_breeder(ogas: DictConfig, bounds: Tensor) -> Breeder:
-    """The acquisition breeder; OGAS-style breeders also get the ``ogas/model`` and ``ogas/data`` parts."""
+def build_breeder(ogas: DictConfig, bounds: Tensor, device: torch.device | None = None) -> Breeder:
+    """The acquisition breeder; OGAS-style breeders also get the ``ogas/model`` and ``ogas/data``
+    parts, and a breeder that takes a ``device`` (its networks') gets the run's."""
     node = ogas.breeder
-    parts = get_class(node._target_).config_parts
-    extra = {part: OmegaConf.to_object(ogas[part]) for part in parts
-             if part in ogas and OmegaConf.is_config(ogas[part])}
+    cls = get_class(node._target_)
+    extra: dict[str, Any] = {part: OmegaConf.to_object(ogas[part]) for part in cls.config_parts
+                             if part in ogas and OmegaConf.is_config(ogas[part])}
+    if device is not None and "device" in inspect.signature(cls).parameters:
+        extra["device"] = str(device)
     return build(node, "ogas.breeder", bounds=bounds, **extra)
 
 

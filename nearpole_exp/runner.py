@@ -94,7 +94,7 @@ class Runner:
         self.monitor = optional(cfg.diagnostics, "diagnostics",
                                 export_path=str(self.output_dir / "diagnostics.jsonl")) or NoMonitor()
         # the two levers
-        breeder = build_breeder(cfg.ogas, self.problem.bounds)
+        breeder = build_breeder(cfg.ogas, self.problem.bounds, self.device)  # the DDPM beside the surrogate
         self._threads_before = set_threads(t.num_threads, breeder.capabilities.trains_in_background)
         executor = build_executor(cfg.executor, self.problem, self.output_dir)
         feed = None if executor is None else SimulationFeed(

@@ -157,3 +157,18 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_numbers(tmp_path
                 "breeder/ratio"):
         assert final[key] == expected[key], key
     assert expected["time/generator_cpu_s"] > 0  # the process's training CPU is reported
+
+
+def test_the_run_s_device_reaches_a_breeder_that_takes_one(composer):
+    """``trainer.device`` puts the DDPM beside the surrogate (a GPU run trains it on the GPU);
+    breeders without networks are built as before."""
+    from nearpole_exp.build import build_breeder
+
+    cfg = composer(["experiment=landscape", "ogas/breeder=ogas"], "device")
+    bounds = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    b = build_breeder(cfg.ogas, bounds, torch.device("cpu", 0))
+    assert b.device == torch.device("cpu", 0) and b.ddpm.model.parameters().__next__().device.type == "cpu"
+    b.close()
+    plain = build_breeder(composer(["experiment=landscape", "ogas/breeder=uniform"], "plain").ogas,
+                          bounds, torch.device("cpu", 0))
+    assert plain.ask(4).shape == (4, 2)
