@@ -57,20 +57,9 @@ class PseudoSpectralProblem(SimulatorProblem):
         return params[:, 1:].double() @ basis
 
     def plan(self, params: Tensor) -> Plan:
-        """The grid multiple and steps per saved frame of each row.
-
-        A row outside the box (an out-of-bounds or non-finite parameter) gets at most the
-        resolution of the box's hardest row, so a stray point can never ask for an unbounded grid.
-        """
-        cfg = self.config
-        req = self.requirement(params.detach().cpu())
-        box = cfg.box_requirement()
-        if box is not None:
-            most, least_dt = float(box.points.max()), float(box.dt.min())
-            req = Requirement(
-                points=torch.nan_to_num(req.points, nan=most, posinf=most).clamp(max=most),
-                dt=torch.nan_to_num(req.dt, nan=least_dt, neginf=least_dt).clamp(min=least_dt))
-        return resolution.plan(req, cfg.grid, cfg.dt_save, cfg.sim_grid, cfg.substeps)
+        """The grid multiple and steps per saved frame of each row (bounded by the box's
+        hardest row: ``SimulatorConfig.plan_rows``)."""
+        return self.config.plan_rows(self.requirement(params.detach().cpu()))
 
     def evolve(self, u0: Tensor, params: Tensor, stride: int, substeps: int) -> Tensor:
         """Frames ``[n, T+1, L/stride]`` (float64) from fields ``u0`` ``[n, L]`` on their own grid,
@@ -92,11 +81,7 @@ class PseudoSpectralProblem(SimulatorProblem):
         frames = torch.empty(len(params), cfg.n_steps + 1, cfg.grid, dtype=torch.float64)
         if len(params) == 0:
             return frames
-        plan = self.plan(params)
-        keys = plan.multiple * (int(plan.substeps.max()) + 1) + plan.substeps
-        for key in torch.unique(keys):
-            rows = torch.nonzero(keys == key).flatten()
-            m, s = int(plan.multiple[rows[0]]), int(plan.substeps[rows[0]])
+        for rows, m, s in resolution.row_groups(self.plan(params)):
             group = params[rows]
             frames[rows] = self.evolve(self.initial_condition(group, m * cfg.grid), group, m, s)
         return frames
@@ -105,11 +90,4 @@ class PseudoSpectralProblem(SimulatorProblem):
         return self.solve(params).float()
 
     def summary_info(self) -> dict[str, Any]:
-        cfg = self.config
-        info: dict[str, Any] = {"problem/under_resolved": cfg.resolution_shortfall() is not None}
-        req = cfg.box_requirement()
-        if req is not None:
-            worst = resolution.plan(req, cfg.grid, cfg.dt_save, cfg.sim_grid, cfg.substeps)
-            info["problem/sim_grid_max"] = int(worst.multiple.max()) * cfg.grid
-            info["problem/substeps_max"] = int(worst.substeps.max())
-        return info
+        return self.config.resolution_summary()

@@ -148,3 +148,13 @@ def shortfall(req: Requirement, grid: int, dt_save: float, sim_grid: int | None,
         return "substeps", (f"{substeps} steps per saved frame (dt {dt_save / substeps:.3g}) do not "
                             f"resolve the box: it needs at least {need} (dt ≤ {worst_dt:.3g})")
     return None
+
+
+def row_groups(plan: Plan) -> list[tuple[Tensor, int, int]]:
+    """(rows, grid multiple, substeps) of the rows sharing each plan: solved as one batch."""
+    keys = plan.multiple * (int(plan.substeps.max()) + 1) + plan.substeps
+    groups = []
+    for key in torch.unique(keys):
+        rows = torch.nonzero(keys == key).flatten()
+        groups.append((rows, int(plan.multiple[rows[0]]), int(plan.substeps[rows[0]])))
+    return groups

@@ -138,6 +138,28 @@ class SimulatorConfig(TrajectoryConfig):
         """The box setting that makes the hardest row hard (named when the box is unaffordable)."""
         return "grid"
 
+    def plan_rows(self, req: Requirement) -> resolution.Plan:
+        """Grid multiple and steps per saved frame of rows needing ``req``. A row outside the box
+        (an out-of-bounds or non-finite parameter) gets at most the box's hardest row's
+        resolution, so a stray point can never ask for an unbounded grid."""
+        box = self.box_requirement()
+        if box is not None:
+            most, least_dt = float(box.points.max()), float(box.dt.min())
+            req = Requirement(
+                points=torch.nan_to_num(req.points, nan=most, posinf=most).clamp(max=most),
+                dt=torch.nan_to_num(req.dt, nan=least_dt, neginf=least_dt).clamp(min=least_dt))
+        return resolution.plan(req, self.grid, self.dt_save, self.sim_grid, self.substeps)
+
+    def resolution_summary(self) -> dict[str, Any]:
+        """``problem/under_resolved`` and the hardest row's grid and steps per frame."""
+        info: dict[str, Any] = {"problem/under_resolved": self.resolution_shortfall() is not None}
+        req = self.box_requirement()
+        if req is not None:
+            worst = resolution.plan(req, self.grid, self.dt_save, self.sim_grid, self.substeps)
+            info["problem/sim_grid_max"] = int(worst.multiple.max()) * self.grid
+            info["problem/substeps_max"] = int(worst.substeps.max())
+        return info
+
     def check_resolution(self) -> None:
         """Refuse fixed settings that do not resolve the box, unless the run opted in, and boxes
         whose resolution rule asks for more than ``MAX_SIM_POINTS`` points or ``MAX_SUBSTEPS``

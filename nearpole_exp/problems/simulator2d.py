@@ -108,17 +108,9 @@ class Simulator2DProblem(TrajectoryProblem):
 
     # ------------------------------------------------------------------ solving
     def plan(self, params: Tensor) -> Plan:
-        """Grid multiple and steps per saved frame of each row (rows outside the box get at most
-        the box's hardest row's resolution)."""
-        cfg = self.config
-        req = self.requirement(params.detach().cpu())
-        box = cfg.box_requirement()
-        if box is not None:
-            most, least_dt = float(box.points.max()), float(box.dt.min())
-            req = Requirement(
-                points=torch.nan_to_num(req.points, nan=most, posinf=most).clamp(max=most),
-                dt=torch.nan_to_num(req.dt, nan=least_dt, neginf=least_dt).clamp(min=least_dt))
-        return resolution.plan(req, cfg.grid, cfg.dt_save, cfg.sim_grid, cfg.substeps)
+        """The grid multiple and steps per saved frame of each row (bounded by the box's
+        hardest row: ``SimulatorConfig.plan_rows``)."""
+        return self.config.plan_rows(self.requirement(params.detach().cpu()))
 
     def evolve(self, params: Tensor, multiple: int, substeps: int) -> Tensor:
         """Frames ``[n, T+1, C, grid, grid]`` (float64) of rows solved on ``multiple·grid``
@@ -141,11 +133,7 @@ class Simulator2DProblem(TrajectoryProblem):
                              dtype=torch.float64)
         if len(params) == 0:
             return frames
-        plan = self.plan(params)
-        keys = plan.multiple * (int(plan.substeps.max()) + 1) + plan.substeps
-        for key in torch.unique(keys):
-            rows = torch.nonzero(keys == key).flatten()
-            m, s = int(plan.multiple[rows[0]]), int(plan.substeps[rows[0]])
+        for rows, m, s in resolution.row_groups(self.plan(params)):
             frames[rows] = self.evolve(params[rows], m, s)
         return frames
 
@@ -215,14 +203,7 @@ class Simulator2DProblem(TrajectoryProblem):
         return {"channels": self.species, "grid": self.config.grid, "n_params": self.param_dim}
 
     def summary_info(self) -> dict[str, Any]:
-        cfg = self.config
-        info: dict[str, Any] = {"problem/under_resolved": cfg.resolution_shortfall() is not None}
-        req = cfg.box_requirement()
-        if req is not None:
-            worst = resolution.plan(req, cfg.grid, cfg.dt_save, cfg.sim_grid, cfg.substeps)
-            info["problem/sim_grid_max"] = int(worst.multiple.max()) * cfg.grid
-            info["problem/substeps_max"] = int(worst.substeps.max())
-        return info
+        return self.config.resolution_summary()
 
     def plots(self, predict: Predictor, outdir: str) -> list[str]:
         """Truth, one-step prediction and error at the last frame of the best, median and
