@@ -95,7 +95,7 @@ def problem_overrides(problem: str, dim: int) -> list[str]:
         return ["experiment=landscape", "problem=landscape_set", f"problem.hard_set={problem}",
                 f"problem.dim={dim}"]
     terms = dim - 1
-    if problem in PDES_2D:  # the 32² training grid's band holds over 600 2-D terms
+    if problem in PDES_2D:  # the 32² training grid's band holds 372 2-D terms
         return [f"experiment={problem}", f"problem.ic_terms={terms}", f"problem.ic_decay={IC_DECAY}"]
     grid = 64 if (terms + 1) // 2 <= 21 else 128  # the training grid's dealiased band holds them
     return [f"experiment={problem}", f"problem.ic_terms={terms}", f"problem.ic_decay={IC_DECAY}",
