@@ -241,10 +241,13 @@ def test_the_two_step_loss_feeds_the_first_prediction_back_and_scores_stay_one_s
     assert summary["status"] == "completed" and summary["pool/size"] == 6 * 2
 
 
-def test_unet_levels_must_divide_the_grid():
+def test_2d_model_sizes_the_grid_cannot_hold_are_refused_naming_the_key():
     with pytest.raises(ConfigError) as err:
         UNet2D(channels=1, grid=20, n_params=3, levels=3)
     assert err.value.key == "levels"
+    with pytest.raises(ConfigError) as err:
+        FNO2D(channels=1, grid=16, n_params=3, modes=9)
+    assert err.value.key == "modes"
 
 
 @pytest.mark.parametrize("experiment", ["ks2d", "gray_scott2d"])

@@ -50,7 +50,7 @@ class SpectralConv2d(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         size = h.shape[-1]
-        m = min(self.modes, size // 2)
+        m = self.modes
         spec = torch.fft.rfft2(h)
         out = torch.zeros_like(spec)
         w = torch.view_as_complex(self.weight)[..., :m, :m]
@@ -70,6 +70,8 @@ class FNO2D(Surrogate2D):
         self.config = dataclasses.replace(config or FNO2DConfig(),
                                           **known_fields(FNO2DConfig, overrides, "FNO2D"))
         cfg = self.config
+        check(cfg.modes <= grid // 2, "modes",
+              f"{cfg.modes} modes per axis exceed the {grid}-point grid's {grid // 2}")
         self.lift = nn.Conv2d(channels, cfg.width, 1)
         self.spectral = nn.ModuleList(SpectralConv2d(cfg.width, cfg.modes) for _ in range(cfg.depth))
         self.local = nn.ModuleList(nn.Conv2d(cfg.width, cfg.width, 1) for _ in range(cfg.depth))

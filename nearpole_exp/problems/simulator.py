@@ -182,6 +182,12 @@ class SimulatorConfig(TrajectoryConfig):
                                    "allow_under_resolved=true")
 
 
+def valid_rows(frames: Tensor, blowup: float) -> Tensor:
+    """Rows of ``frames`` that are finite and at most ``blowup`` in magnitude everywhere, ``[n]``."""
+    flat = frames.flatten(1)
+    return torch.isfinite(flat).all(dim=1) & (flat.abs() <= blowup).all(dim=1)
+
+
 def nrmse(pred: Tensor, target: Tensor) -> Tensor:
     """Per-sample RMSE(pred, target) / max(RMS(target), 1e-6) over all but the first dim."""
     p = (pred.flatten(1) if pred.ndim > 1 else pred[:, None]).double()
@@ -277,8 +283,7 @@ class SimulatorProblem(TrajectoryProblem):
 
     def valid(self, frames: Tensor) -> Tensor:
         """Rows whose trajectory is finite and below ``config.blowup`` everywhere, ``[n]``."""
-        flat = frames.flatten(1)
-        return torch.isfinite(flat).all(dim=1) & (flat.abs() <= self.config.blowup).all(dim=1)
+        return valid_rows(frames, self.config.blowup)
 
     def pairs(self, params: Tensor) -> tuple[Tensor, Tensor]:
         frames = self.simulate(params)

@@ -24,7 +24,7 @@ from nearpole_exp.errors import check
 from nearpole_exp.problems import resolution, spectral2d
 from nearpole_exp.problems.base import ModelQ, Predictor, Samples
 from nearpole_exp.problems.resolution import Plan, Requirement
-from nearpole_exp.problems.simulator import SimulatorConfig, TrajectoryProblem, nrmse
+from nearpole_exp.problems.simulator import SimulatorConfig, TrajectoryProblem, nrmse, valid_rows
 from nearpole_exp.problems.spectral import top_mode
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,7 @@ class Simulator2DProblem(TrajectoryProblem):
 
     def valid(self, frames: Tensor) -> Tensor:
         """Rows whose trajectory is finite and below ``config.blowup`` everywhere, ``[n]``."""
-        flat = frames.flatten(1)
-        return torch.isfinite(flat).all(dim=1) & (flat.abs() <= self.config.blowup).all(dim=1)
+        return valid_rows(frames, self.config.blowup)
 
     # ------------------------------------------------------------------ samples
     def pairs(self, params: Tensor) -> tuple[Tensor, Tensor]:
