@@ -41,8 +41,10 @@ def unpack(blob: bytes) -> Any:
 
 
 def _serve(conn: Connection, dim: int, config: ExperimentConfig, device: str, state: bytes,
-           num_threads: int, sleep_s: float) -> None:
+           num_threads: int, sleep_s: float, inherited: Connection | None = None) -> None:
     """The child: run each budget of steps it is sent, answer state requests between steps."""
+    if inherited is not None:  # a forked child's copy of the parent's end: closed, so that the
+        inherited.close()  # parent's death is an EOF here and a send cannot block on a full pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     for sig in (signal.SIGTERM, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_DFL)
@@ -147,7 +149,8 @@ class ProcessTrainer:
             state = pack(self.training.state_dict())
         self._proc = ctx.Process(target=_serve, name=self.name, daemon=True,
                                  args=(child, self.dim, self.config, str(self.device), state,
-                                       self.num_threads, self.sleep_s))
+                                       self.num_threads, self.sleep_s,
+                                       parent if method == "fork" else None))
         self._proc.start()
         child.close()
         self._conn = parent
